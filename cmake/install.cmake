@@ -1,0 +1,25 @@
+# All install logic: the library, its module sources, the exported targets
+# (namespace stichotrope::) and the package config and version files.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(STICHOTROPE_CONFIG_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/stichotrope)
+
+install(TARGETS stichotrope EXPORT stichotrope-targets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  FILE_SET CXX_MODULES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope/modules)
+install(EXPORT stichotrope-targets
+  NAMESPACE stichotrope::
+  DESTINATION ${STICHOTROPE_CONFIG_DIR}
+  CXX_MODULES_DIRECTORY cxx-modules)
+
+configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/stichotrope-config.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/stichotrope-config.cmake
+  INSTALL_DESTINATION ${STICHOTROPE_CONFIG_DIR})
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/stichotrope-config-version.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES
+  ${CMAKE_CURRENT_BINARY_DIR}/stichotrope-config.cmake
+  ${CMAKE_CURRENT_BINARY_DIR}/stichotrope-config-version.cmake
+  DESTINATION ${STICHOTROPE_CONFIG_DIR})

@@ -1,0 +1,63 @@
+module;
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+export module stichotrope:clock;
+
+export namespace stichotrope {
+
+/// Where timestamps come from; reported in every result.
+enum class clock_source : std::uint8_t {
+  tsc,          ///< the CPU's invariant time-stamp counter, calibrated to ns
+  steady_clock, ///< std::chrono::steady_clock, already in ns
+};
+
+constexpr std::string_view to_string(clock_source s) noexcept {
+  return s == clock_source::tsc ? "tsc" : "steady_clock";
+}
+
+/// The calibration in force: ns = (ticks * mult) >> 32.
+struct clock_calibration {
+  clock_source source = clock_source::steady_clock;
+  std::uint64_t mult = std::uint64_t{1} << 32;
+  double ticks_per_ns = 1.0;
+};
+
+/// Detects the counter and calibrates it once per process (about 20 ms the
+/// first time, nothing afterwards). Every Profiler calls it on construction.
+const clock_calibration& calibrate_clock();
+
+} // namespace stichotrope
+
+namespace stichotrope::detail {
+
+// Set once by calibrate_clock() before any Profiler exists; read relaxed.
+export inline std::atomic<bool> use_tsc{false};
+export inline std::atomic<std::uint64_t> ns_mult{std::uint64_t{1} << 32};
+
+inline std::uint64_t steady_ns() noexcept {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+/// One raw timestamp. Hot path: never locks, never allocates.
+export inline std::uint64_t now_ticks() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  if (use_tsc.load(std::memory_order_relaxed)) return __builtin_ia32_rdtsc();
+#endif
+  return steady_ns();
+}
+
+/// Converts a tick difference to ns with one multiply. Counters that went
+/// backwards (a TSC read on another core) give 0, never a huge value.
+export inline std::uint64_t ticks_to_ns(std::uint64_t begin, std::uint64_t end) noexcept {
+  if (end <= begin) return 0;
+  const unsigned __int128 wide =
+      static_cast<unsigned __int128>(end - begin) * ns_mult.load(std::memory_order_relaxed);
+  return static_cast<std::uint64_t>(wide >> 32);
+}
+
+} // namespace stichotrope::detail

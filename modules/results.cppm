@@ -1,0 +1,151 @@
+module;
+#include <bit>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+export module stichotrope:results;
+import :clock;
+
+export namespace stichotrope {
+
+/// Latency histogram with a fixed log-linear bucket layout: values below 16 ns
+/// each have their own bucket; above, every power of two is split into 8
+/// buckets, so a bucket is at most 1/8 of its lower bound wide and a reported
+/// percentile is within 6.25% of the true one. Values of 2^41 ns (about 36
+/// minutes) and more share the last bucket; min and max stay exact.
+struct latency_histogram {
+  static constexpr unsigned linear_buckets = 16;
+  static constexpr unsigned sub_bits = 3;
+  static constexpr unsigned max_exponent = 40;
+  static constexpr unsigned bucket_count =
+      linear_buckets + (max_exponent - 4 + 1) * (1u << sub_bits);
+
+  static constexpr unsigned bucket_of(std::uint64_t ns) noexcept {
+    if (ns < linear_buckets) return static_cast<unsigned>(ns);
+    const unsigned e = 63u - static_cast<unsigned>(std::countl_zero(ns));
+    if (e > max_exponent) return bucket_count - 1;
+    const unsigned sub = static_cast<unsigned>(ns >> (e - sub_bits)) & ((1u << sub_bits) - 1);
+    return linear_buckets + (e - 4) * (1u << sub_bits) + sub;
+  }
+  /// Smallest value that falls into bucket b.
+  static constexpr std::uint64_t lower_bound(unsigned b) noexcept {
+    if (b < linear_buckets) return b;
+    const unsigned e = (b - linear_buckets) / (1u << sub_bits) + 4;
+    const unsigned sub = (b - linear_buckets) % (1u << sub_bits);
+    return (std::uint64_t{(1u << sub_bits) + sub}) << (e - sub_bits);
+  }
+  /// Largest value that falls into bucket b (the last bucket is open-ended).
+  static constexpr std::uint64_t upper_bound(unsigned b) noexcept {
+    return b + 1 >= bucket_count ? UINT64_MAX : lower_bound(b + 1) - 1;
+  }
+
+  /// Either empty (no samples) or exactly bucket_count counters.
+  std::vector<std::uint64_t> counts;
+
+  void add(std::uint64_t ns, std::uint64_t n = 1);
+  void merge(const latency_histogram& other);
+  std::uint64_t total() const noexcept;
+  /// Nearest-rank percentile q in [0, 1]: the midpoint of the bucket holding
+  /// the ceil(q * total)-th sample, clamped to [min_ns, max_ns]. 0 when empty.
+  std::uint64_t percentile(double q, std::uint64_t min_ns, std::uint64_t max_ns) const noexcept;
+
+  friend bool operator==(const latency_histogram&, const latency_histogram&) = default;
+};
+
+/// Sentinel parent id for blocks opened with no enclosing block.
+inline constexpr std::uint32_t no_parent = UINT32_MAX;
+
+/// One edge of the call tree: how often, and how long, this block ran inside
+/// the block with `parent_site_id` (or at top level, for no_parent).
+struct caller_stats {
+  std::uint32_t parent_site_id = no_parent;
+  std::uint64_t hit_count = 0;
+  std::uint64_t total_time_ns = 0;
+  friend bool operator==(const caller_stats&, const caller_stats&) = default;
+};
+
+struct percentiles {
+  std::uint64_t p50_ns = 0, p90_ns = 0, p99_ns = 0, p999_ns = 0;
+  friend bool operator==(const percentiles&, const percentiles&) = default;
+};
+
+/// Statistics of one call site. Seed fields first, extensions after.
+struct BlockResults {
+  std::string name;
+  std::string file;
+  std::uint32_t line = 0;
+  std::uint64_t hit_count = 0;
+  std::uint64_t total_time_ns = 0;
+  std::uint64_t min_time_ns = 0; ///< 0 when hit_count is 0
+  std::uint64_t max_time_ns = 0;
+
+  // Extensions.
+  std::uint32_t site_id = 0;   ///< dense id of the call site within its profiler
+  std::string function;        ///< enclosing function, from std::source_location
+  std::uint32_t column = 0;
+  std::uint64_t self_time_ns = 0; ///< total minus time spent in child blocks
+  std::uint64_t bytes = 0;        ///< bytes reported through Block::add_bytes
+  latency_histogram histogram;
+  std::vector<caller_stats> callers; ///< sorted by parent_site_id
+  std::uint64_t other_callers_hits = 0; ///< hits under parents beyond the tracked ones
+
+  /// Mean in ns as a real number (0 with no hits).
+  double avg_time_ns() const noexcept;
+  /// Mean rounded to the nearest ns, as the CSV writes it.
+  std::uint64_t avg_time_ns_rounded() const noexcept;
+  stichotrope::percentiles percentiles() const noexcept;
+  /// bytes per second of total time; 0 without bytes or time.
+  double throughput_bytes_per_s() const noexcept;
+
+  /// Adds another record set of the same call site.
+  void merge(const BlockResults& other);
+
+  friend bool operator==(const BlockResults&, const BlockResults&) = default;
+};
+
+struct TrackResults {
+  int track_idx = 0;
+  std::optional<std::string> track_name; ///< null in JSON when unset
+  bool enabled = true;
+  std::vector<BlockResults> blocks; ///< in site-id order
+
+  std::uint64_t total_time_ns() const noexcept;
+  std::uint64_t total_hits() const noexcept;
+  friend bool operator==(const TrackResults&, const TrackResults&) = default;
+};
+
+/// Everything a profiler measured: plain data, printable without a profiler.
+struct ProfilerResults {
+  std::string profiler_name;
+  std::vector<TrackResults> tracks; ///< in track-index order
+
+  // Extensions.
+  clock_source clock = clock_source::steady_clock;
+  std::vector<std::string> diagnostics; ///< rejected call sites and similar
+
+  std::uint64_t total_time_ns() const noexcept;
+  std::uint64_t total_hits() const noexcept;
+  const TrackResults* find_track(int track_idx) const noexcept;
+  /// The first block named `name` on `track_idx`, or nullptr.
+  const BlockResults* find_block(int track_idx, std::string_view name) const noexcept;
+  /// Block by site id, or nullptr.
+  const BlockResults* find_site(std::uint32_t site_id) const noexcept;
+
+  /// Adds results of the same profiler (e.g. another thread's): blocks are
+  /// matched by site id, tracks by index.
+  void merge(const ProfilerResults& other);
+
+  friend bool operator==(const ProfilerResults&, const ProfilerResults&) = default;
+};
+
+/// One thread's share of a profiler's results.
+struct ThreadResults {
+  std::uint64_t thread_id = 0; ///< the OS thread id (gettid on Linux)
+  std::string thread_name;
+  bool exited = false; ///< the thread ended; its data stays
+  ProfilerResults results;
+  friend bool operator==(const ThreadResults&, const ThreadResults&) = default;
+};
+
+} // namespace stichotrope

@@ -1,0 +1,481 @@
+module;
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <tl/expected.hpp>
+module stichotrope;
+
+namespace stichotrope {
+namespace {
+
+std::string fixed2(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+double percent(std::uint64_t part, std::uint64_t whole) {
+  return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole) * 100.0;
+}
+
+// ---------------------------------------------------------------- CSV
+
+void csv_field(std::string& out, std::string_view v) {
+  if (v.find_first_of(",\"\r\n") == std::string_view::npos) {
+    out += v;
+    return;
+  }
+  out += '"';
+  for (char c : v) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+}
+
+// ---------------------------------------------------------------- JSON
+
+/// Python's repr() of a float, as json.dumps writes it.
+std::string python_float(double v) {
+  if (!std::isfinite(v)) return v > 0 ? "Infinity" : (v < 0 ? "-Infinity" : "NaN");
+  if (v == 0.0) return "0.0";
+  char buf[64];
+  const double a = std::fabs(v);
+  const bool fixed = a >= 1e-4 && a < 1e16;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, fixed ? std::chars_format::fixed : std::chars_format::scientific);
+  std::string s(buf, end);
+  if (fixed && s.find('.') == std::string::npos) s += ".0";
+  if (!fixed) {
+    // to_chars writes "1e+16"; Python writes the same, but "1e-05" as "1e-05" too.
+    return s;
+  }
+  return s;
+}
+
+void hex4(std::string& out, unsigned v) {
+  static constexpr char digits[] = "0123456789abcdef";
+  out += "\\u";
+  for (int shift = 12; shift >= 0; shift -= 4) out += digits[(v >> shift) & 0xFu];
+}
+
+/// JSON string with only ASCII inside (json.dumps' ensure_ascii): control and
+/// non-ASCII characters as \uXXXX, invalid UTF-8 bytes as U+FFFD.
+void json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) hex4(out, c);
+        else out += static_cast<char>(c);
+      }
+      ++i;
+      continue;
+    }
+    // Decode one UTF-8 sequence strictly (no overlongs, no surrogates).
+    unsigned len = 0;
+    std::uint32_t cp = 0;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1Fu;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0Fu;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07u;
+    bool ok = len != 0 && i + len <= s.size();
+    for (unsigned k = 1; ok && k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0u) != 0x80u) ok = false;
+      else cp = (cp << 6) | (cc & 0x3Fu);
+    }
+    if (ok && ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
+      ok = false;
+    if (!ok) {
+      hex4(out, 0xFFFD);
+      ++i;
+      continue;
+    }
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      hex4(out, 0xD800 + (cp >> 10));
+      hex4(out, 0xDC00 + (cp & 0x3FFu));
+    } else {
+      hex4(out, cp);
+    }
+    i += len;
+  }
+  out += '"';
+}
+
+/// Writes JSON with json.dumps' layout: "key": value, items separated by
+/// "," and a newline plus indentation (or ", " on one line when indent < 0).
+class json_writer {
+public:
+  explicit json_writer(int indent) : indent_(indent) {}
+
+  void begin_object() { open('{'); }
+  void end_object() { close('}'); }
+  void begin_array() { open('['); }
+  void end_array() { close(']'); }
+  void key(std::string_view k) {
+    item();
+    json_string(out_, k);
+    out_ += ": ";
+    after_key_ = true;
+  }
+  void value(std::string_view s) { item(); json_string(out_, s); }
+  void value(const char* s) { value(std::string_view(s)); }
+  void value(std::uint64_t v) { item(); out_ += std::to_string(v); }
+  void value(int v) { item(); out_ += std::to_string(v); }
+  void value(double v) { item(); out_ += python_float(v); }
+  void value(bool v) { item(); out_ += v ? "true" : "false"; }
+  void null() { item(); out_ += "null"; }
+
+  std::string& str() { return out_; }
+
+private:
+  void item() {
+    if (after_key_) {
+      after_key_ = false;
+      return;
+    }
+    if (!counts_.empty()) {
+      if (counts_.back()++ > 0) out_ += indent_ < 0 ? ", " : ",";
+      newline();
+    }
+  }
+  void open(char c) {
+    item();
+    out_ += c;
+    counts_.push_back(0);
+  }
+  void close(char c) {
+    const bool had_items = counts_.back() > 0;
+    counts_.pop_back();
+    if (had_items) newline();
+    out_ += c;
+  }
+  void newline() {
+    if (indent_ < 0) return;
+    out_ += '\n';
+    out_.append(counts_.size() * static_cast<std::size_t>(indent_), ' ');
+  }
+
+  int indent_;
+  bool after_key_ = false;
+  std::vector<int> counts_;
+  std::string out_;
+};
+
+// ---------------------------------------------------------------- table
+
+std::size_t display_width(std::string_view s) {
+  std::size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0u) != 0x80u) ++n;
+  return n;
+}
+std::string left(std::string_view s, std::size_t w) {
+  std::string r(s);
+  if (auto n = display_width(s); n < w) r.append(w - n, ' ');
+  return r;
+}
+std::string right(std::string_view s, std::size_t w) {
+  const auto n = display_width(s);
+  return n < w ? std::string(w - n, ' ') + std::string(s) : std::string(s);
+}
+std::string thousands(std::uint64_t v) {
+  std::string digits = std::to_string(v), r;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) r += ',';
+    r += digits[i];
+  }
+  return r;
+}
+std::string throughput(double bytes_per_s) {
+  if (bytes_per_s <= 0) return "-";
+  const char* units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"};
+  unsigned u = 0;
+  while (bytes_per_s >= 1024.0 && u + 1 < std::size(units)) bytes_per_s /= 1024.0, ++u;
+  return fixed2(bytes_per_s) + " " + units[u];
+}
+
+} // namespace
+
+std::string format_time_ns(std::uint64_t ns) {
+  const auto v = static_cast<double>(ns);
+  if (ns >= 1'000'000'000) return fixed2(v / 1e9) + " s";
+  if (ns >= 1'000'000) return fixed2(v / 1e6) + " ms";
+  if (ns >= 1'000) return fixed2(v / 1e3) + " \u03bcs";
+  return std::to_string(ns) + " ns";
+}
+
+std::string to_csv(const ProfilerResults& results) {
+  std::string out = "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% "
+                    "Total,Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s)\r\n";
+  const std::uint64_t all = results.total_time_ns();
+  for (const auto& t : results.tracks) {
+    const std::uint64_t track_total = t.total_time_ns();
+    for (const auto& b : t.blocks) {
+      const auto p = b.percentiles();
+      out += std::to_string(t.track_idx);
+      out += ',';
+      csv_field(out, b.name);
+      for (std::uint64_t v : {b.hit_count, b.total_time_ns, b.avg_time_ns_rounded(),
+                              b.hit_count > 0 ? b.min_time_ns : std::uint64_t{0}, b.max_time_ns})
+        out += ',' + std::to_string(v);
+      out += ',' + fixed2(percent(b.total_time_ns, track_total));
+      out += ',' + fixed2(percent(b.total_time_ns, all));
+      for (std::uint64_t v : {b.self_time_ns, p.p50_ns, p.p90_ns, p.p99_ns, p.p999_ns, b.bytes})
+        out += ',' + std::to_string(v);
+      out += ',' + fixed2(b.throughput_bytes_per_s());
+      out += "\r\n";
+    }
+  }
+  return out;
+}
+
+std::string to_json(const ProfilerResults& results, int indent) {
+  json_writer w(indent);
+  w.begin_object();
+  w.key("profiler_name");
+  w.value(results.profiler_name);
+  w.key("tracks");
+  w.begin_array();
+  for (const auto& t : results.tracks) {
+    w.begin_object();
+    w.key("track_idx");
+    w.value(t.track_idx);
+    w.key("track_name");
+    if (t.track_name) w.value(*t.track_name);
+    else w.null();
+    w.key("enabled");
+    w.value(t.enabled);
+    w.key("blocks");
+    w.begin_array();
+    for (const auto& b : t.blocks) {
+      const auto p = b.percentiles();
+      w.begin_object();
+      w.key("name"), w.value(b.name);
+      w.key("file"), w.value(b.file);
+      w.key("line"), w.value(std::uint64_t{b.line});
+      w.key("hit_count"), w.value(b.hit_count);
+      w.key("total_time_ns"), w.value(b.total_time_ns);
+      w.key("avg_time_ns"), w.value(b.avg_time_ns());
+      w.key("min_time_ns"), w.value(b.hit_count > 0 ? b.min_time_ns : std::uint64_t{0});
+      w.key("max_time_ns"), w.value(b.max_time_ns);
+      // Extensions, after the seed's keys.
+      w.key("site_id"), w.value(std::uint64_t{b.site_id});
+      w.key("function"), w.value(b.function);
+      w.key("column"), w.value(std::uint64_t{b.column});
+      w.key("self_time_ns"), w.value(b.self_time_ns);
+      w.key("p50_ns"), w.value(p.p50_ns);
+      w.key("p90_ns"), w.value(p.p90_ns);
+      w.key("p99_ns"), w.value(p.p99_ns);
+      w.key("p999_ns"), w.value(p.p999_ns);
+      w.key("bytes"), w.value(b.bytes);
+      w.key("throughput_bytes_per_s"), w.value(b.throughput_bytes_per_s());
+      w.key("callers");
+      w.begin_array();
+      for (const auto& c : b.callers) {
+        w.begin_object();
+        w.key("parent_site_id");
+        if (c.parent_site_id == no_parent) w.null();
+        else w.value(std::uint64_t{c.parent_site_id});
+        w.key("hit_count"), w.value(c.hit_count);
+        w.key("total_time_ns"), w.value(c.total_time_ns);
+        w.end_object();
+      }
+      w.end_array();
+      w.key("other_callers_hits"), w.value(b.other_callers_hits);
+      // Sparse histogram: [lower bound in ns, count] for non-empty buckets.
+      w.key("histogram");
+      w.begin_array();
+      for (unsigned i = 0; i < b.histogram.counts.size(); ++i) {
+        if (b.histogram.counts[i] == 0) continue;
+        w.begin_array();
+        w.value(latency_histogram::lower_bound(i));
+        w.value(b.histogram.counts[i]);
+        w.end_array();
+      }
+      w.end_array();
+      w.end_object();
+    }
+    w.end_array();
+    w.end_object();
+  }
+  w.end_array();
+  w.key("clock_source");
+  w.value(to_string(results.clock));
+  w.key("total_time_ns");
+  w.value(results.total_time_ns());
+  w.key("total_hits");
+  w.value(results.total_hits());
+  w.key("diagnostics");
+  w.begin_array();
+  for (const auto& d : results.diagnostics) w.value(d);
+  w.end_array();
+  w.end_object();
+  return std::move(w.str());
+}
+
+std::string to_table(const ProfilerResults& results) {
+  std::ostringstream os;
+  const std::string rule_eq(120, '='), rule_dash(120, '-');
+  os << rule_eq << '\n'
+     << "Profiler: " << results.profiler_name << '\n'
+     << "Total Time: " << format_time_ns(results.total_time_ns()) << '\n'
+     << "Total Hits: " << thousands(results.total_hits()) << '\n'
+     << rule_eq << '\n';
+  for (const auto& t : results.tracks) {
+    const std::uint64_t track_total = t.total_time_ns();
+    const std::string title = t.track_name ? *t.track_name : "Track " + std::to_string(t.track_idx);
+    os << '\n' << title << " (Track " << t.track_idx << ")\n"
+       << "  Total Time: " << format_time_ns(track_total) << '\n'
+       << "  Total Hits: " << thousands(t.total_hits()) << '\n'
+       << rule_dash << '\n'
+       << left("Block Name", 40) << ' ' << right("Hits", 10) << ' ' << right("Total", 15) << ' '
+       << right("Avg", 15) << ' ' << right("Min", 15) << ' ' << right("Max", 15) << ' ' << right("%Track", 8) << '\n'
+       << rule_dash << '\n';
+    for (const auto& b : t.blocks) {
+      os << left(b.name, 40) << ' ' << right(thousands(b.hit_count), 10) << ' '
+         << right(format_time_ns(b.total_time_ns), 15) << ' '
+         << right(format_time_ns(static_cast<std::uint64_t>(b.avg_time_ns())), 15) << ' '
+         << right(format_time_ns(b.hit_count > 0 ? b.min_time_ns : 0), 15) << ' '
+         << right(format_time_ns(b.max_time_ns), 15) << ' ' << right(fixed2(percent(b.total_time_ns, track_total)), 7)
+         << "%\n";
+    }
+    if (t.blocks.empty()) continue;
+    os << rule_dash << '\n'
+       << left("  latency", 40) << ' ' << right("Self", 15) << ' ' << right("P50", 12) << ' ' << right("P90", 12)
+       << ' ' << right("P99", 12) << ' ' << right("P99.9", 12) << ' ' << right("Throughput", 14) << '\n';
+    for (const auto& b : t.blocks) {
+      const auto p = b.percentiles();
+      os << left("  " + b.name, 40) << ' ' << right(format_time_ns(b.self_time_ns), 15) << ' '
+         << right(format_time_ns(p.p50_ns), 12) << ' ' << right(format_time_ns(p.p90_ns), 12) << ' '
+         << right(format_time_ns(p.p99_ns), 12) << ' ' << right(format_time_ns(p.p999_ns), 12) << ' '
+         << right(throughput(b.throughput_bytes_per_s()), 14) << '\n';
+    }
+  }
+
+  // Call tree: children under parents, from the recorded caller edges.
+  std::map<std::uint32_t, std::vector<std::pair<const BlockResults*, const caller_stats*>>> children;
+  for (const auto& t : results.tracks)
+    for (const auto& b : t.blocks)
+      for (const auto& c : b.callers) children[c.parent_site_id].push_back({&b, &c});
+  if (!children.empty() && results.total_hits() > 0) {
+    os << '\n' << "Call tree (hits, total time inside the parent)\n" << rule_dash << '\n';
+    std::set<std::uint32_t> path;
+    std::function<void(std::uint32_t, int)> walk = [&](std::uint32_t parent, int depth) {
+      auto it = children.find(parent);
+      if (it == children.end() || depth > 32) return;
+      for (const auto& [b, c] : it->second) {
+        const std::string label = std::string(static_cast<std::size_t>(2 * depth), ' ') + b->name;
+        os << left(label, 60) << ' ' << right(thousands(c->hit_count), 12) << ' '
+           << right(format_time_ns(c->total_time_ns), 15) << '\n';
+        if (path.insert(b->site_id).second) { // a recursive block is shown once per path
+          walk(b->site_id, depth + 1);
+          path.erase(b->site_id);
+        }
+      }
+    };
+    walk(no_parent, 0);
+  }
+  os << rule_eq << '\n';
+  return os.str();
+}
+
+void write_csv(std::ostream& out, const ProfilerResults& results) { out << to_csv(results); }
+void write_json(std::ostream& out, const ProfilerResults& results, int indent) { out << to_json(results, indent); }
+void write_table(std::ostream& out, const ProfilerResults& results) { out << to_table(results); }
+
+namespace {
+
+std::string errno_text(int err) { return std::generic_category().message(err); }
+
+Error io_error(const std::filesystem::path& file, std::string_view what, int err) {
+  return Error{errc::io_error, "cannot " + std::string(what) + " '" + file.string() + "': " + errno_text(err)};
+}
+
+/// Writes all of `content` to `fd`; 0 or an errno value.
+int write_all(int fd, std::string_view content) {
+  while (!content.empty()) {
+    const ssize_t n = ::write(fd, content.data(), content.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    content.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return 0;
+}
+
+} // namespace
+
+expected<void> write_file(const std::filesystem::path& file, std::string_view content) {
+  if (file.empty()) return fail(errc::io_error, "cannot write a file with an empty path");
+  struct stat st {};
+  const bool exists = ::stat(file.c_str(), &st) == 0;
+  if (exists && S_ISDIR(st.st_mode))
+    return fail(errc::io_error, "cannot write '" + file.string() + "': it is a directory");
+  if (exists && !S_ISREG(st.st_mode)) {
+    // A device or a pipe: it cannot be replaced, so write it in place.
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return tl::unexpected(io_error(file, "open", errno));
+    int err = write_all(fd, content);
+    if (::close(fd) != 0 && err == 0) err = errno;
+    if (err != 0) return tl::unexpected(io_error(file, "write", err));
+    return {};
+  }
+
+  const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+  std::string temp = (dir / ("." + file.filename().string() + ".tmp.XXXXXX")).string();
+  const int fd = ::mkstemp(temp.data());
+  if (fd < 0) {
+    const int err = errno;
+    return fail(errc::io_error, "cannot create a file in '" + dir.string() + "' to write '" + file.string() +
+                                    "': " + errno_text(err));
+  }
+  ::fchmod(fd, exists ? (st.st_mode & 07777) : 0644);
+  int err = write_all(fd, content);
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err == 0 && ::rename(temp.c_str(), file.c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(temp.c_str());
+    return tl::unexpected(io_error(file, "write", err));
+  }
+  return {};
+}
+
+expected<void> export_csv(const ProfilerResults& results, const std::filesystem::path& file) {
+  return write_file(file, to_csv(results));
+}
+
+expected<void> export_json(const ProfilerResults& results, const std::filesystem::path& file, int indent) {
+  return write_file(file, to_json(results, indent));
+}
+
+} // namespace stichotrope
