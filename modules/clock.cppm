@@ -2,6 +2,7 @@ module;
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <ostream>
 #include <string_view>
 export module stichotrope:clock;
 
@@ -16,6 +17,7 @@ enum class clock_source : std::uint8_t {
 constexpr std::string_view to_string(clock_source s) noexcept {
   return s == clock_source::tsc ? "tsc" : "steady_clock";
 }
+inline std::ostream& operator<<(std::ostream& os, clock_source s) { return os << to_string(s); }
 
 /// The calibration in force: ns = (ticks * mult) >> 32.
 struct clock_calibration {

@@ -153,6 +153,8 @@ template <auto F> constexpr std::string_view value_name() noexcept {
   s.remove_prefix(b + 4);
   s = s.substr(0, s.rfind(']'));
   if (!s.empty() && s.front() == '&') s.remove_prefix(1);
+  constexpr std::string_view anonymous = "(anonymous namespace)::";
+  while (s.starts_with(anonymous)) s.remove_prefix(anonymous.size());
   return s;
 }
 std::string default_track_name(std::string_view type, bool is_class, const std::source_location& loc);

@@ -1,0 +1,263 @@
+// The export formats, byte for byte, on results built by hand.
+#define BOOST_TEST_MODULE format
+#include <boost/test/unit_test.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+import stichotrope;
+
+using namespace stichotrope;
+
+namespace {
+
+BlockResults block(std::string name, std::uint32_t site, std::uint64_t hits, std::uint64_t total, std::uint64_t min,
+                   std::uint64_t max) {
+  BlockResults b;
+  b.name = std::move(name);
+  b.file = "app.cpp";
+  b.line = 10 + site;
+  b.site_id = site;
+  b.hit_count = hits;
+  b.total_time_ns = total;
+  b.min_time_ns = min;
+  b.max_time_ns = max;
+  b.self_time_ns = total;
+  return b;
+}
+
+ProfilerResults sample() {
+  ProfilerResults r;
+  r.profiler_name = "MyApp";
+  TrackResults t0;
+  t0.track_idx = 0;
+  t0.blocks.push_back(block("plain", 0, 3, 1000, 100, 600));
+  t0.blocks.push_back(block("a,b", 1, 1, 3000, 3000, 3000));
+  TrackResults t2;
+  t2.track_idx = 2;
+  t2.track_name = "IO";
+  t2.blocks.push_back(block("say \"hi\"", 2, 2, 5, 2, 3));
+  t2.blocks.push_back(block("line\nbreak", 3, 0, 0, 12345, 0)); // no hits: min is written as 0
+  r.tracks = {t0, t2};
+  return r;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(csv)
+
+BOOST_AUTO_TEST_CASE(header_rows_quoting_crlf_and_percentages_follow_the_seed) {
+  const std::string expected =
+      "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% Total,"
+      "Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s)\r\n"
+      "0,plain,3,1000,333,100,600,25.00,24.97,1000,0,0,0,0,0,0.00\r\n"
+      "0,\"a,b\",1,3000,3000,3000,3000,75.00,74.91,3000,0,0,0,0,0,0.00\r\n"
+      "2,\"say \"\"hi\"\"\",2,5,2,2,3,100.00,0.12,5,0,0,0,0,0,0.00\r\n"
+      "2,\"line\nbreak\",0,0,0,0,0,0.00,0.00,0,0,0,0,0,0,0.00\r\n";
+  BOOST_TEST(to_csv(sample()) == expected);
+}
+
+BOOST_AUTO_TEST_CASE(average_rounds_half_to_even_like_the_seed) {
+  ProfilerResults r;
+  r.profiler_name = "p";
+  TrackResults t;
+  t.blocks.push_back(block("half_down", 0, 2, 5, 2, 3));  // 2.5 -> 2
+  t.blocks.push_back(block("half_up", 1, 2, 7, 3, 4));    // 3.5 -> 4
+  t.blocks.push_back(block("third", 2, 3, 2, 0, 1));      // 0.67 -> 1
+  r.tracks = {t};
+  const std::string csv = to_csv(r);
+  BOOST_TEST(csv.find("0,half_down,2,5,2,") != std::string::npos);
+  BOOST_TEST(csv.find("0,half_up,2,7,4,") != std::string::npos);
+  BOOST_TEST(csv.find("0,third,3,2,1,") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(empty_results_give_the_header_only) {
+  ProfilerResults r;
+  const std::string csv = to_csv(r);
+  BOOST_TEST(csv.size() > 2u);
+  BOOST_TEST(csv.find("\r\n") == csv.size() - 2);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(time_format)
+
+BOOST_AUTO_TEST_CASE(units_change_at_each_boundary) {
+  BOOST_TEST(format_time_ns(0) == "0 ns");
+  BOOST_TEST(format_time_ns(999) == "999 ns");
+  BOOST_TEST(format_time_ns(1000) == "1.00 \u03bcs");
+  BOOST_TEST(format_time_ns(1234) == "1.23 \u03bcs");
+  BOOST_TEST(format_time_ns(999'994) == "999.99 \u03bcs");
+  BOOST_TEST(format_time_ns(999'999) == "1000.00 \u03bcs"); // as the seed: the unit follows the value, not the rounding
+  BOOST_TEST(format_time_ns(1'000'000) == "1.00 ms");
+  BOOST_TEST(format_time_ns(999'999'999) == "1000.00 ms");
+  BOOST_TEST(format_time_ns(1'000'000'000) == "1.00 s");
+  BOOST_TEST(format_time_ns(3'600'000'000'000) == "3600.00 s");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(json)
+
+BOOST_AUTO_TEST_CASE(seed_keys_come_first_in_order_with_python_layout) {
+  ProfilerResults r;
+  r.profiler_name = "MyApp";
+  TrackResults t;
+  t.track_idx = 1;
+  t.blocks.push_back(block("q", 0, 2, 5, 2, 3));
+  t.blocks[0].function = "int main()";
+  t.blocks[0].column = 7;
+  t.blocks[0].histogram.add(2);
+  t.blocks[0].histogram.add(3);
+  t.blocks[0].callers.push_back({no_parent, 2, 5});
+  TrackResults empty;
+  empty.track_idx = 3;
+  empty.track_name = "Named";
+  empty.enabled = false;
+  r.tracks = {t, empty};
+  const std::string expected = R"json({
+  "profiler_name": "MyApp",
+  "tracks": [
+    {
+      "track_idx": 1,
+      "track_name": null,
+      "enabled": true,
+      "blocks": [
+        {
+          "name": "q",
+          "file": "app.cpp",
+          "line": 10,
+          "hit_count": 2,
+          "total_time_ns": 5,
+          "avg_time_ns": 2.5,
+          "min_time_ns": 2,
+          "max_time_ns": 3,
+          "site_id": 0,
+          "function": "int main()",
+          "column": 7,
+          "self_time_ns": 5,
+          "p50_ns": 2,
+          "p90_ns": 3,
+          "p99_ns": 3,
+          "p999_ns": 3,
+          "bytes": 0,
+          "throughput_bytes_per_s": 0.0,
+          "callers": [
+            {
+              "parent_site_id": null,
+              "hit_count": 2,
+              "total_time_ns": 5
+            }
+          ],
+          "other_callers_hits": 0,
+          "histogram": [
+            [
+              2,
+              1
+            ],
+            [
+              3,
+              1
+            ]
+          ]
+        }
+      ]
+    },
+    {
+      "track_idx": 3,
+      "track_name": "Named",
+      "enabled": false,
+      "blocks": []
+    }
+  ],
+  "clock_source": "steady_clock",
+  "total_time_ns": 5,
+  "total_hits": 2,
+  "diagnostics": []
+})json";
+  BOOST_TEST(to_json(r) == expected);
+}
+
+BOOST_AUTO_TEST_CASE(compact_layout_with_negative_indent) {
+  ProfilerResults r;
+  r.profiler_name = "p";
+  BOOST_TEST(to_json(r, -1) ==
+             R"({"profiler_name": "p", "tracks": [], "clock_source": "steady_clock", "total_time_ns": 0, "total_hits": 0, "diagnostics": []})");
+}
+
+BOOST_AUTO_TEST_CASE(strings_escape_controls_quotes_and_non_ascii) {
+  ProfilerResults r;
+  r.profiler_name = std::string("a\"b\\c\n\t\x01\x1f") + "\xc3\xa9" + "\xf0\x9f\x98\x80" + "\xff" + "\xe2\x82";
+  const std::string json = to_json(r, -1);
+  BOOST_TEST(json.starts_with(R"({"profiler_name": "a\"b\\c\n\t\u0001\u001f\u00e9\ud83d\ude00\ufffd\ufffd\ufffd",)"));
+}
+
+BOOST_AUTO_TEST_CASE(average_is_a_python_float) {
+  ProfilerResults r;
+  r.profiler_name = "p";
+  TrackResults t;
+  t.blocks.push_back(block("whole", 0, 1, 100000, 100000, 100000));
+  t.blocks.push_back(block("third", 1, 3, 10, 3, 4));
+  t.blocks.push_back(block("none", 2, 0, 0, 0, 0));
+  r.tracks = {t};
+  const std::string json = to_json(r, -1);
+  BOOST_TEST(json.find(R"("avg_time_ns": 100000.0,)") != std::string::npos);
+  BOOST_TEST(json.find(R"("avg_time_ns": 3.3333333333333335,)") != std::string::npos);
+  BOOST_TEST(json.find(R"("avg_time_ns": 0.0,)") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(table)
+
+BOOST_AUTO_TEST_CASE(seed_table_layout) {
+  ProfilerResults r;
+  r.profiler_name = "MyApp";
+  TrackResults t;
+  t.track_idx = 0;
+  t.track_name = "Requests";
+  t.blocks.push_back(block("handle_request", 0, 1250, 2'500'000, 1500, 9000));
+  r.tracks = {t};
+  const std::string eq(120, '='), dash(120, '-');
+  const std::string expected_head =
+      eq + "\nProfiler: MyApp\nTotal Time: 2.50 ms\nTotal Hits: 1,250\n" + eq + "\n" +
+      "\nRequests (Track 0)\n  Total Time: 2.50 ms\n  Total Hits: 1,250\n" + dash + "\n" +
+      "Block Name                                     Hits           Total             Avg             Min             Max   %Track\n" +
+      dash + "\n" +
+      "handle_request                                1,250         2.50 ms         2.00 \u03bcs         1.50 \u03bcs         9.00 \u03bcs  100.00%\n";
+  const std::string table = to_table(r);
+  BOOST_TEST(table.substr(0, expected_head.size()) == expected_head);
+  BOOST_TEST(table.ends_with(eq + "\n"));
+  BOOST_TEST(table.find("P99.9") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(unnamed_tracks_are_titled_by_index_and_no_hits_show_min_zero) {
+  ProfilerResults r;
+  r.profiler_name = "p";
+  TrackResults t;
+  t.track_idx = 5;
+  t.blocks.push_back(block("idle", 0, 0, 0, 777, 0));
+  r.tracks = {t};
+  const std::string table = to_table(r);
+  BOOST_TEST(table.find("\nTrack 5 (Track 5)\n") != std::string::npos);
+  const std::string zero = std::string(11, ' ') + "0 ns";
+  const std::string row = "idle" + std::string(36, ' ') + " " + std::string(9, ' ') + "0 " + zero + " " + zero + " " +
+                          zero + " " + zero + " " + "   0.00%\n";
+  BOOST_TEST(table.find(row) != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(call_tree_nests_children_under_parents) {
+  ProfilerResults r;
+  r.profiler_name = "p";
+  TrackResults t;
+  t.blocks.push_back(block("outer", 0, 1, 100, 100, 100));
+  t.blocks.push_back(block("inner", 1, 2, 40, 20, 20));
+  t.blocks[0].callers = {{no_parent, 1, 100}};
+  t.blocks[1].callers = {{0, 2, 40}};
+  r.tracks = {t};
+  const std::string table = to_table(r);
+  BOOST_TEST(table.find("\nouter ") != std::string::npos);
+  BOOST_TEST(table.find("\n  inner ") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

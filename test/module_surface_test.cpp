@@ -1,0 +1,82 @@
+// Uses every exported name once, and checks that no macro leaks from the
+// module: the cheapest way to notice a name that stopped being exported.
+#define BOOST_TEST_MODULE module_surface
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+import stichotrope;
+
+#if defined(STICHOTROPE_COMPILED_OUT) || defined(TL_EXPECTED_VERSION_MAJOR) || defined(BOOST_TEST_MODULE_STICHOTROPE)
+#error "a macro leaked through import stichotrope"
+#endif
+
+BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
+  namespace st = stichotrope;
+  static_assert(st::instrumentation_compiled_in);
+  static_assert(st::max_tracks == 256);
+  static_assert(st::max_sites >= 100'000u);
+  static_assert(st::no_parent == UINT32_MAX);
+  static_assert(std::is_move_constructible_v<st::Block>);
+
+  st::Error error{st::errc::invalid_track, "m"};
+  st::expected<int> value = 1;
+  st::expected<int> failed = st::fail(st::errc::io_error, "x");
+  BOOST_TEST(!failed.has_value());
+  BOOST_TEST(*value == 1);
+  std::ostringstream os;
+  os << error;
+  BOOST_TEST(os.str() == "m");
+  for (auto code : {st::errc::invalid_track, st::errc::empty_name, st::errc::io_error, st::errc::too_many_sites,
+                    st::errc::wrong_profiler})
+    BOOST_TEST(static_cast<int>(code) >= 0);
+
+  const st::clock_calibration& cal = st::calibrate_clock();
+  BOOST_TEST((cal.source == st::clock_source::tsc || cal.source == st::clock_source::steady_clock));
+  BOOST_TEST(!st::to_string(cal.source).empty());
+
+  st::set_global_enabled(true);
+  BOOST_TEST(st::is_global_enabled());
+
+  st::Profiler profiler{"surface"};
+  st::Site site = *profiler.site(0, "s");
+  BOOST_TEST(site.valid());
+  BOOST_TEST(site.track() == 0);
+  BOOST_TEST(site.id() == 0u);
+  { st::Block b = profiler.block(site); }
+  st::Tracked<int (*)(int)> tracked = profiler.track(0, "t", +[](int x) { return x; });
+  BOOST_TEST(tracked(3) == 3);
+  BOOST_TEST(tracked.site().valid());
+
+  st::ProfilerResults results = profiler.get_results();
+  std::vector<st::ThreadResults> threads = profiler.get_all_thread_data();
+  BOOST_TEST(threads.size() == 1u);
+  const st::TrackResults& track = results.tracks.at(0);
+  const st::BlockResults& block = track.blocks.at(0);
+  st::percentiles p = block.percentiles();
+  st::caller_stats c = block.callers.at(0);
+  st::latency_histogram h = block.histogram;
+  BOOST_TEST(p.p50_ns <= block.max_time_ns);
+  BOOST_TEST(c.parent_site_id == st::no_parent);
+  BOOST_TEST(h.total() == 1u);
+
+  BOOST_TEST(!st::format_time_ns(1).empty());
+  BOOST_TEST(!st::to_csv(results).empty());
+  BOOST_TEST(!st::to_json(results).empty());
+  BOOST_TEST(!st::to_table(results).empty());
+  std::ostringstream sink;
+  st::write_csv(sink, results);
+  st::write_json(sink, results);
+  st::write_table(sink, results);
+  const auto dir = std::filesystem::temp_directory_path();
+  BOOST_TEST(st::write_file(dir / "stichotrope-surface.txt", "x").has_value());
+  BOOST_TEST(st::export_csv(results, dir / "stichotrope-surface.csv").has_value());
+  BOOST_TEST(st::export_json(results, dir / "stichotrope-surface.json").has_value());
+  for (const char* f : {"stichotrope-surface.txt", "stichotrope-surface.csv", "stichotrope-surface.json"})
+    std::filesystem::remove(dir / f);
+}

@@ -1,0 +1,213 @@
+// Thread safety and lifetimes (DESIGN.md invariants 1-4): exact counts with
+// many threads, exited threads kept, snapshots and clear() while recording,
+// profilers destroyed while their threads live on.
+#define BOOST_TEST_MODULE threads
+#include <boost/test/unit_test.hpp>
+
+#include <pthread.h>
+
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+import stichotrope;
+
+using namespace stichotrope;
+using std::chrono::nanoseconds;
+
+namespace {
+constexpr int thread_count = 8;
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+constexpr int per_thread = 5'000; // sanitizers are ~10x slower; the races are the same
+#else
+constexpr int per_thread = 50'000;
+#endif
+#else
+constexpr int per_thread = 50'000;
+#endif
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(threads)
+
+BOOST_AUTO_TEST_CASE(counts_are_exact_with_eight_threads_on_shared_and_own_sites) {
+  Profiler profiler{"mt"};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < thread_count; ++t)
+    threads.emplace_back([&, t] {
+      const std::string own = "own_" + std::to_string(t);
+      for (int i = 0; i < per_thread; ++i) {
+        auto shared = profiler.block(0, "shared");
+        auto mine = profiler.block(1, own);
+      }
+    });
+  for (auto& th : threads) th.join(); // every thread has exited: its data must stay
+  const auto r = profiler.get_results();
+  BOOST_TEST(r.find_block(0, "shared")->hit_count == std::uint64_t{thread_count} * per_thread);
+  for (int t = 0; t < thread_count; ++t)
+    BOOST_TEST(r.find_block(1, "own_" + std::to_string(t))->hit_count == std::uint64_t{per_thread});
+  BOOST_TEST(r.find_block(0, "shared")->histogram.total() == std::uint64_t{thread_count} * per_thread);
+  const auto per = profiler.get_all_thread_data();
+  BOOST_TEST(per.size() == std::size_t{thread_count});
+  for (const auto& t : per) {
+    BOOST_TEST(t.exited);
+    BOOST_TEST(t.results.find_block(0, "shared")->hit_count == std::uint64_t{per_thread});
+  }
+}
+
+BOOST_AUTO_TEST_CASE(thread_names_are_reported) {
+  Profiler profiler{"names"};
+  std::thread([&] {
+    pthread_setname_np(pthread_self(), "worker-7");
+    auto s = profiler.block(0, "x");
+  }).join();
+  const auto per = profiler.get_all_thread_data();
+  BOOST_REQUIRE(per.size() == 1u);
+  BOOST_TEST(per[0].thread_name == "worker-7");
+  BOOST_TEST(per[0].thread_id != 0u);
+}
+
+BOOST_AUTO_TEST_CASE(snapshots_while_recording_are_consistent_and_monotonic) {
+  Profiler profiler{"snap"};
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) profiler.record(0, "fixed", nanoseconds(7));
+    });
+  std::uint64_t last = 0;
+  int snapshots = 0;
+  while (!done.load()) {
+    const auto r = profiler.get_results();
+    if (const auto* b = r.find_block(0, "fixed")) {
+      // A record is never seen half-written: total is exactly 7 x hits.
+      BOOST_TEST_REQUIRE(b->total_time_ns == 7 * b->hit_count);
+      BOOST_TEST_REQUIRE(b->hit_count >= last);
+      if (b->hit_count > 0) BOOST_TEST_REQUIRE((b->min_time_ns == 7u && b->max_time_ns == 7u));
+      last = b->hit_count;
+      done = b->hit_count == 4u * per_thread;
+    }
+    ++snapshots;
+  }
+  for (auto& th : threads) th.join();
+  BOOST_TEST(profiler.get_results().find_block(0, "fixed")->hit_count == 4u * per_thread);
+  BOOST_TEST_MESSAGE(snapshots << " snapshots taken while recording");
+}
+
+BOOST_AUTO_TEST_CASE(clear_while_recording_never_blocks_and_loses_nothing_after_it) {
+  Profiler profiler{"clear"};
+  constexpr int workers = 4;
+  std::barrier sync(workers + 1);
+  std::atomic<bool> stop{false};
+  auto record = [&] { profiler.record(0, "r", nanoseconds(3)); }; // one call site
+  std::vector<std::thread> threads;
+  for (int t = 0; t < workers; ++t)
+    threads.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) record();
+      sync.arrive_and_wait(); // main clears once more
+      sync.arrive_and_wait();
+      for (int i = 0; i < 1000; ++i) record();
+    });
+  for (int i = 0; i < 200; ++i) {
+    profiler.clear();
+    const auto r = profiler.get_results();
+    if (const auto* b = r.find_block(0, "r")) BOOST_TEST_REQUIRE(b->total_time_ns == 3 * b->hit_count);
+  }
+  stop = true;
+  sync.arrive_and_wait();
+  profiler.clear();
+  sync.arrive_and_wait();
+  for (auto& th : threads) th.join();
+  const auto results = profiler.get_results();
+  const auto* b = results.find_block(0, "r");
+  BOOST_TEST(b->hit_count == workers * 1000u);
+  BOOST_TEST(b->total_time_ns == workers * 3000u);
+}
+
+BOOST_AUTO_TEST_CASE(threads_exiting_while_results_are_read) {
+  Profiler profiler{"exit"};
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done.load()) {
+      const auto r = profiler.get_results();
+      (void)profiler.get_all_thread_data();
+      if (const auto* b = r.find_block(0, "short")) BOOST_TEST_REQUIRE(b->hit_count <= 64u * 100);
+    }
+  });
+  for (int round = 0; round < 16; ++round) {
+    std::vector<std::thread> batch;
+    for (int t = 0; t < 4; ++t)
+      batch.emplace_back([&] {
+        for (int i = 0; i < 100; ++i) auto s = profiler.block(0, "short");
+      });
+    for (auto& th : batch) th.join();
+  }
+  done = true;
+  reader.join();
+  BOOST_TEST(profiler.get_results().find_block(0, "short")->hit_count == 64u * 100);
+}
+
+BOOST_AUTO_TEST_CASE(destroying_a_profiler_while_its_threads_live_is_safe) {
+  auto doomed = std::make_unique<Profiler>("doomed");
+  Profiler survivor{"survivor"};
+  std::barrier sync(2);
+  std::thread worker([&] {
+    for (int i = 0; i < 100; ++i) auto s = doomed->block(0, "x");
+    sync.arrive_and_wait(); // main destroys `doomed`
+    sync.arrive_and_wait();
+    for (int i = 0; i < 100; ++i) auto s = survivor.block(0, "y");
+    auto again = std::make_unique<Profiler>("reborn"); // may reuse the freed address
+    for (int i = 0; i < 10; ++i) auto s = again->block(0, "z");
+    BOOST_TEST(again->get_results().find_block(0, "z")->hit_count == 10u);
+    BOOST_TEST(again->get_results().find_block(0, "x") == nullptr);
+  });
+  sync.arrive_and_wait();
+  doomed.reset();
+  sync.arrive_and_wait();
+  worker.join(); // the thread's exit hands data only to the profiler still alive
+  BOOST_TEST(survivor.get_results().find_block(0, "y")->hit_count == 100u);
+}
+
+BOOST_AUTO_TEST_CASE(two_profilers_never_share_call_sites) {
+  Profiler a{"a"}, b{"b"};
+  auto work = [](Profiler& p) { auto s = p.block(0, "same_site"); };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1000; ++i) {
+        work(a);
+        work(b);
+        work(b);
+      }
+    });
+  for (auto& th : threads) th.join();
+  const auto ra = a.get_results(), rb = b.get_results();
+  BOOST_TEST(ra.find_track(0)->blocks.size() == 1u);
+  BOOST_TEST(rb.find_track(0)->blocks.size() == 1u);
+  BOOST_TEST(ra.find_block(0, "same_site")->hit_count == 4000u);
+  BOOST_TEST(rb.find_block(0, "same_site")->hit_count == 8000u);
+}
+
+BOOST_AUTO_TEST_CASE(switches_toggled_from_other_threads_are_safe) {
+  Profiler profiler{"toggle"};
+  std::atomic<bool> stop{false};
+  std::thread toggler([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      (void)profiler.set_track_enabled(0, i % 2 == 0);
+      (i % 3 == 0) ? profiler.stop() : profiler.start();
+      (void)profiler.set_track_name(0, "name " + std::to_string(i % 5));
+    }
+  });
+  for (int i = 0; i < per_thread; ++i) auto s = profiler.block(0, "maybe");
+  stop = true;
+  toggler.join();
+  const auto results = profiler.get_results();
+  const auto* b = results.find_block(0, "maybe");
+  if (b != nullptr) BOOST_TEST(b->hit_count <= std::uint64_t{per_thread});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
