@@ -9,7 +9,7 @@ import stichotrope;
 
 namespace {
 std::vector<double> transform(std::vector<double> data) {
-  for (auto& x : data) x = std::sqrt(x) * 2.0;
+  for (auto &x : data) x = std::sqrt(x) * 2.0;
   return data;
 }
 double query_database() {
@@ -22,7 +22,8 @@ int main() {
   stichotrope::Profiler profiler{"MyApplication"};
 
   // @profiler.track(0, "process_data")
-  auto process_data = profiler.track(0, "process_data", [](std::vector<double> data) { return transform(std::move(data)); });
+  auto process_data =
+      profiler.track(0, "process_data", [](std::vector<double> data) { return transform(std::move(data)); });
 
   // with profiler.block(1, "database_query"):
   auto complex_function = [&] {
@@ -40,6 +41,6 @@ int main() {
 
   const stichotrope::ProfilerResults results = profiler.get_results();
   profiler.print_results();
-  std::cout << profiler << "\nchecksum " << checksum << ", blocks on track 0: "
-            << results.find_track(0)->blocks.size() << '\n';
+  std::cout << profiler << "\nchecksum " << checksum << ", blocks on track 0: " << results.find_track(0)->blocks.size()
+            << '\n';
 }

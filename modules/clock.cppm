@@ -17,7 +17,7 @@ enum class clock_source : std::uint8_t {
 constexpr std::string_view to_string(clock_source s) noexcept {
   return s == clock_source::tsc ? "tsc" : "steady_clock";
 }
-inline std::ostream& operator<<(std::ostream& os, clock_source s) { return os << to_string(s); }
+inline std::ostream &operator<<(std::ostream &os, clock_source s) { return os << to_string(s); }
 
 /// The calibration in force: ns = (ticks * mult) >> 32.
 struct clock_calibration {
@@ -28,7 +28,7 @@ struct clock_calibration {
 
 /// Detects the counter and calibrates it once per process (about 20 ms the
 /// first time, nothing afterwards). Every Profiler calls it on construction.
-const clock_calibration& calibrate_clock();
+const clock_calibration &calibrate_clock();
 
 } // namespace stichotrope
 
@@ -40,8 +40,7 @@ export inline std::atomic<std::uint64_t> ns_mult{std::uint64_t{1} << 32};
 
 inline std::uint64_t steady_ns() noexcept {
   return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::steady_clock::now().time_since_epoch())
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
           .count());
 }
 
@@ -57,8 +56,7 @@ export inline std::uint64_t now_ticks() noexcept {
 /// backwards (a TSC read on another core) give 0, never a huge value.
 export inline std::uint64_t ticks_to_ns(std::uint64_t begin, std::uint64_t end) noexcept {
   if (end <= begin) return 0;
-  const unsigned __int128 wide =
-      static_cast<unsigned __int128>(end - begin) * ns_mult.load(std::memory_order_relaxed);
+  const unsigned __int128 wide = static_cast<unsigned __int128>(end - begin) * ns_mult.load(std::memory_order_relaxed);
   return static_cast<std::uint64_t>(wide >> 32);
 }
 

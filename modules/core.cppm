@@ -39,7 +39,7 @@ inline constexpr unsigned site_cache_size = 64;
 inline std::atomic<bool> global_enabled{true};
 
 /// Single-writer update: no lock prefix, still data-race free for readers.
-inline void bump(std::atomic<std::uint64_t>& a, std::uint64_t v) noexcept {
+inline void bump(std::atomic<std::uint64_t> &a, std::uint64_t v) noexcept {
   a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
 }
 
@@ -63,15 +63,15 @@ struct alignas(64) slot {
   std::atomic<std::uint64_t> other_callers{0};
   caller_slot callers[tracked_callers];
   // Allocated on the slot's first record; latency_histogram::bucket_count counters.
-  std::atomic<std::atomic<std::uint64_t>*> histogram{nullptr};
+  std::atomic<std::atomic<std::uint64_t> *> histogram{nullptr};
 };
 
 /// Where a thread keeps one profiler's data. Owned jointly by the thread and
 /// the profiler, so either may end first.
 struct thread_buffer {
   struct cache_entry {
-    const void* location = nullptr; // identity of the std::source_location
-    const std::string* name = nullptr; // the registered name (owned by the core)
+    const void *location = nullptr;    // identity of the std::source_location
+    const std::string *name = nullptr; // the registered name (owned by the core)
     int track = -1;
     std::uint32_t site = invalid_site;
   };
@@ -80,22 +80,22 @@ struct thread_buffer {
   std::uint64_t os_thread_id = 0;
   std::string thread_name;
   std::atomic<std::uint64_t> generation{0};
-  std::array<std::atomic<slot*>, max_chunks> chunks{};
+  std::array<std::atomic<slot *>, max_chunks> chunks{};
   std::array<cache_entry, site_cache_size> cache{}; // touched by the owner only
 
   thread_buffer() = default;
-  thread_buffer(const thread_buffer&) = delete;
-  thread_buffer& operator=(const thread_buffer&) = delete;
+  thread_buffer(const thread_buffer &) = delete;
+  thread_buffer &operator=(const thread_buffer &) = delete;
   ~thread_buffer();
 
   /// The slot of `site`, creating its chunk on first use (the only allocation).
-  slot& slot_for(std::uint32_t site) {
-    slot* chunk = chunks[site / chunk_slots].load(std::memory_order_relaxed);
+  slot &slot_for(std::uint32_t site) {
+    slot *chunk = chunks[site / chunk_slots].load(std::memory_order_relaxed);
     if (chunk == nullptr) [[unlikely]]
       chunk = add_chunk(site / chunk_slots);
     return chunk[site % chunk_slots];
   }
-  slot* add_chunk(std::uint32_t index);
+  slot *add_chunk(std::uint32_t index);
   /// Zeroes every slot for a new generation (after Profiler::clear). Owner only.
   void reset(std::uint64_t new_generation) noexcept;
 };
@@ -117,7 +117,7 @@ struct profiler_core : std::enable_shared_from_this<profiler_core> {
   std::array<std::atomic<bool>, max_tracks> track_enabled;
   std::atomic<std::uint64_t> generation{1};
 
-  mutable std::mutex mutex; // guards everything below; never taken on the hot path
+  mutable std::mutex mutex;    // guards everything below; never taken on the hot path
   std::deque<site_info> sites; // index = site id; deque keeps names at stable addresses
   std::map<std::tuple<int, std::string_view, std::string_view, std::uint32_t, std::uint32_t, std::string_view>,
            std::uint32_t>
@@ -133,7 +133,7 @@ struct profiler_core : std::enable_shared_from_this<profiler_core> {
 /// The part of an open block that its children and its context see. It lives
 /// inside the Block object (and so in a coroutine frame when the Block does).
 struct open_frame {
-  open_frame* parent = nullptr;
+  open_frame *parent = nullptr;
   std::uint32_t site = invalid_site;
   std::uint64_t child_ns = 0;
 };
@@ -141,29 +141,29 @@ struct open_frame {
 /// A logical flow of control whose open blocks nest: a thread, or (with the
 /// coroutine support) a coroutine chain.
 struct context {
-  open_frame* top = nullptr;
+  open_frame *top = nullptr;
 };
 
 inline constinit thread_local context thread_context{};
-inline constinit thread_local context* current_context_ptr = nullptr;
+inline constinit thread_local context *current_context_ptr = nullptr;
 
-inline context& current_context() noexcept {
-  context* c = current_context_ptr;
+inline context &current_context() noexcept {
+  context *c = current_context_ptr;
   return c != nullptr ? *c : thread_context;
 }
 
 struct buffer_cache {
   std::uint64_t core_id = 0;
-  thread_buffer* buffer = nullptr;
+  thread_buffer *buffer = nullptr;
 };
 inline constinit thread_local buffer_cache last_buffer{};
 
 /// Finds or creates this thread's buffer for `core` (locks the core once per
 /// thread and profiler).
-thread_buffer& find_buffer_slow(profiler_core& core);
+thread_buffer &find_buffer_slow(profiler_core &core);
 
 /// This thread's buffer for `core`. Hot path: a TLS compare, no lock.
-inline thread_buffer& buffer_for(profiler_core& core) {
+inline thread_buffer &buffer_for(profiler_core &core) {
   const buffer_cache c = last_buffer;
   if (c.core_id == core.id) [[likely]]
     return *c.buffer;
@@ -172,11 +172,10 @@ inline thread_buffer& buffer_for(profiler_core& core) {
 
 /// Registers a call site (or finds it) under the core's lock; invalid_site
 /// when the track or name is invalid (a diagnostic is kept in the results).
-std::uint32_t register_site(profiler_core& core, int track, std::string_view name, const char* file,
-                            std::uint32_t line, std::uint32_t column, const char* function,
-                            const std::string** registered_name);
+std::uint32_t register_site(profiler_core &core, int track, std::string_view name, const char *file, std::uint32_t line,
+                            std::uint32_t column, const char *function, const std::string **registered_name);
 
-inline std::size_t cache_index(const void* location, int track, std::string_view name) noexcept {
+inline std::size_t cache_index(const void *location, int track, std::string_view name) noexcept {
   auto h = reinterpret_cast<std::uintptr_t>(location) >> 4;
   h ^= static_cast<std::uintptr_t>(track) * 0x9e37u;
   h ^= name.size() * 31u + (name.empty() ? 0u : static_cast<unsigned char>(name[0]));
@@ -186,14 +185,14 @@ inline std::size_t cache_index(const void* location, int track, std::string_view
 
 /// The site id for a call site, through the thread's small cache; names are
 /// compared by content, so a reused buffer with new text is a new site.
-inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const void* location, int track,
-                              std::string_view name, const char* file, std::uint32_t line,
-                              std::uint32_t column, const char* function) {
-  auto& e = buf.cache[cache_index(location, track, name)];
+inline std::uint32_t site_for(thread_buffer &buf, profiler_core &core, const void *location, int track,
+                              std::string_view name, const char *file, std::uint32_t line, std::uint32_t column,
+                              const char *function) {
+  auto &e = buf.cache[cache_index(location, track, name)];
   if (e.location == location && e.track == track && e.name->size() == name.size() &&
       std::memcmp(e.name->data(), name.data(), name.size()) == 0) [[likely]]
     return e.site;
-  const std::string* registered = nullptr;
+  const std::string *registered = nullptr;
   const std::uint32_t site = register_site(core, track, name, file, line, column, function, &registered);
   if (site != invalid_site) e = {location, registered, track, site};
   return site;
@@ -201,14 +200,14 @@ inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const voi
 
 /// Adds one record to the calling thread's slot for `site`.
 /// Hot path: never locks; allocates only on the site's first record in this thread.
-inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, std::uint64_t child_ns,
+inline void record(profiler_core &core, std::uint32_t site, std::uint64_t ns, std::uint64_t child_ns,
                    std::uint64_t bytes, std::uint32_t parent_site) {
-  thread_buffer& buf = buffer_for(core);
+  thread_buffer &buf = buffer_for(core);
   const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
   if (buf.generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
     buf.reset(gen);
-  slot& s = buf.slot_for(site);
-  std::atomic<std::uint64_t>* hist = s.histogram.load(std::memory_order_relaxed);
+  slot &s = buf.slot_for(site);
+  std::atomic<std::uint64_t> *hist = s.histogram.load(std::memory_order_relaxed);
   if (hist == nullptr) [[unlikely]] {
     hist = new std::atomic<std::uint64_t>[latency_histogram::bucket_count] {};
     s.histogram.store(hist, std::memory_order_release);
@@ -227,7 +226,7 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
   // Caller tags: 0 marks an unused entry, UINT32_MAX top level, else parent + 1.
   const std::uint32_t tag = parent_site == no_parent ? UINT32_MAX : parent_site + 1;
   bool placed = false;
-  for (auto& c : s.callers) {
+  for (auto &c : s.callers) {
     const std::uint32_t p = c.parent_plus1.load(std::memory_order_relaxed);
     if (p == tag || p == 0) {
       if (p == 0) c.parent_plus1.store(tag, std::memory_order_relaxed);

@@ -21,11 +21,12 @@ struct Error {
   errc code;
   std::string message;
 
-  friend bool operator==(const Error&, const Error&) = default;
-  friend std::ostream& operator<<(std::ostream& os, const Error& e) { return os << e.message; }
+  friend bool operator==(const Error &, const Error &) = default;
+  friend std::ostream &operator<<(std::ostream &os, const Error &e) { return os << e.message; }
 };
 
-template <class T> using expected = tl::expected<T, Error>;
+template <class T>
+using expected = tl::expected<T, Error>;
 
 /// Shorthand for returning an error: `return fail(errc::io_error, "...")`.
 inline tl::unexpected<Error> fail(errc code, std::string message) {

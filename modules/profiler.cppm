@@ -66,16 +66,16 @@ class [[nodiscard]] Block {
 public:
   Block() noexcept = default; ///< an inert block that records nothing
 
-  Block(Block&& other) noexcept { take(other); }
-  Block& operator=(Block&& other) noexcept {
+  Block(Block &&other) noexcept { take(other); }
+  Block &operator=(Block &&other) noexcept {
     if (this != &other) {
       close();
       take(other);
     }
     return *this;
   }
-  Block(const Block&) = delete;
-  Block& operator=(const Block&) = delete;
+  Block(const Block &) = delete;
+  Block &operator=(const Block &) = delete;
   ~Block() { close(); }
 
   /// True while the block is open and will record.
@@ -96,7 +96,7 @@ public:
       frame_.parent->child_ns += ns;
       parent_site = frame_.parent->site;
     }
-    detail::profiler_core& core = *core_;
+    detail::profiler_core &core = *core_;
     core_ = nullptr;
     detail::record(core, frame_.site, ns, frame_.child_ns, bytes_, parent_site);
   }
@@ -104,15 +104,14 @@ public:
 private:
   friend class Profiler;
 
-  Block(detail::profiler_core& core, std::uint32_t site) noexcept
-      : core_(&core), ctx_(&detail::current_context()) {
+  Block(detail::profiler_core &core, std::uint32_t site) noexcept : core_(&core), ctx_(&detail::current_context()) {
     frame_.site = site;
     frame_.parent = ctx_->top;
     ctx_->top = &frame_;
     start_ = detail::now_ticks();
   }
 
-  void take(Block& other) noexcept {
+  void take(Block &other) noexcept {
     core_ = std::exchange(other.core_, nullptr);
     if (core_ == nullptr) return;
     ctx_ = other.ctx_;
@@ -123,7 +122,7 @@ private:
     if (ctx_->top == &other.frame_) {
       ctx_->top = &frame_;
     } else {
-      for (detail::open_frame* f = ctx_->top; f != nullptr; f = f->parent)
+      for (detail::open_frame *f = ctx_->top; f != nullptr; f = f->parent)
         if (f->parent == &other.frame_) {
           f->parent = &frame_;
           break;
@@ -131,22 +130,24 @@ private:
     }
   }
 
-  detail::profiler_core* core_ = nullptr;
-  detail::context* ctx_ = nullptr;
+  detail::profiler_core *core_ = nullptr;
+  detail::context *ctx_ = nullptr;
   detail::open_frame frame_{};
   std::uint64_t start_ = 0;
   std::uint64_t bytes_ = 0;
 };
 
 namespace detail {
-template <class T> constexpr std::string_view type_name() noexcept {
+template <class T>
+constexpr std::string_view type_name() noexcept {
   std::string_view s = __PRETTY_FUNCTION__;
   const auto b = s.find("T = ");
   if (b == std::string_view::npos) return {};
   s.remove_prefix(b + 4);
   return s.substr(0, s.rfind(']'));
 }
-template <auto F> constexpr std::string_view value_name() noexcept {
+template <auto F>
+constexpr std::string_view value_name() noexcept {
   std::string_view s = __PRETTY_FUNCTION__;
   const auto b = s.find("F = ");
   if (b == std::string_view::npos) return {};
@@ -157,40 +158,41 @@ template <auto F> constexpr std::string_view value_name() noexcept {
   while (s.starts_with(anonymous)) s.remove_prefix(anonymous.size());
   return s;
 }
-std::string default_track_name(std::string_view type, bool is_class, const std::source_location& loc);
+std::string default_track_name(std::string_view type, bool is_class, const std::source_location &loc);
 } // namespace detail
 
 /// A callable wrapped by Profiler::track: same arguments, same result
 /// (references included), exceptions pass through; each call is one block.
-template <class F> class Tracked {
+template <class F>
+class Tracked {
 public:
   template <class... Args>
-    requires std::invocable<F&, Args...>
-  decltype(auto) operator()(Args&&... args) & {
+    requires std::invocable<F &, Args...>
+  decltype(auto) operator()(Args &&...args) & {
     auto b = open();
     return std::invoke(fn_, std::forward<Args>(args)...);
   }
   template <class... Args>
-    requires std::invocable<const F&, Args...>
-  decltype(auto) operator()(Args&&... args) const& {
+    requires std::invocable<const F &, Args...>
+  decltype(auto) operator()(Args &&...args) const & {
     auto b = open();
     return std::invoke(fn_, std::forward<Args>(args)...);
   }
   template <class... Args>
-    requires std::invocable<F&&, Args...>
-  decltype(auto) operator()(Args&&... args) && {
+    requires std::invocable<F &&, Args...>
+  decltype(auto) operator()(Args &&...args) && {
     auto b = open();
     return std::invoke(std::move(fn_), std::forward<Args>(args)...);
   }
 
-  const Site& site() const noexcept { return site_; }
+  const Site &site() const noexcept { return site_; }
 
 private:
   friend class Profiler;
-  Tracked(Profiler& p, Site s, F fn) : profiler_(&p), site_(s), fn_(std::move(fn)) {}
+  Tracked(Profiler &p, Site s, F fn) : profiler_(&p), site_(s), fn_(std::move(fn)) {}
   Block open() const noexcept;
 
-  Profiler* profiler_;
+  Profiler *profiler_;
   Site site_;
   F fn_;
 };
@@ -201,10 +203,10 @@ class Profiler {
 public:
   explicit Profiler(std::string name = "Profiler");
   ~Profiler();
-  Profiler(const Profiler&) = delete;
-  Profiler& operator=(const Profiler&) = delete;
+  Profiler(const Profiler &) = delete;
+  Profiler &operator=(const Profiler &) = delete;
 
-  const std::string& name() const noexcept { return core_->name; }
+  const std::string &name() const noexcept { return core_->name; }
 
   void start() noexcept { core_->started.store(true, std::memory_order_relaxed); }
   void stop() noexcept { core_->started.store(false, std::memory_order_relaxed); }
@@ -219,27 +221,25 @@ public:
   std::optional<std::string> track_name(int track) const;
 
   /// Registers a call site once, for the fastest block(Site) path.
-  expected<Site> site(int track, std::string_view name,
-                      std::source_location loc = std::source_location::current());
+  expected<Site> site(int track, std::string_view name, std::source_location loc = std::source_location::current());
 
   /// Opens a block on `track`; it ends when the returned object is destroyed.
   /// An invalid track or empty name gives an inert block and a diagnostic in
   /// the results. Hot path after the site's first use: no lock, no allocation.
-  Block block(int track, std::string_view name,
-              std::source_location loc = std::source_location::current()) {
+  Block block(int track, std::string_view name, std::source_location loc = std::source_location::current()) {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
       if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
         return Block{};
-      detail::profiler_core& core = *core_;
+      detail::profiler_core &core = *core_;
       if (!is_track_enabled(track) || !core.started.load(std::memory_order_relaxed)) [[unlikely]] {
         if (!valid_track(track)) note_invalid_track(track, name, loc);
         return Block{};
       }
-      detail::thread_buffer& buf = detail::buffer_for(core);
-      const std::uint32_t id = detail::site_for(buf, core, location_key(loc), track, name, loc.file_name(),
-                                                loc.line(), loc.column(), loc.function_name());
+      detail::thread_buffer &buf = detail::buffer_for(core);
+      const std::uint32_t id = detail::site_for(buf, core, location_key(loc), track, name, loc.file_name(), loc.line(),
+                                                loc.column(), loc.function_name());
       if (id == detail::invalid_site) [[unlikely]]
         return Block{};
       return Block{core, id};
@@ -247,13 +247,13 @@ public:
   }
 
   /// Opens a block for a pre-registered site (see site()).
-  Block block(const Site& s) noexcept {
+  Block block(const Site &s) noexcept {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
       if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
         return Block{};
-      detail::profiler_core& core = *core_;
+      detail::profiler_core &core = *core_;
       if (s.core_id_ != core.id || !s.valid() || !is_track_enabled(s.track_) ||
           !core.started.load(std::memory_order_relaxed)) [[unlikely]]
         return Block{};
@@ -263,7 +263,7 @@ public:
 
   /// Wraps a callable so that every call is timed as block `name` on `track`.
   template <class F>
-  auto track(int track, std::string_view name, F&& fn, std::source_location loc = std::source_location::current()) {
+  auto track(int track, std::string_view name, F &&fn, std::source_location loc = std::source_location::current()) {
     if constexpr (!instrumentation_compiled_in) {
       return std::decay_t<F>(std::forward<F>(fn));
     } else {
@@ -274,14 +274,15 @@ public:
   /// (e.g. "(lambda at main.cpp:12:5)"), a function pointer by "fn@file:line".
   template <class F>
     requires(!std::convertible_to<F, std::string_view>)
-  auto track(int track, F&& fn, std::source_location loc = std::source_location::current()) {
+  auto track(int track, F &&fn, std::source_location loc = std::source_location::current()) {
     using D = std::decay_t<F>;
     const std::string name = detail::default_track_name(detail::type_name<D>(), std::is_class_v<D>, loc);
     return this->track(track, name, std::forward<F>(fn), loc);
   }
   /// As above for a function known at compile time, named after it:
   /// `auto f = profiler.track<&process_data>(0);`
-  template <auto F> auto track(int track, std::source_location loc = std::source_location::current()) {
+  template <auto F>
+  auto track(int track, std::source_location loc = std::source_location::current()) {
     return this->track(track, detail::value_name<F>(), F, loc);
   }
 
@@ -297,31 +298,34 @@ public:
   /// every record lands wholly before or wholly after it.
   void clear();
 
-  expected<void> export_csv(const std::filesystem::path& file) const;
-  void export_csv(std::ostream& out) const;
-  expected<void> export_json(const std::filesystem::path& file, int indent = 2) const;
-  void export_json(std::ostream& out, int indent = 2) const;
+  expected<void> export_csv(const std::filesystem::path &file) const;
+  void export_csv(std::ostream &out) const;
+  expected<void> export_json(const std::filesystem::path &file, int indent = 2) const;
+  void export_json(std::ostream &out, int indent = 2) const;
   void print_results() const;
-  void print_results(std::ostream& out) const;
+  void print_results(std::ostream &out) const;
 
   /// `Profiler(name='MyApp', tracks=2, threads=3, started=True)`, as the seed's repr.
   std::string to_string() const;
-  friend std::ostream& operator<<(std::ostream& os, const Profiler& p) { return os << p.to_string(); }
+  friend std::ostream &operator<<(std::ostream &os, const Profiler &p) { return os << p.to_string(); }
 
 private:
   static bool valid_track(int track) noexcept { return static_cast<unsigned>(track) < unsigned{max_tracks}; }
-  static const void* location_key(const std::source_location& loc) noexcept {
-    if constexpr (sizeof(std::source_location) == sizeof(const void*))
-      return std::bit_cast<const void*>(loc); // libstdc++ and libc++: a pointer to per-site static data
+  static const void *location_key(const std::source_location &loc) noexcept {
+    if constexpr (sizeof(std::source_location) == sizeof(const void *))
+      return std::bit_cast<const void *>(loc); // libstdc++ and libc++: a pointer to per-site static data
     else
       return loc.file_name();
   }
-  Site site_or_invalid(int track, std::string_view name, const std::source_location& loc);
-  void note_invalid_track(int track, std::string_view name, const std::source_location& loc);
+  Site site_or_invalid(int track, std::string_view name, const std::source_location &loc);
+  void note_invalid_track(int track, std::string_view name, const std::source_location &loc);
 
   std::shared_ptr<detail::profiler_core> core_;
 };
 
-template <class F> Block Tracked<F>::open() const noexcept { return profiler_->block(site_); }
+template <class F>
+Block Tracked<F>::open() const noexcept {
+  return profiler_->block(site_);
+}
 
 } // namespace stichotrope

@@ -38,7 +38,7 @@ double percent(std::uint64_t part, std::uint64_t whole) {
 
 // ---------------------------------------------------------------- CSV
 
-void csv_field(std::string& out, std::string_view v) {
+void csv_field(std::string &out, std::string_view v) {
   if (v.find_first_of(",\"\r\n") == std::string_view::npos) {
     out += v;
     return;
@@ -60,7 +60,8 @@ std::string python_float(double v) {
   char buf[64];
   const double a = std::fabs(v);
   const bool fixed = a >= 1e-4 && a < 1e16;
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, fixed ? std::chars_format::fixed : std::chars_format::scientific);
+  auto [end, ec] =
+      std::to_chars(buf, buf + sizeof buf, v, fixed ? std::chars_format::fixed : std::chars_format::scientific);
   std::string s(buf, end);
   if (fixed && s.find('.') == std::string::npos) s += ".0";
   if (!fixed) {
@@ -70,7 +71,7 @@ std::string python_float(double v) {
   return s;
 }
 
-void hex4(std::string& out, unsigned v) {
+void hex4(std::string &out, unsigned v) {
   static constexpr char digits[] = "0123456789abcdef";
   out += "\\u";
   for (int shift = 12; shift >= 0; shift -= 4) out += digits[(v >> shift) & 0xFu];
@@ -78,22 +79,38 @@ void hex4(std::string& out, unsigned v) {
 
 /// JSON string with only ASCII inside (json.dumps' ensure_ascii): control and
 /// non-ASCII characters as \uXXXX, invalid UTF-8 bytes as U+FFFD.
-void json_string(std::string& out, std::string_view s) {
+void json_string(std::string &out, std::string_view s) {
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
-        if (c < 0x20) hex4(out, c);
-        else out += static_cast<char>(c);
+        if (c < 0x20)
+          hex4(out, c);
+        else
+          out += static_cast<char>(c);
       }
       ++i;
       continue;
@@ -101,16 +118,22 @@ void json_string(std::string& out, std::string_view s) {
     // Decode one UTF-8 sequence strictly (no overlongs, no surrogates).
     unsigned len = 0;
     std::uint32_t cp = 0;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1Fu;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0Fu;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07u;
+    if (c >= 0xC2 && c <= 0xDF)
+      len = 2, cp = c & 0x1Fu;
+    else if (c >= 0xE0 && c <= 0xEF)
+      len = 3, cp = c & 0x0Fu;
+    else if (c >= 0xF0 && c <= 0xF4)
+      len = 4, cp = c & 0x07u;
     bool ok = len != 0 && i + len <= s.size();
     for (unsigned k = 1; ok && k < len; ++k) {
       const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0u) != 0x80u) ok = false;
-      else cp = (cp << 6) | (cc & 0x3Fu);
+      if ((cc & 0xC0u) != 0x80u)
+        ok = false;
+      else
+        cp = (cp << 6) | (cc & 0x3Fu);
     }
-    if (ok && ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
+    if (ok &&
+        ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
       ok = false;
     if (!ok) {
       hex4(out, 0xFFFD);
@@ -145,15 +168,33 @@ public:
     out_ += ": ";
     after_key_ = true;
   }
-  void value(std::string_view s) { item(); json_string(out_, s); }
-  void value(const char* s) { value(std::string_view(s)); }
-  void value(std::uint64_t v) { item(); out_ += std::to_string(v); }
-  void value(int v) { item(); out_ += std::to_string(v); }
-  void value(double v) { item(); out_ += python_float(v); }
-  void value(bool v) { item(); out_ += v ? "true" : "false"; }
-  void null() { item(); out_ += "null"; }
+  void value(std::string_view s) {
+    item();
+    json_string(out_, s);
+  }
+  void value(const char *s) { value(std::string_view(s)); }
+  void value(std::uint64_t v) {
+    item();
+    out_ += std::to_string(v);
+  }
+  void value(int v) {
+    item();
+    out_ += std::to_string(v);
+  }
+  void value(double v) {
+    item();
+    out_ += python_float(v);
+  }
+  void value(bool v) {
+    item();
+    out_ += v ? "true" : "false";
+  }
+  void null() {
+    item();
+    out_ += "null";
+  }
 
-  std::string& str() { return out_; }
+  std::string &str() { return out_; }
 
 private:
   void item() {
@@ -216,7 +257,7 @@ std::string thousands(std::uint64_t v) {
 }
 std::string throughput(double bytes_per_s) {
   if (bytes_per_s <= 0) return "-";
-  const char* units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"};
+  const char *units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"};
   unsigned u = 0;
   while (bytes_per_s >= 1024.0 && u + 1 < std::size(units)) bytes_per_s /= 1024.0, ++u;
   return fixed2(bytes_per_s) + " " + units[u];
@@ -232,13 +273,13 @@ std::string format_time_ns(std::uint64_t ns) {
   return std::to_string(ns) + " ns";
 }
 
-std::string to_csv(const ProfilerResults& results) {
+std::string to_csv(const ProfilerResults &results) {
   std::string out = "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% "
                     "Total,Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s)\r\n";
   const std::uint64_t all = results.total_time_ns();
-  for (const auto& t : results.tracks) {
+  for (const auto &t : results.tracks) {
     const std::uint64_t track_total = t.total_time_ns();
-    for (const auto& b : t.blocks) {
+    for (const auto &b : t.blocks) {
       const auto p = b.percentiles();
       out += std::to_string(t.track_idx);
       out += ',';
@@ -257,25 +298,27 @@ std::string to_csv(const ProfilerResults& results) {
   return out;
 }
 
-std::string to_json(const ProfilerResults& results, int indent) {
+std::string to_json(const ProfilerResults &results, int indent) {
   json_writer w(indent);
   w.begin_object();
   w.key("profiler_name");
   w.value(results.profiler_name);
   w.key("tracks");
   w.begin_array();
-  for (const auto& t : results.tracks) {
+  for (const auto &t : results.tracks) {
     w.begin_object();
     w.key("track_idx");
     w.value(t.track_idx);
     w.key("track_name");
-    if (t.track_name) w.value(*t.track_name);
-    else w.null();
+    if (t.track_name)
+      w.value(*t.track_name);
+    else
+      w.null();
     w.key("enabled");
     w.value(t.enabled);
     w.key("blocks");
     w.begin_array();
-    for (const auto& b : t.blocks) {
+    for (const auto &b : t.blocks) {
       const auto p = b.percentiles();
       w.begin_object();
       w.key("name"), w.value(b.name);
@@ -299,11 +342,13 @@ std::string to_json(const ProfilerResults& results, int indent) {
       w.key("throughput_bytes_per_s"), w.value(b.throughput_bytes_per_s());
       w.key("callers");
       w.begin_array();
-      for (const auto& c : b.callers) {
+      for (const auto &c : b.callers) {
         w.begin_object();
         w.key("parent_site_id");
-        if (c.parent_site_id == no_parent) w.null();
-        else w.value(std::uint64_t{c.parent_site_id});
+        if (c.parent_site_id == no_parent)
+          w.null();
+        else
+          w.value(std::uint64_t{c.parent_site_id});
         w.key("hit_count"), w.value(c.hit_count);
         w.key("total_time_ns"), w.value(c.total_time_ns);
         w.end_object();
@@ -335,13 +380,13 @@ std::string to_json(const ProfilerResults& results, int indent) {
   w.value(results.total_hits());
   w.key("diagnostics");
   w.begin_array();
-  for (const auto& d : results.diagnostics) w.value(d);
+  for (const auto &d : results.diagnostics) w.value(d);
   w.end_array();
   w.end_object();
   return std::move(w.str());
 }
 
-std::string to_table(const ProfilerResults& results) {
+std::string to_table(const ProfilerResults &results) {
   std::ostringstream os;
   const std::string rule_eq(120, '='), rule_dash(120, '-');
   os << rule_eq << '\n'
@@ -349,17 +394,18 @@ std::string to_table(const ProfilerResults& results) {
      << "Total Time: " << format_time_ns(results.total_time_ns()) << '\n'
      << "Total Hits: " << thousands(results.total_hits()) << '\n'
      << rule_eq << '\n';
-  for (const auto& t : results.tracks) {
+  for (const auto &t : results.tracks) {
     const std::uint64_t track_total = t.total_time_ns();
     const std::string title = t.track_name ? *t.track_name : "Track " + std::to_string(t.track_idx);
-    os << '\n' << title << " (Track " << t.track_idx << ")\n"
+    os << '\n'
+       << title << " (Track " << t.track_idx << ")\n"
        << "  Total Time: " << format_time_ns(track_total) << '\n'
        << "  Total Hits: " << thousands(t.total_hits()) << '\n'
        << rule_dash << '\n'
-       << left("Block Name", 40) << ' ' << right("Hits", 10) << ' ' << right("Total", 15) << ' '
-       << right("Avg", 15) << ' ' << right("Min", 15) << ' ' << right("Max", 15) << ' ' << right("%Track", 8) << '\n'
+       << left("Block Name", 40) << ' ' << right("Hits", 10) << ' ' << right("Total", 15) << ' ' << right("Avg", 15)
+       << ' ' << right("Min", 15) << ' ' << right("Max", 15) << ' ' << right("%Track", 8) << '\n'
        << rule_dash << '\n';
-    for (const auto& b : t.blocks) {
+    for (const auto &b : t.blocks) {
       os << left(b.name, 40) << ' ' << right(thousands(b.hit_count), 10) << ' '
          << right(format_time_ns(b.total_time_ns), 15) << ' '
          << right(format_time_ns(static_cast<std::uint64_t>(b.avg_time_ns())), 15) << ' '
@@ -369,9 +415,9 @@ std::string to_table(const ProfilerResults& results) {
     }
     if (t.blocks.empty()) continue;
     os << rule_dash << '\n'
-       << left("  latency", 40) << ' ' << right("Self", 15) << ' ' << right("P50", 12) << ' ' << right("P90", 12)
-       << ' ' << right("P99", 12) << ' ' << right("P99.9", 12) << ' ' << right("Throughput", 14) << '\n';
-    for (const auto& b : t.blocks) {
+       << left("  latency", 40) << ' ' << right("Self", 15) << ' ' << right("P50", 12) << ' ' << right("P90", 12) << ' '
+       << right("P99", 12) << ' ' << right("P99.9", 12) << ' ' << right("Throughput", 14) << '\n';
+    for (const auto &b : t.blocks) {
       const auto p = b.percentiles();
       os << left("  " + b.name, 40) << ' ' << right(format_time_ns(b.self_time_ns), 15) << ' '
          << right(format_time_ns(p.p50_ns), 12) << ' ' << right(format_time_ns(p.p90_ns), 12) << ' '
@@ -381,17 +427,17 @@ std::string to_table(const ProfilerResults& results) {
   }
 
   // Call tree: children under parents, from the recorded caller edges.
-  std::map<std::uint32_t, std::vector<std::pair<const BlockResults*, const caller_stats*>>> children;
-  for (const auto& t : results.tracks)
-    for (const auto& b : t.blocks)
-      for (const auto& c : b.callers) children[c.parent_site_id].push_back({&b, &c});
+  std::map<std::uint32_t, std::vector<std::pair<const BlockResults *, const caller_stats *>>> children;
+  for (const auto &t : results.tracks)
+    for (const auto &b : t.blocks)
+      for (const auto &c : b.callers) children[c.parent_site_id].push_back({&b, &c});
   if (!children.empty() && results.total_hits() > 0) {
     os << '\n' << "Call tree (hits, total time inside the parent)\n" << rule_dash << '\n';
     std::set<std::uint32_t> path;
     std::function<void(std::uint32_t, int)> walk = [&](std::uint32_t parent, int depth) {
       auto it = children.find(parent);
       if (it == children.end() || depth > 32) return;
-      for (const auto& [b, c] : it->second) {
+      for (const auto &[b, c] : it->second) {
         const std::string label = std::string(static_cast<std::size_t>(2 * depth), ' ') + b->name;
         os << left(label, 60) << ' ' << right(thousands(c->hit_count), 12) << ' '
            << right(format_time_ns(c->total_time_ns), 15) << '\n';
@@ -407,15 +453,15 @@ std::string to_table(const ProfilerResults& results) {
   return os.str();
 }
 
-void write_csv(std::ostream& out, const ProfilerResults& results) { out << to_csv(results); }
-void write_json(std::ostream& out, const ProfilerResults& results, int indent) { out << to_json(results, indent); }
-void write_table(std::ostream& out, const ProfilerResults& results) { out << to_table(results); }
+void write_csv(std::ostream &out, const ProfilerResults &results) { out << to_csv(results); }
+void write_json(std::ostream &out, const ProfilerResults &results, int indent) { out << to_json(results, indent); }
+void write_table(std::ostream &out, const ProfilerResults &results) { out << to_table(results); }
 
 namespace {
 
 std::string errno_text(int err) { return std::generic_category().message(err); }
 
-Error io_error(const std::filesystem::path& file, std::string_view what, int err) {
+Error io_error(const std::filesystem::path &file, std::string_view what, int err) {
   return Error{errc::io_error, "cannot " + std::string(what) + " '" + file.string() + "': " + errno_text(err)};
 }
 
@@ -434,9 +480,9 @@ int write_all(int fd, std::string_view content) {
 
 } // namespace
 
-expected<void> write_file(const std::filesystem::path& file, std::string_view content) {
+expected<void> write_file(const std::filesystem::path &file, std::string_view content) {
   if (file.empty()) return fail(errc::io_error, "cannot write a file with an empty path");
-  struct stat st {};
+  struct stat st{};
   const bool exists = ::stat(file.c_str(), &st) == 0;
   if (exists && S_ISDIR(st.st_mode))
     return fail(errc::io_error, "cannot write '" + file.string() + "': it is a directory");
@@ -455,8 +501,8 @@ expected<void> write_file(const std::filesystem::path& file, std::string_view co
   const int fd = ::mkstemp(temp.data());
   if (fd < 0) {
     const int err = errno;
-    return fail(errc::io_error, "cannot create a file in '" + dir.string() + "' to write '" + file.string() +
-                                    "': " + errno_text(err));
+    return fail(errc::io_error,
+                "cannot create a file in '" + dir.string() + "' to write '" + file.string() + "': " + errno_text(err));
   }
   ::fchmod(fd, exists ? (st.st_mode & 07777) : 0644);
   int err = write_all(fd, content);
@@ -470,11 +516,11 @@ expected<void> write_file(const std::filesystem::path& file, std::string_view co
   return {};
 }
 
-expected<void> export_csv(const ProfilerResults& results, const std::filesystem::path& file) {
+expected<void> export_csv(const ProfilerResults &results, const std::filesystem::path &file) {
   return write_file(file, to_csv(results));
 }
 
-expected<void> export_json(const ProfilerResults& results, const std::filesystem::path& file, int indent) {
+expected<void> export_json(const ProfilerResults &results, const std::filesystem::path &file, int indent) {
   return write_file(file, to_json(results, indent));
 }
 

@@ -16,9 +16,9 @@ using stichotrope::Profiler;
 
 namespace {
 int process_data(int x) { return x * 2; }
-std::uint64_t hits(const Profiler& p, int track, std::string_view name) {
+std::uint64_t hits(const Profiler &p, int track, std::string_view name) {
   const auto r = p.get_results();
-  const auto* b = r.find_block(track, name);
+  const auto *b = r.find_block(track, name);
   return b == nullptr ? 0 : b->hit_count;
 }
 } // namespace
@@ -40,7 +40,7 @@ BOOST_AUTO_TEST_CASE(block_records_once_per_scope_with_its_call_site) {
     auto scope = profiler.block(1, "database_query");
   }
   const auto r = profiler.get_results();
-  const auto* b = r.find_block(1, "database_query");
+  const auto *b = r.find_block(1, "database_query");
   BOOST_REQUIRE(b != nullptr);
   BOOST_TEST(b->hit_count == 3u);
   BOOST_TEST(b->line == static_cast<unsigned>(line));
@@ -52,8 +52,12 @@ BOOST_AUTO_TEST_CASE(block_records_once_per_scope_with_its_call_site) {
 
 BOOST_AUTO_TEST_CASE(same_name_at_two_call_sites_gives_two_blocks) {
   Profiler profiler{"p"};
-  { auto a = profiler.block(0, "step"); }
-  { auto b = profiler.block(0, "step"); }
+  {
+    auto a = profiler.block(0, "step");
+  }
+  {
+    auto b = profiler.block(0, "step");
+  }
   const auto r = profiler.get_results();
   BOOST_REQUIRE(r.find_track(0) != nullptr);
   BOOST_TEST(r.find_track(0)->blocks.size() == 2u);
@@ -69,12 +73,14 @@ BOOST_AUTO_TEST_CASE(block_is_move_only_and_records_once_after_a_move) {
     stichotrope::Block other = std::move(outer);
     BOOST_TEST(!outer.active());
     BOOST_TEST(other.active());
-    { auto child = profiler.block(0, "child"); }
+    {
+      auto child = profiler.block(0, "child");
+    }
   }
   const auto r = profiler.get_results();
   BOOST_TEST(r.find_block(0, "moved")->hit_count == 1u);
   // The child found its parent through the moved-to object.
-  const auto* child = r.find_block(0, "child");
+  const auto *child = r.find_block(0, "child");
   BOOST_REQUIRE(child->callers.size() == 1u);
   BOOST_TEST(child->callers[0].parent_site_id == r.find_block(0, "moved")->site_id);
 }
@@ -98,10 +104,10 @@ BOOST_AUTO_TEST_CASE(track_keeps_signature_and_return_value) {
 BOOST_AUTO_TEST_CASE(track_returns_references_and_takes_move_only_arguments) {
   Profiler profiler{"p"};
   int value = 1;
-  auto ref = profiler.track(0, "ref", [&]() -> int& { return value; });
+  auto ref = profiler.track(0, "ref", [&]() -> int & { return value; });
   ref() = 7;
   BOOST_TEST(value == 7);
-  static_assert(std::is_same_v<decltype(ref()), int&>);
+  static_assert(std::is_same_v<decltype(ref()), int &>);
 
   auto sink = profiler.track(0, "sink", [](std::unique_ptr<int> p) { return *p + 1; });
   BOOST_TEST(sink(std::make_unique<int>(41)) == 42);
@@ -143,10 +149,14 @@ BOOST_AUTO_TEST_CASE(stop_and_start_pause_and_resume_recording) {
   Profiler profiler{"p"};
   profiler.stop();
   BOOST_TEST(!profiler.is_started());
-  { auto s = profiler.block(0, "paused"); }
+  {
+    auto s = profiler.block(0, "paused");
+  }
   profiler.start();
   BOOST_TEST(profiler.is_started());
-  { auto s = profiler.block(0, "paused"); }
+  {
+    auto s = profiler.block(0, "paused");
+  }
   BOOST_TEST(hits(profiler, 0, "paused") == 1u);
 }
 
@@ -160,12 +170,18 @@ BOOST_AUTO_TEST_CASE(track_enable_is_profiler_wide) {
     BOOST_TEST(!profiler.is_track_enabled(0));
     auto s = profiler.block(0, "off");
   }).join();
-  { auto s = profiler.block(0, "off"); }
-  { auto s = profiler.block(1, "on"); }
+  {
+    auto s = profiler.block(0, "off");
+  }
+  {
+    auto s = profiler.block(1, "on");
+  }
   BOOST_TEST(hits(profiler, 0, "off") == 0u);
   BOOST_TEST(hits(profiler, 1, "on") == 1u);
   BOOST_TEST(profiler.set_track_enabled(0, true).has_value());
-  { auto s = profiler.block(0, "off"); }
+  {
+    auto s = profiler.block(0, "off");
+  }
   BOOST_TEST(hits(profiler, 0, "off") == 1u);
   BOOST_TEST(profiler.get_results().find_track(0)->enabled);
 }
@@ -175,7 +191,9 @@ BOOST_AUTO_TEST_CASE(track_names_are_profiler_wide_and_reported) {
   BOOST_TEST(!profiler.track_name(2).has_value());
   BOOST_TEST(profiler.set_track_name(2, "Database").has_value());
   std::thread([&] { BOOST_TEST(profiler.track_name(2).value() == "Database"); }).join();
-  { auto s = profiler.block(2, "q"); }
+  {
+    auto s = profiler.block(2, "q");
+  }
   const auto r = profiler.get_results();
   BOOST_TEST(r.find_track(2)->track_name.value() == "Database");
 }
@@ -185,10 +203,16 @@ BOOST_AUTO_TEST_CASE(global_switch_affects_every_profiler) {
   BOOST_TEST(stichotrope::is_global_enabled());
   stichotrope::set_global_enabled(false);
   BOOST_TEST(!stichotrope::is_global_enabled());
-  { auto s = a.block(0, "x"); }
-  { auto s = b.block(0, "x"); }
+  {
+    auto s = a.block(0, "x");
+  }
+  {
+    auto s = b.block(0, "x");
+  }
   stichotrope::set_global_enabled(true);
-  { auto s = a.block(0, "x"); }
+  {
+    auto s = a.block(0, "x");
+  }
   BOOST_TEST(hits(a, 0, "x") == 1u);
   BOOST_TEST(hits(b, 0, "x") == 0u);
 }
@@ -209,14 +233,16 @@ BOOST_AUTO_TEST_CASE(clear_drops_all_data) {
 
 BOOST_AUTO_TEST_CASE(get_all_thread_data_has_one_entry_per_thread) {
   Profiler profiler{"p"};
-  { auto s = profiler.block(0, "main"); }
+  {
+    auto s = profiler.block(0, "main");
+  }
   std::thread([&] {
     for (int i = 0; i < 5; ++i) auto s = profiler.block(0, "worker");
   }).join();
   const auto threads = profiler.get_all_thread_data();
   BOOST_REQUIRE(threads.size() == 2u);
-  const auto& live = threads[0].exited ? threads[1] : threads[0];
-  const auto& gone = threads[0].exited ? threads[0] : threads[1];
+  const auto &live = threads[0].exited ? threads[1] : threads[0];
+  const auto &gone = threads[0].exited ? threads[0] : threads[1];
   BOOST_TEST(!live.exited);
   BOOST_TEST(gone.exited);
   BOOST_TEST(live.results.find_block(0, "main")->hit_count == 1u);
@@ -227,8 +253,12 @@ BOOST_AUTO_TEST_CASE(get_all_thread_data_has_one_entry_per_thread) {
 
 BOOST_AUTO_TEST_CASE(repr_reports_name_tracks_threads_and_state) {
   Profiler profiler{"MyApp"};
-  { auto s = profiler.block(0, "a"); }
-  { auto s = profiler.block(3, "b"); }
+  {
+    auto s = profiler.block(0, "a");
+  }
+  {
+    auto s = profiler.block(3, "b");
+  }
   profiler.stop();
   std::ostringstream os;
   os << profiler;
@@ -258,7 +288,9 @@ BOOST_AUTO_TEST_CASE(site_handles_are_the_fast_explicit_path) {
   BOOST_TEST(hits(profiler, 4, "hot") == 10u);
   // A site belongs to its profiler: another one ignores it.
   Profiler other{"other"};
-  { auto s = other.block(*site); }
+  {
+    auto s = other.block(*site);
+  }
   BOOST_TEST(other.get_results().tracks.empty());
 }
 
@@ -271,7 +303,7 @@ BOOST_AUTO_TEST_CASE(add_bytes_gives_throughput) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   const auto results = profiler.get_results();
-  const auto* b = results.find_block(0, "copy");
+  const auto *b = results.find_block(0, "copy");
   BOOST_TEST(b->bytes == 1024u);
   BOOST_TEST(b->throughput_bytes_per_s() > 0.0);
   BOOST_TEST(b->throughput_bytes_per_s() < 1024.0 * 1000.0); // it took at least 1 ms
@@ -279,7 +311,7 @@ BOOST_AUTO_TEST_CASE(add_bytes_gives_throughput) {
 
 BOOST_AUTO_TEST_CASE(results_report_the_clock_source) {
   Profiler profiler{"p"};
-  const auto& cal = stichotrope::calibrate_clock();
+  const auto &cal = stichotrope::calibrate_clock();
   BOOST_TEST(profiler.get_results().clock == cal.source);
   BOOST_TEST(cal.ticks_per_ns > 0.0);
   BOOST_TEST_MESSAGE("clock: " << stichotrope::to_string(cal.source) << ", ticks/ns " << cal.ticks_per_ns);
@@ -294,7 +326,7 @@ BOOST_AUTO_TEST_CASE(clock_measures_a_sleep_within_wide_bounds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const auto results = profiler.get_results();
-  const auto* b = results.find_block(0, "sleep");
+  const auto *b = results.find_block(0, "sleep");
   BOOST_TEST(b->total_time_ns >= 19'900'000u); // calibration error is ppm, not %
   BOOST_TEST(b->total_time_ns < 500'000'000u);
 }

@@ -12,7 +12,10 @@ int twice(int x) { return 2 * x; }
 BOOST_AUTO_TEST_CASE(instrumentation_compiles_to_nothing) {
   static_assert(!stichotrope::instrumentation_compiled_in);
   stichotrope::Profiler profiler{"off"};
-  { auto b = profiler.block(0, "x"); BOOST_TEST(!b.active()); }
+  {
+    auto b = profiler.block(0, "x");
+    BOOST_TEST(!b.active());
+  }
   auto f = profiler.track(0, "twice", twice);
   static_assert(std::is_same_v<decltype(f), int (*)(int)>); // the callable itself, no wrapper
   BOOST_TEST(f(4) == 8);

@@ -24,13 +24,13 @@ struct scratch_dir {
   ~scratch_dir() { fs::remove_all(path); }
   std::size_t entries() const { return static_cast<std::size_t>(std::distance(fs::directory_iterator(path), {})); }
 };
-std::string slurp(const fs::path& p) {
+std::string slurp(const fs::path &p) {
   std::ifstream in(p, std::ios::binary);
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
 }
-bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string &s, std::string_view part) { return s.find(part) != std::string::npos; }
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(validation)
@@ -87,7 +87,9 @@ BOOST_AUTO_TEST_SUITE(files)
 BOOST_AUTO_TEST_CASE(exports_write_whole_files) {
   scratch_dir dir;
   Profiler p{"p"};
-  { auto s = p.block(0, "x"); }
+  {
+    auto s = p.block(0, "x");
+  }
   BOOST_TEST(p.export_csv(dir.path / "out.csv").has_value());
   BOOST_TEST(p.export_json(dir.path / "out.json").has_value());
   BOOST_TEST(slurp(dir.path / "out.csv").starts_with("Track,Block Name,"));
@@ -109,7 +111,9 @@ BOOST_AUTO_TEST_CASE(missing_parent_directory_is_an_error_naming_the_path) {
 BOOST_AUTO_TEST_CASE(full_disk_is_an_error) {
   if (!fs::exists("/dev/full")) return;
   Profiler p{"p"};
-  { auto s = p.block(0, "x"); }
+  {
+    auto s = p.block(0, "x");
+  }
   const auto e = p.export_json("/dev/full");
   BOOST_REQUIRE(!e.has_value());
   BOOST_TEST(contains(e.error().message, "/dev/full"));
@@ -131,9 +135,13 @@ BOOST_AUTO_TEST_CASE(a_failed_export_keeps_the_existing_file_intact) {
   scratch_dir dir;
   // A name so long that the temporary beside it cannot be created.
   const auto target = dir.path / std::string(250, 'f');
-  { std::ofstream(target) << "good old data"; }
+  {
+    std::ofstream(target) << "good old data";
+  }
   Profiler p{"p"};
-  { auto s = p.block(0, "x"); }
+  {
+    auto s = p.block(0, "x");
+  }
   const auto e = p.export_csv(target);
   BOOST_REQUIRE(!e.has_value());
   BOOST_TEST(contains(e.error().message, "File name too long"));
@@ -144,14 +152,17 @@ BOOST_AUTO_TEST_CASE(a_failed_export_keeps_the_existing_file_intact) {
 BOOST_AUTO_TEST_CASE(an_existing_file_is_replaced_whole_and_keeps_its_mode) {
   scratch_dir dir;
   const auto target = dir.path / "out.csv";
-  { std::ofstream(target) << std::string(100000, 'z'); }
+  {
+    std::ofstream(target) << std::string(100000, 'z');
+  }
   fs::permissions(target, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   Profiler p{"p"};
   BOOST_TEST(p.export_csv(target).has_value());
   const std::string now = slurp(target);
   BOOST_TEST(now.find('z') == std::string::npos);
   BOOST_TEST(now.ends_with("\r\n"));
-  BOOST_TEST((fs::status(target).permissions() == (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read)));
+  BOOST_TEST(
+      (fs::status(target).permissions() == (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read)));
 }
 
 BOOST_AUTO_TEST_CASE(an_empty_path_is_an_error) {

@@ -61,9 +61,9 @@ BOOST_AUTO_TEST_CASE(average_rounds_half_to_even_like_the_seed) {
   ProfilerResults r;
   r.profiler_name = "p";
   TrackResults t;
-  t.blocks.push_back(block("half_down", 0, 2, 5, 2, 3));  // 2.5 -> 2
-  t.blocks.push_back(block("half_up", 1, 2, 7, 3, 4));    // 3.5 -> 4
-  t.blocks.push_back(block("third", 2, 3, 2, 0, 1));      // 0.67 -> 1
+  t.blocks.push_back(block("half_down", 0, 2, 5, 2, 3)); // 2.5 -> 2
+  t.blocks.push_back(block("half_up", 1, 2, 7, 3, 4));   // 3.5 -> 4
+  t.blocks.push_back(block("third", 2, 3, 2, 0, 1));     // 0.67 -> 1
   r.tracks = {t};
   const std::string csv = to_csv(r);
   BOOST_TEST(csv.find("0,half_down,2,5,2,") != std::string::npos);
@@ -181,8 +181,9 @@ BOOST_AUTO_TEST_CASE(seed_keys_come_first_in_order_with_python_layout) {
 BOOST_AUTO_TEST_CASE(compact_layout_with_negative_indent) {
   ProfilerResults r;
   r.profiler_name = "p";
-  BOOST_TEST(to_json(r, -1) ==
-             R"({"profiler_name": "p", "tracks": [], "clock_source": "steady_clock", "total_time_ns": 0, "total_hits": 0, "diagnostics": []})");
+  BOOST_TEST(
+      to_json(r, -1) ==
+      R"({"profiler_name": "p", "tracks": [], "clock_source": "steady_clock", "total_time_ns": 0, "total_hits": 0, "diagnostics": []})");
 }
 
 BOOST_AUTO_TEST_CASE(strings_escape_controls_quotes_and_non_ascii) {
@@ -219,12 +220,13 @@ BOOST_AUTO_TEST_CASE(seed_table_layout) {
   t.blocks.push_back(block("handle_request", 0, 1250, 2'500'000, 1500, 9000));
   r.tracks = {t};
   const std::string eq(120, '='), dash(120, '-');
-  const std::string expected_head =
-      eq + "\nProfiler: MyApp\nTotal Time: 2.50 ms\nTotal Hits: 1,250\n" + eq + "\n" +
-      "\nRequests (Track 0)\n  Total Time: 2.50 ms\n  Total Hits: 1,250\n" + dash + "\n" +
-      "Block Name                                     Hits           Total             Avg             Min             Max   %Track\n" +
-      dash + "\n" +
-      "handle_request                                1,250         2.50 ms         2.00 \u03bcs         1.50 \u03bcs         9.00 \u03bcs  100.00%\n";
+  const std::string expected_head = eq + "\nProfiler: MyApp\nTotal Time: 2.50 ms\nTotal Hits: 1,250\n" + eq + "\n" +
+                                    "\nRequests (Track 0)\n  Total Time: 2.50 ms\n  Total Hits: 1,250\n" + dash + "\n" +
+                                    "Block Name                                     Hits           Total             "
+                                    "Avg             Min             Max   %Track\n" +
+                                    dash + "\n" +
+                                    "handle_request                                1,250         2.50 ms         2.00 "
+                                    "\u03bcs         1.50 \u03bcs         9.00 \u03bcs  100.00%\n";
   const std::string table = to_table(r);
   BOOST_TEST(table.substr(0, expected_head.size()) == expected_head);
   BOOST_TEST(table.ends_with(eq + "\n"));
