@@ -12,7 +12,7 @@
 #include <vector>
 import stichotrope;
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   const std::filesystem::path out_dir = argc > 1 ? argv[1] : "stichotrope-demo";
   std::filesystem::create_directories(out_dir);
 
@@ -21,7 +21,7 @@ int main(int argc, char **argv) {
   (void)profiler.set_track_name(1, "Parsing");
   (void)profiler.set_track_name(2, "Backend");
 
-  auto parse = profiler.track(1, "parse", [](const std::string &request) {
+  auto parse = profiler.track(1, "parse", [](const std::string& request) {
     std::uint64_t h = 1469598103934665603ull;
     for (char c : request) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
     return h;
@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
     pool.emplace_back([&] {
       for (int id; (id = next.fetch_add(1)) < requests;) checksum += handle(id);
     });
-  for (auto &t : pool) t.join();
+  for (auto& t : pool) t.join();
 
   profiler.print_results();
   std::cout << profiler << '\n';

@@ -21,9 +21,9 @@ int main() {
 
   std::vector<std::thread> threads;
   for (int i = 0; i < 5; ++i) threads.emplace_back([&, i] { worker_task(i); });
-  for (auto &t : threads) t.join(); // exited threads keep their data
+  for (auto& t : threads) t.join(); // exited threads keep their data
 
-  for (const auto &t : profiler.get_all_thread_data())
+  for (const auto& t : profiler.get_all_thread_data())
     std::cout << "Thread " << t.thread_id << (t.exited ? " (exited)" : "") << ": " << t.results.total_hits()
               << " hits, " << stichotrope::format_time_ns(t.results.total_time_ns()) << '\n';
   profiler.print_results();

@@ -17,12 +17,12 @@ int main() {
     std::this_thread::sleep_for(std::chrono::microseconds(300));
     return "row " + std::to_string(key);
   });
-  auto check_cache = profiler.track(2, "cache_lookup", [&](int key) -> const std::string * {
+  auto check_cache = profiler.track(2, "cache_lookup", [&](int key) -> const std::string* {
     auto it = cache.find(key);
     return it == cache.end() ? nullptr : &it->second;
   });
   auto handle_request = profiler.track(0, "handle_request", [&](int key) {
-    if (const std::string *hit = check_cache(key)) return *hit;
+    if (const std::string* hit = check_cache(key)) return *hit;
     return cache[key] = query_database(key);
   });
 
@@ -30,7 +30,7 @@ int main() {
   for (int i = 0; i < 200; ++i) bytes += handle_request(i % 20).size();
 
   const auto results = profiler.get_results();
-  for (const auto &track : results.tracks)
+  for (const auto& track : results.tracks)
     std::cout << "Track " << track.track_idx << " (" << track.track_name.value_or("unnamed")
               << "): " << track.blocks.size() << " blocks, " << track.total_hits() << " hits\n";
   profiler.print_results();

@@ -17,7 +17,7 @@ enum class clock_source : std::uint8_t {
 constexpr std::string_view to_string(clock_source s) noexcept {
   return s == clock_source::tsc ? "tsc" : "steady_clock";
 }
-inline std::ostream &operator<<(std::ostream &os, clock_source s) { return os << to_string(s); }
+inline std::ostream& operator<<(std::ostream& os, clock_source s) { return os << to_string(s); }
 
 /// The calibration in force: ns = (ticks * mult) >> 32.
 struct clock_calibration {
@@ -28,7 +28,7 @@ struct clock_calibration {
 
 /// Detects the counter and calibrates it once per process (about 20 ms the
 /// first time, nothing afterwards). Every Profiler calls it on construction.
-const clock_calibration &calibrate_clock();
+const clock_calibration& calibrate_clock();
 
 } // namespace stichotrope
 

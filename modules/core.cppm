@@ -39,7 +39,7 @@ inline constexpr unsigned site_cache_size = 64;
 inline std::atomic<bool> global_enabled{true};
 
 /// Single-writer update: no lock prefix, still data-race free for readers.
-inline void bump(std::atomic<std::uint64_t> &a, std::uint64_t v) noexcept {
+inline void bump(std::atomic<std::uint64_t>& a, std::uint64_t v) noexcept {
   a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
 }
 
@@ -52,7 +52,7 @@ struct caller_slot {
 /// Statistics of one call site in one thread. Written only by its thread,
 /// read by aggregators under the seqlock `seq` (odd while a record is being
 /// written), so a snapshot never shows half a record.
-struct alignas(64) slot {
+struct slot {
   std::atomic<std::uint32_t> seq{0};
   std::atomic<std::uint64_t> hits{0};
   std::atomic<std::uint64_t> total_ns{0};
@@ -61,17 +61,21 @@ struct alignas(64) slot {
   std::atomic<std::uint64_t> self_ns{0};
   std::atomic<std::uint64_t> bytes{0};
   std::atomic<std::uint64_t> other_callers{0};
+  std::atomic<std::uint64_t> suspended_ns{0}; // time the block's flow spent suspended inside it
+  std::atomic<std::uint64_t> suspensions{0};
+  std::atomic<std::uint64_t> migrations{0}; // records whose flow resumed on another thread
+  std::atomic<std::uint64_t> abandoned{0};  // blocks destroyed while their coroutine was suspended
   caller_slot callers[tracked_callers];
   // Allocated on the slot's first record; latency_histogram::bucket_count counters.
-  std::atomic<std::atomic<std::uint64_t> *> histogram{nullptr};
+  std::atomic<std::atomic<std::uint64_t>*> histogram{nullptr};
 };
 
 /// Where a thread keeps one profiler's data. Owned jointly by the thread and
 /// the profiler, so either may end first.
 struct thread_buffer {
   struct cache_entry {
-    const void *location = nullptr;    // identity of the std::source_location
-    const std::string *name = nullptr; // the registered name (owned by the core)
+    const void* location = nullptr;    // identity of the std::source_location
+    const std::string* name = nullptr; // the registered name (owned by the core)
     int track = -1;
     std::uint32_t site = invalid_site;
   };
@@ -80,22 +84,22 @@ struct thread_buffer {
   std::uint64_t os_thread_id = 0;
   std::string thread_name;
   std::atomic<std::uint64_t> generation{0};
-  std::array<std::atomic<slot *>, max_chunks> chunks{};
+  std::array<std::atomic<slot*>, max_chunks> chunks{};
   std::array<cache_entry, site_cache_size> cache{}; // touched by the owner only
 
   thread_buffer() = default;
-  thread_buffer(const thread_buffer &) = delete;
-  thread_buffer &operator=(const thread_buffer &) = delete;
+  thread_buffer(const thread_buffer&) = delete;
+  thread_buffer& operator=(const thread_buffer&) = delete;
   ~thread_buffer();
 
   /// The slot of `site`, creating its chunk on first use (the only allocation).
-  slot &slot_for(std::uint32_t site) {
-    slot *chunk = chunks[site / chunk_slots].load(std::memory_order_relaxed);
+  slot& slot_for(std::uint32_t site) {
+    slot* chunk = chunks[site / chunk_slots].load(std::memory_order_relaxed);
     if (chunk == nullptr) [[unlikely]]
       chunk = add_chunk(site / chunk_slots);
     return chunk[site % chunk_slots];
   }
-  slot *add_chunk(std::uint32_t index);
+  slot* add_chunk(std::uint32_t index);
   /// Zeroes every slot for a new generation (after Profiler::clear). Owner only.
   void reset(std::uint64_t new_generation) noexcept;
 };
@@ -133,37 +137,57 @@ struct profiler_core : std::enable_shared_from_this<profiler_core> {
 /// The part of an open block that its children and its context see. It lives
 /// inside the Block object (and so in a coroutine frame when the Block does).
 struct open_frame {
-  open_frame *parent = nullptr;
+  open_frame* parent = nullptr;
   std::uint32_t site = invalid_site;
   std::uint64_t child_ns = 0;
 };
 
-/// A logical flow of control whose open blocks nest: a thread, or (with the
-/// coroutine support) a coroutine chain.
+/// A logical flow of control whose open blocks nest: a thread, or a coroutine
+/// chain, or a fiber. Only the thread currently running the flow touches it;
+/// the executor that moves a flow between threads orders those accesses.
 struct context {
-  open_frame *top = nullptr;
+  open_frame* top = nullptr;
+  std::uint64_t suspended_ns = 0;  // total time spent suspended so far
+  std::uint64_t suspensions = 0;   // how many times it suspended
+  std::uint64_t migrations = 0;    // resumptions on a thread other than the previous one
+  std::uint64_t suspend_begin = 0; // ticks when the current suspension began
+  const void* thread = nullptr;    // the thread that last ran it
+  context* saved = nullptr;        // what was current on the thread before this was entered
+  bool suspended = false;
+};
+
+/// What happened to a flow between two points: counters taken at a block's
+/// open and subtracted at its close.
+struct flow_mark {
+  std::uint64_t suspended_ns = 0;
+  std::uint64_t suspensions = 0;
+  std::uint64_t migrations = 0;
+  static flow_mark of(const context& c) noexcept { return {c.suspended_ns, c.suspensions, c.migrations}; }
+  flow_mark since(const flow_mark& open) const noexcept {
+    return {suspended_ns - open.suspended_ns, suspensions - open.suspensions, migrations - open.migrations};
+  }
 };
 
 inline constinit thread_local context thread_context{};
-inline constinit thread_local context *current_context_ptr = nullptr;
+inline constinit thread_local context* current_context_ptr = nullptr;
 
-inline context &current_context() noexcept {
-  context *c = current_context_ptr;
+inline context& current_context() noexcept {
+  context* c = current_context_ptr;
   return c != nullptr ? *c : thread_context;
 }
 
 struct buffer_cache {
   std::uint64_t core_id = 0;
-  thread_buffer *buffer = nullptr;
+  thread_buffer* buffer = nullptr;
 };
 inline constinit thread_local buffer_cache last_buffer{};
 
 /// Finds or creates this thread's buffer for `core` (locks the core once per
 /// thread and profiler).
-thread_buffer &find_buffer_slow(profiler_core &core);
+thread_buffer& find_buffer_slow(profiler_core& core);
 
 /// This thread's buffer for `core`. Hot path: a TLS compare, no lock.
-inline thread_buffer &buffer_for(profiler_core &core) {
+inline thread_buffer& buffer_for(profiler_core& core) {
   const buffer_cache c = last_buffer;
   if (c.core_id == core.id) [[likely]]
     return *c.buffer;
@@ -172,10 +196,10 @@ inline thread_buffer &buffer_for(profiler_core &core) {
 
 /// Registers a call site (or finds it) under the core's lock; invalid_site
 /// when the track or name is invalid (a diagnostic is kept in the results).
-std::uint32_t register_site(profiler_core &core, int track, std::string_view name, const char *file, std::uint32_t line,
-                            std::uint32_t column, const char *function, const std::string **registered_name);
+std::uint32_t register_site(profiler_core& core, int track, std::string_view name, const char* file, std::uint32_t line,
+                            std::uint32_t column, const char* function, const std::string** registered_name);
 
-inline std::size_t cache_index(const void *location, int track, std::string_view name) noexcept {
+inline std::size_t cache_index(const void* location, int track, std::string_view name) noexcept {
   auto h = reinterpret_cast<std::uintptr_t>(location) >> 4;
   h ^= static_cast<std::uintptr_t>(track) * 0x9e37u;
   h ^= name.size() * 31u + (name.empty() ? 0u : static_cast<unsigned char>(name[0]));
@@ -185,14 +209,14 @@ inline std::size_t cache_index(const void *location, int track, std::string_view
 
 /// The site id for a call site, through the thread's small cache; names are
 /// compared by content, so a reused buffer with new text is a new site.
-inline std::uint32_t site_for(thread_buffer &buf, profiler_core &core, const void *location, int track,
-                              std::string_view name, const char *file, std::uint32_t line, std::uint32_t column,
-                              const char *function) {
-  auto &e = buf.cache[cache_index(location, track, name)];
+inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const void* location, int track,
+                              std::string_view name, const char* file, std::uint32_t line, std::uint32_t column,
+                              const char* function) {
+  auto& e = buf.cache[cache_index(location, track, name)];
   if (e.location == location && e.track == track && e.name->size() == name.size() &&
       std::memcmp(e.name->data(), name.data(), name.size()) == 0) [[likely]]
     return e.site;
-  const std::string *registered = nullptr;
+  const std::string* registered = nullptr;
   const std::uint32_t site = register_site(core, track, name, file, line, column, function, &registered);
   if (site != invalid_site) e = {location, registered, track, site};
   return site;
@@ -200,14 +224,14 @@ inline std::uint32_t site_for(thread_buffer &buf, profiler_core &core, const voi
 
 /// Adds one record to the calling thread's slot for `site`.
 /// Hot path: never locks; allocates only on the site's first record in this thread.
-inline void record(profiler_core &core, std::uint32_t site, std::uint64_t ns, std::uint64_t child_ns,
-                   std::uint64_t bytes, std::uint32_t parent_site) {
-  thread_buffer &buf = buffer_for(core);
+inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, std::uint64_t child_ns,
+                   std::uint64_t bytes, std::uint32_t parent_site, const flow_mark& flow = {}) {
+  thread_buffer& buf = buffer_for(core);
   const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
   if (buf.generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
     buf.reset(gen);
-  slot &s = buf.slot_for(site);
-  std::atomic<std::uint64_t> *hist = s.histogram.load(std::memory_order_relaxed);
+  slot& s = buf.slot_for(site);
+  std::atomic<std::uint64_t>* hist = s.histogram.load(std::memory_order_relaxed);
   if (hist == nullptr) [[unlikely]] {
     hist = new std::atomic<std::uint64_t>[latency_histogram::bucket_count] {};
     s.histogram.store(hist, std::memory_order_release);
@@ -223,10 +247,15 @@ inline void record(profiler_core &core, std::uint32_t site, std::uint64_t ns, st
   if (ns > s.max_ns.load(std::memory_order_relaxed)) s.max_ns.store(ns, std::memory_order_relaxed);
   bump(s.self_ns, ns > child_ns ? ns - child_ns : 0);
   if (bytes != 0) bump(s.bytes, bytes);
+  if (flow.suspensions != 0) [[unlikely]] {
+    bump(s.suspended_ns, flow.suspended_ns < ns ? flow.suspended_ns : ns);
+    bump(s.suspensions, flow.suspensions);
+    bump(s.migrations, flow.migrations != 0 ? 1 : 0);
+  }
   // Caller tags: 0 marks an unused entry, UINT32_MAX top level, else parent + 1.
   const std::uint32_t tag = parent_site == no_parent ? UINT32_MAX : parent_site + 1;
   bool placed = false;
-  for (auto &c : s.callers) {
+  for (auto& c : s.callers) {
     const std::uint32_t p = c.parent_plus1.load(std::memory_order_relaxed);
     if (p == tag || p == 0) {
       if (p == 0) c.parent_plus1.store(tag, std::memory_order_relaxed);
@@ -241,5 +270,9 @@ inline void record(profiler_core &core, std::uint32_t site, std::uint64_t ns, st
 
   s.seq.store(seq + 2, std::memory_order_release);
 }
+
+/// Counts a block that never closed: its coroutine was destroyed while
+/// suspended. It is not a hit; its time is unknown.
+void record_abandoned(profiler_core& core, std::uint32_t site);
 
 } // namespace stichotrope::detail

@@ -21,8 +21,8 @@ struct Error {
   errc code;
   std::string message;
 
-  friend bool operator==(const Error &, const Error &) = default;
-  friend std::ostream &operator<<(std::ostream &os, const Error &e) { return os << e.message; }
+  friend bool operator==(const Error&, const Error&) = default;
+  friend std::ostream& operator<<(std::ostream& os, const Error& e) { return os << e.message; }
 };
 
 template <class T>

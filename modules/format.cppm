@@ -15,25 +15,25 @@ std::string format_time_ns(std::uint64_t ns);
 
 /// The seed's CSV (RFC 4180 quoting, CRLF rows) plus extension columns after
 /// its nine: Self Time (ns), P50/P90/P99/P99.9 (ns), Bytes, Throughput (B/s).
-void write_csv(std::ostream &out, const ProfilerResults &results);
+void write_csv(std::ostream& out, const ProfilerResults& results);
 /// The seed's JSON document (Python json.dumps layout; indent < 0 is one
 /// line); extension keys come after the seed's in every object.
-void write_json(std::ostream &out, const ProfilerResults &results, int indent = 2);
+void write_json(std::ostream& out, const ProfilerResults& results, int indent = 2);
 /// The seed's console table, followed per track by a latency section (self
 /// time, percentiles, throughput) and, at the end, the call tree.
-void write_table(std::ostream &out, const ProfilerResults &results);
+void write_table(std::ostream& out, const ProfilerResults& results);
 
-std::string to_csv(const ProfilerResults &results);
-std::string to_json(const ProfilerResults &results, int indent = 2);
-std::string to_table(const ProfilerResults &results);
+std::string to_csv(const ProfilerResults& results);
+std::string to_json(const ProfilerResults& results, int indent = 2);
+std::string to_table(const ProfilerResults& results);
 
 /// Writes `content` to `file` through a temporary in the same directory and a
 /// rename, so a failed write never leaves a partial file nor destroys an
 /// existing one. Devices and pipes (which cannot be renamed over) are written
 /// directly.
-expected<void> write_file(const std::filesystem::path &file, std::string_view content);
+expected<void> write_file(const std::filesystem::path& file, std::string_view content);
 
-expected<void> export_csv(const ProfilerResults &results, const std::filesystem::path &file);
-expected<void> export_json(const ProfilerResults &results, const std::filesystem::path &file, int indent = 2);
+expected<void> export_csv(const ProfilerResults& results, const std::filesystem::path& file);
+expected<void> export_json(const ProfilerResults& results, const std::filesystem::path& file, int indent = 2);
 
 } // namespace stichotrope

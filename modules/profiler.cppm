@@ -20,6 +20,7 @@ import :error;
 import :clock;
 import :results;
 import :core;
+import :coro;
 
 export namespace stichotrope {
 
@@ -66,16 +67,16 @@ class [[nodiscard]] Block {
 public:
   Block() noexcept = default; ///< an inert block that records nothing
 
-  Block(Block &&other) noexcept { take(other); }
-  Block &operator=(Block &&other) noexcept {
+  Block(Block&& other) noexcept { take(other); }
+  Block& operator=(Block&& other) noexcept {
     if (this != &other) {
       close();
       take(other);
     }
     return *this;
   }
-  Block(const Block &) = delete;
-  Block &operator=(const Block &) = delete;
+  Block(const Block&) = delete;
+  Block& operator=(const Block&) = delete;
   ~Block() { close(); }
 
   /// True while the block is open and will record.
@@ -89,6 +90,10 @@ public:
   void close() noexcept {
     if (core_ == nullptr) return;
     const std::uint64_t end = detail::now_ticks();
+    if (ctx_->suspended) [[unlikely]] { // destroyed with its suspended coroutine
+      detail::record_abandoned(*std::exchange(core_, nullptr), frame_.site);
+      return;
+    }
     const std::uint64_t ns = detail::ticks_to_ns(start_, end);
     ctx_->top = frame_.parent;
     std::uint32_t parent_site = no_parent;
@@ -96,33 +101,36 @@ public:
       frame_.parent->child_ns += ns;
       parent_site = frame_.parent->site;
     }
-    detail::profiler_core &core = *core_;
+    detail::profiler_core& core = *core_;
     core_ = nullptr;
-    detail::record(core, frame_.site, ns, frame_.child_ns, bytes_, parent_site);
+    detail::record(core, frame_.site, ns, frame_.child_ns, bytes_, parent_site,
+                   detail::flow_mark::of(*ctx_).since(flow_));
   }
 
 private:
   friend class Profiler;
 
-  Block(detail::profiler_core &core, std::uint32_t site) noexcept : core_(&core), ctx_(&detail::current_context()) {
+  Block(detail::profiler_core& core, std::uint32_t site) noexcept : core_(&core), ctx_(&detail::current_context()) {
     frame_.site = site;
     frame_.parent = ctx_->top;
     ctx_->top = &frame_;
+    flow_ = detail::flow_mark::of(*ctx_);
     start_ = detail::now_ticks();
   }
 
-  void take(Block &other) noexcept {
+  void take(Block& other) noexcept {
     core_ = std::exchange(other.core_, nullptr);
     if (core_ == nullptr) return;
     ctx_ = other.ctx_;
     frame_ = other.frame_;
     start_ = other.start_;
     bytes_ = other.bytes_;
+    flow_ = other.flow_;
     // Re-point whoever referred to the old frame: the context, or a child.
     if (ctx_->top == &other.frame_) {
       ctx_->top = &frame_;
     } else {
-      for (detail::open_frame *f = ctx_->top; f != nullptr; f = f->parent)
+      for (detail::open_frame* f = ctx_->top; f != nullptr; f = f->parent)
         if (f->parent == &other.frame_) {
           f->parent = &frame_;
           break;
@@ -130,11 +138,12 @@ private:
     }
   }
 
-  detail::profiler_core *core_ = nullptr;
-  detail::context *ctx_ = nullptr;
+  detail::profiler_core* core_ = nullptr;
+  detail::context* ctx_ = nullptr;
   detail::open_frame frame_{};
   std::uint64_t start_ = 0;
   std::uint64_t bytes_ = 0;
+  detail::flow_mark flow_{};
 };
 
 namespace detail {
@@ -158,7 +167,7 @@ constexpr std::string_view value_name() noexcept {
   while (s.starts_with(anonymous)) s.remove_prefix(anonymous.size());
   return s;
 }
-std::string default_track_name(std::string_view type, bool is_class, const std::source_location &loc);
+std::string default_track_name(std::string_view type, bool is_class, const std::source_location& loc);
 } // namespace detail
 
 /// A callable wrapped by Profiler::track: same arguments, same result
@@ -167,32 +176,32 @@ template <class F>
 class Tracked {
 public:
   template <class... Args>
-    requires std::invocable<F &, Args...>
-  decltype(auto) operator()(Args &&...args) & {
+    requires std::invocable<F&, Args...>
+  decltype(auto) operator()(Args&&... args) & {
     auto b = open();
     return std::invoke(fn_, std::forward<Args>(args)...);
   }
   template <class... Args>
-    requires std::invocable<const F &, Args...>
-  decltype(auto) operator()(Args &&...args) const & {
+    requires std::invocable<const F&, Args...>
+  decltype(auto) operator()(Args&&... args) const& {
     auto b = open();
     return std::invoke(fn_, std::forward<Args>(args)...);
   }
   template <class... Args>
-    requires std::invocable<F &&, Args...>
-  decltype(auto) operator()(Args &&...args) && {
+    requires std::invocable<F&&, Args...>
+  decltype(auto) operator()(Args&&... args) && {
     auto b = open();
     return std::invoke(std::move(fn_), std::forward<Args>(args)...);
   }
 
-  const Site &site() const noexcept { return site_; }
+  const Site& site() const noexcept { return site_; }
 
 private:
   friend class Profiler;
-  Tracked(Profiler &p, Site s, F fn) : profiler_(&p), site_(s), fn_(std::move(fn)) {}
+  Tracked(Profiler& p, Site s, F fn) : profiler_(&p), site_(s), fn_(std::move(fn)) {}
   Block open() const noexcept;
 
-  Profiler *profiler_;
+  Profiler* profiler_;
   Site site_;
   F fn_;
 };
@@ -203,10 +212,10 @@ class Profiler {
 public:
   explicit Profiler(std::string name = "Profiler");
   ~Profiler();
-  Profiler(const Profiler &) = delete;
-  Profiler &operator=(const Profiler &) = delete;
+  Profiler(const Profiler&) = delete;
+  Profiler& operator=(const Profiler&) = delete;
 
-  const std::string &name() const noexcept { return core_->name; }
+  const std::string& name() const noexcept { return core_->name; }
 
   void start() noexcept { core_->started.store(true, std::memory_order_relaxed); }
   void stop() noexcept { core_->started.store(false, std::memory_order_relaxed); }
@@ -232,12 +241,12 @@ public:
     } else {
       if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
         return Block{};
-      detail::profiler_core &core = *core_;
+      detail::profiler_core& core = *core_;
       if (!is_track_enabled(track) || !core.started.load(std::memory_order_relaxed)) [[unlikely]] {
         if (!valid_track(track)) note_invalid_track(track, name, loc);
         return Block{};
       }
-      detail::thread_buffer &buf = detail::buffer_for(core);
+      detail::thread_buffer& buf = detail::buffer_for(core);
       const std::uint32_t id = detail::site_for(buf, core, location_key(loc), track, name, loc.file_name(), loc.line(),
                                                 loc.column(), loc.function_name());
       if (id == detail::invalid_site) [[unlikely]]
@@ -247,13 +256,13 @@ public:
   }
 
   /// Opens a block for a pre-registered site (see site()).
-  Block block(const Site &s) noexcept {
+  Block block(const Site& s) noexcept {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
       if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
         return Block{};
-      detail::profiler_core &core = *core_;
+      detail::profiler_core& core = *core_;
       if (s.core_id_ != core.id || !s.valid() || !is_track_enabled(s.track_) ||
           !core.started.load(std::memory_order_relaxed)) [[unlikely]]
         return Block{};
@@ -261,9 +270,43 @@ public:
     }
   }
 
+  /// Times a co_await: `co_await profiler.wrap(2, "backend", op)`. The record
+  /// carries wall and suspended time, the suspension count and whether the
+  /// coroutine resumed on another thread; it lands in the resuming thread's
+  /// buffer. Any awaitable: the three await_suspend forms, operator
+  /// co_await, references and move-only results, exceptions.
+  template <class A>
+  decltype(auto) wrap(int track, std::string_view name, A&& awaitable,
+                      std::source_location loc = std::source_location::current()) {
+    if constexpr (!instrumentation_compiled_in) {
+      return static_cast<A&&>(awaitable);
+    } else {
+      std::uint32_t id = detail::invalid_site;
+      if (detail::global_enabled.load(std::memory_order_relaxed) && is_track_enabled(track) && is_started()) {
+        detail::thread_buffer& buf = detail::buffer_for(*core_);
+        id = detail::site_for(buf, *core_, location_key(loc), track, name, loc.file_name(), loc.line(), loc.column(),
+                              loc.function_name());
+      } else if (!valid_track(track)) {
+        note_invalid_track(track, name, loc);
+      }
+      return timed_awaitable<A>(std::forward<A>(awaitable), id == detail::invalid_site ? nullptr : core_.get(), id);
+    }
+  }
+  /// As above, for a pre-registered site.
+  template <class A>
+  decltype(auto) wrap(const Site& s, A&& awaitable, std::uint64_t start_ticks = 0) {
+    if constexpr (!instrumentation_compiled_in) {
+      return static_cast<A&&>(awaitable);
+    } else {
+      const bool on = detail::global_enabled.load(std::memory_order_relaxed) && s.core_id_ == core_->id && s.valid() &&
+                      is_track_enabled(s.track_) && is_started();
+      return timed_awaitable<A>(std::forward<A>(awaitable), on ? core_.get() : nullptr, s.id_, start_ticks);
+    }
+  }
+
   /// Wraps a callable so that every call is timed as block `name` on `track`.
   template <class F>
-  auto track(int track, std::string_view name, F &&fn, std::source_location loc = std::source_location::current()) {
+  auto track(int track, std::string_view name, F&& fn, std::source_location loc = std::source_location::current()) {
     if constexpr (!instrumentation_compiled_in) {
       return std::decay_t<F>(std::forward<F>(fn));
     } else {
@@ -274,7 +317,7 @@ public:
   /// (e.g. "(lambda at main.cpp:12:5)"), a function pointer by "fn@file:line".
   template <class F>
     requires(!std::convertible_to<F, std::string_view>)
-  auto track(int track, F &&fn, std::source_location loc = std::source_location::current()) {
+  auto track(int track, F&& fn, std::source_location loc = std::source_location::current()) {
     using D = std::decay_t<F>;
     const std::string name = detail::default_track_name(detail::type_name<D>(), std::is_class_v<D>, loc);
     return this->track(track, name, std::forward<F>(fn), loc);
@@ -298,27 +341,27 @@ public:
   /// every record lands wholly before or wholly after it.
   void clear();
 
-  expected<void> export_csv(const std::filesystem::path &file) const;
-  void export_csv(std::ostream &out) const;
-  expected<void> export_json(const std::filesystem::path &file, int indent = 2) const;
-  void export_json(std::ostream &out, int indent = 2) const;
+  expected<void> export_csv(const std::filesystem::path& file) const;
+  void export_csv(std::ostream& out) const;
+  expected<void> export_json(const std::filesystem::path& file, int indent = 2) const;
+  void export_json(std::ostream& out, int indent = 2) const;
   void print_results() const;
-  void print_results(std::ostream &out) const;
+  void print_results(std::ostream& out) const;
 
   /// `Profiler(name='MyApp', tracks=2, threads=3, started=True)`, as the seed's repr.
   std::string to_string() const;
-  friend std::ostream &operator<<(std::ostream &os, const Profiler &p) { return os << p.to_string(); }
+  friend std::ostream& operator<<(std::ostream& os, const Profiler& p) { return os << p.to_string(); }
 
 private:
   static bool valid_track(int track) noexcept { return static_cast<unsigned>(track) < unsigned{max_tracks}; }
-  static const void *location_key(const std::source_location &loc) noexcept {
-    if constexpr (sizeof(std::source_location) == sizeof(const void *))
-      return std::bit_cast<const void *>(loc); // libstdc++ and libc++: a pointer to per-site static data
+  static const void* location_key(const std::source_location& loc) noexcept {
+    if constexpr (sizeof(std::source_location) == sizeof(const void*))
+      return std::bit_cast<const void*>(loc); // libstdc++ and libc++: a pointer to per-site static data
     else
       return loc.file_name();
   }
-  Site site_or_invalid(int track, std::string_view name, const std::source_location &loc);
-  void note_invalid_track(int track, std::string_view name, const std::source_location &loc);
+  Site site_or_invalid(int track, std::string_view name, const std::source_location& loc);
+  void note_invalid_track(int track, std::string_view name, const std::source_location& loc);
 
   std::shared_ptr<detail::profiler_core> core_;
 };

@@ -43,13 +43,13 @@ struct latency_histogram {
   std::vector<std::uint64_t> counts;
 
   void add(std::uint64_t ns, std::uint64_t n = 1);
-  void merge(const latency_histogram &other);
+  void merge(const latency_histogram& other);
   std::uint64_t total() const noexcept;
   /// Nearest-rank percentile q in [0, 1]: the midpoint of the bucket holding
   /// the ceil(q * total)-th sample, clamped to [min_ns, max_ns]. 0 when empty.
   std::uint64_t percentile(double q, std::uint64_t min_ns, std::uint64_t max_ns) const noexcept;
 
-  friend bool operator==(const latency_histogram &, const latency_histogram &) = default;
+  friend bool operator==(const latency_histogram&, const latency_histogram&) = default;
 };
 
 /// Sentinel parent id for blocks opened with no enclosing block.
@@ -61,12 +61,12 @@ struct caller_stats {
   std::uint32_t parent_site_id = no_parent;
   std::uint64_t hit_count = 0;
   std::uint64_t total_time_ns = 0;
-  friend bool operator==(const caller_stats &, const caller_stats &) = default;
+  friend bool operator==(const caller_stats&, const caller_stats&) = default;
 };
 
 struct percentiles {
   std::uint64_t p50_ns = 0, p90_ns = 0, p99_ns = 0, p999_ns = 0;
-  friend bool operator==(const percentiles &, const percentiles &) = default;
+  friend bool operator==(const percentiles&, const percentiles&) = default;
 };
 
 /// Statistics of one call site. Seed fields first, extensions after.
@@ -88,6 +88,15 @@ struct BlockResults {
   latency_histogram histogram;
   std::vector<caller_stats> callers;    ///< sorted by parent_site_id
   std::uint64_t other_callers_hits = 0; ///< hits under parents beyond the tracked ones
+  std::uint64_t suspended_time_ns = 0;  ///< time the block's coroutine spent suspended inside it
+  std::uint64_t suspensions = 0;        ///< suspensions inside the block, all hits together
+  std::uint64_t migrations = 0;         ///< hits that resumed on another thread at least once
+  std::uint64_t abandoned = 0;          ///< blocks destroyed with their suspended coroutine (not hits)
+
+  /// Wall time minus suspended time: when the block's flow was running.
+  std::uint64_t active_time_ns() const noexcept {
+    return total_time_ns > suspended_time_ns ? total_time_ns - suspended_time_ns : 0;
+  }
 
   /// Mean in ns as a real number (0 with no hits).
   double avg_time_ns() const noexcept;
@@ -98,9 +107,9 @@ struct BlockResults {
   double throughput_bytes_per_s() const noexcept;
 
   /// Adds another record set of the same call site.
-  void merge(const BlockResults &other);
+  void merge(const BlockResults& other);
 
-  friend bool operator==(const BlockResults &, const BlockResults &) = default;
+  friend bool operator==(const BlockResults&, const BlockResults&) = default;
 };
 
 struct TrackResults {
@@ -111,7 +120,7 @@ struct TrackResults {
 
   std::uint64_t total_time_ns() const noexcept;
   std::uint64_t total_hits() const noexcept;
-  friend bool operator==(const TrackResults &, const TrackResults &) = default;
+  friend bool operator==(const TrackResults&, const TrackResults&) = default;
 };
 
 /// Everything a profiler measured: plain data, printable without a profiler.
@@ -125,17 +134,17 @@ struct ProfilerResults {
 
   std::uint64_t total_time_ns() const noexcept;
   std::uint64_t total_hits() const noexcept;
-  const TrackResults *find_track(int track_idx) const noexcept;
+  const TrackResults* find_track(int track_idx) const noexcept;
   /// The first block named `name` on `track_idx`, or nullptr.
-  const BlockResults *find_block(int track_idx, std::string_view name) const noexcept;
+  const BlockResults* find_block(int track_idx, std::string_view name) const noexcept;
   /// Block by site id, or nullptr.
-  const BlockResults *find_site(std::uint32_t site_id) const noexcept;
+  const BlockResults* find_site(std::uint32_t site_id) const noexcept;
 
   /// Adds results of the same profiler (e.g. another thread's): blocks are
   /// matched by site id, tracks by index.
-  void merge(const ProfilerResults &other);
+  void merge(const ProfilerResults& other);
 
-  friend bool operator==(const ProfilerResults &, const ProfilerResults &) = default;
+  friend bool operator==(const ProfilerResults&, const ProfilerResults&) = default;
 };
 
 /// One thread's share of a profiler's results.
@@ -144,7 +153,7 @@ struct ThreadResults {
   std::string thread_name;
   bool exited = false; ///< the thread ended; its data stays
   ProfilerResults results;
-  friend bool operator==(const ThreadResults &, const ThreadResults &) = default;
+  friend bool operator==(const ThreadResults&, const ThreadResults&) = default;
 };
 
 } // namespace stichotrope

@@ -5,6 +5,8 @@ export module stichotrope;
 export import :error;    // Error values returned through tl::expected
 export import :clock;    // time-stamp counter, calibration to nanoseconds
 export import :results;  // plain value types: results, histograms, merging
-export import :core;     // per-thread buffers, call-site slots, contexts (internal)
-export import :profiler; // Profiler, Block scopes, Site handles, track() wrappers
+export import :core;     // per-thread buffers, call-site slots, flows (internal)
+export import :coro;     // Context for fibers/executors, flow and timed awaiters
+export import :profiler; // Profiler, Block scopes, Site handles, track() and wrap()
+export import :task;     // task<T>: a coroutine type whose chain carries its flow
 export import :format;   // CSV, JSON and console-table writers

@@ -53,7 +53,7 @@ clock_calibration measure() {
 
 } // namespace
 
-const clock_calibration &calibrate_clock() {
+const clock_calibration& calibrate_clock() {
   static const clock_calibration calibration = [] {
     const auto c = measure();
     detail::ns_mult.store(c.mult, std::memory_order_relaxed);

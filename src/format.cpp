@@ -38,7 +38,7 @@ double percent(std::uint64_t part, std::uint64_t whole) {
 
 // ---------------------------------------------------------------- CSV
 
-void csv_field(std::string &out, std::string_view v) {
+void csv_field(std::string& out, std::string_view v) {
   if (v.find_first_of(",\"\r\n") == std::string_view::npos) {
     out += v;
     return;
@@ -71,7 +71,7 @@ std::string python_float(double v) {
   return s;
 }
 
-void hex4(std::string &out, unsigned v) {
+void hex4(std::string& out, unsigned v) {
   static constexpr char digits[] = "0123456789abcdef";
   out += "\\u";
   for (int shift = 12; shift >= 0; shift -= 4) out += digits[(v >> shift) & 0xFu];
@@ -79,7 +79,7 @@ void hex4(std::string &out, unsigned v) {
 
 /// JSON string with only ASCII inside (json.dumps' ensure_ascii): control and
 /// non-ASCII characters as \uXXXX, invalid UTF-8 bytes as U+FFFD.
-void json_string(std::string &out, std::string_view s) {
+void json_string(std::string& out, std::string_view s) {
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -172,7 +172,7 @@ public:
     item();
     json_string(out_, s);
   }
-  void value(const char *s) { value(std::string_view(s)); }
+  void value(const char* s) { value(std::string_view(s)); }
   void value(std::uint64_t v) {
     item();
     out_ += std::to_string(v);
@@ -194,7 +194,7 @@ public:
     out_ += "null";
   }
 
-  std::string &str() { return out_; }
+  std::string& str() { return out_; }
 
 private:
   void item() {
@@ -257,7 +257,7 @@ std::string thousands(std::uint64_t v) {
 }
 std::string throughput(double bytes_per_s) {
   if (bytes_per_s <= 0) return "-";
-  const char *units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"};
+  const char* units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"};
   unsigned u = 0;
   while (bytes_per_s >= 1024.0 && u + 1 < std::size(units)) bytes_per_s /= 1024.0, ++u;
   return fixed2(bytes_per_s) + " " + units[u];
@@ -273,13 +273,13 @@ std::string format_time_ns(std::uint64_t ns) {
   return std::to_string(ns) + " ns";
 }
 
-std::string to_csv(const ProfilerResults &results) {
+std::string to_csv(const ProfilerResults& results) {
   std::string out = "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% "
                     "Total,Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s)\r\n";
   const std::uint64_t all = results.total_time_ns();
-  for (const auto &t : results.tracks) {
+  for (const auto& t : results.tracks) {
     const std::uint64_t track_total = t.total_time_ns();
-    for (const auto &b : t.blocks) {
+    for (const auto& b : t.blocks) {
       const auto p = b.percentiles();
       out += std::to_string(t.track_idx);
       out += ',';
@@ -298,14 +298,14 @@ std::string to_csv(const ProfilerResults &results) {
   return out;
 }
 
-std::string to_json(const ProfilerResults &results, int indent) {
+std::string to_json(const ProfilerResults& results, int indent) {
   json_writer w(indent);
   w.begin_object();
   w.key("profiler_name");
   w.value(results.profiler_name);
   w.key("tracks");
   w.begin_array();
-  for (const auto &t : results.tracks) {
+  for (const auto& t : results.tracks) {
     w.begin_object();
     w.key("track_idx");
     w.value(t.track_idx);
@@ -318,7 +318,7 @@ std::string to_json(const ProfilerResults &results, int indent) {
     w.value(t.enabled);
     w.key("blocks");
     w.begin_array();
-    for (const auto &b : t.blocks) {
+    for (const auto& b : t.blocks) {
       const auto p = b.percentiles();
       w.begin_object();
       w.key("name"), w.value(b.name);
@@ -342,7 +342,7 @@ std::string to_json(const ProfilerResults &results, int indent) {
       w.key("throughput_bytes_per_s"), w.value(b.throughput_bytes_per_s());
       w.key("callers");
       w.begin_array();
-      for (const auto &c : b.callers) {
+      for (const auto& c : b.callers) {
         w.begin_object();
         w.key("parent_site_id");
         if (c.parent_site_id == no_parent)
@@ -380,13 +380,13 @@ std::string to_json(const ProfilerResults &results, int indent) {
   w.value(results.total_hits());
   w.key("diagnostics");
   w.begin_array();
-  for (const auto &d : results.diagnostics) w.value(d);
+  for (const auto& d : results.diagnostics) w.value(d);
   w.end_array();
   w.end_object();
   return std::move(w.str());
 }
 
-std::string to_table(const ProfilerResults &results) {
+std::string to_table(const ProfilerResults& results) {
   std::ostringstream os;
   const std::string rule_eq(120, '='), rule_dash(120, '-');
   os << rule_eq << '\n'
@@ -394,7 +394,7 @@ std::string to_table(const ProfilerResults &results) {
      << "Total Time: " << format_time_ns(results.total_time_ns()) << '\n'
      << "Total Hits: " << thousands(results.total_hits()) << '\n'
      << rule_eq << '\n';
-  for (const auto &t : results.tracks) {
+  for (const auto& t : results.tracks) {
     const std::uint64_t track_total = t.total_time_ns();
     const std::string title = t.track_name ? *t.track_name : "Track " + std::to_string(t.track_idx);
     os << '\n'
@@ -405,7 +405,7 @@ std::string to_table(const ProfilerResults &results) {
        << left("Block Name", 40) << ' ' << right("Hits", 10) << ' ' << right("Total", 15) << ' ' << right("Avg", 15)
        << ' ' << right("Min", 15) << ' ' << right("Max", 15) << ' ' << right("%Track", 8) << '\n'
        << rule_dash << '\n';
-    for (const auto &b : t.blocks) {
+    for (const auto& b : t.blocks) {
       os << left(b.name, 40) << ' ' << right(thousands(b.hit_count), 10) << ' '
          << right(format_time_ns(b.total_time_ns), 15) << ' '
          << right(format_time_ns(static_cast<std::uint64_t>(b.avg_time_ns())), 15) << ' '
@@ -417,7 +417,7 @@ std::string to_table(const ProfilerResults &results) {
     os << rule_dash << '\n'
        << left("  latency", 40) << ' ' << right("Self", 15) << ' ' << right("P50", 12) << ' ' << right("P90", 12) << ' '
        << right("P99", 12) << ' ' << right("P99.9", 12) << ' ' << right("Throughput", 14) << '\n';
-    for (const auto &b : t.blocks) {
+    for (const auto& b : t.blocks) {
       const auto p = b.percentiles();
       os << left("  " + b.name, 40) << ' ' << right(format_time_ns(b.self_time_ns), 15) << ' '
          << right(format_time_ns(p.p50_ns), 12) << ' ' << right(format_time_ns(p.p90_ns), 12) << ' '
@@ -427,17 +427,17 @@ std::string to_table(const ProfilerResults &results) {
   }
 
   // Call tree: children under parents, from the recorded caller edges.
-  std::map<std::uint32_t, std::vector<std::pair<const BlockResults *, const caller_stats *>>> children;
-  for (const auto &t : results.tracks)
-    for (const auto &b : t.blocks)
-      for (const auto &c : b.callers) children[c.parent_site_id].push_back({&b, &c});
+  std::map<std::uint32_t, std::vector<std::pair<const BlockResults*, const caller_stats*>>> children;
+  for (const auto& t : results.tracks)
+    for (const auto& b : t.blocks)
+      for (const auto& c : b.callers) children[c.parent_site_id].push_back({&b, &c});
   if (!children.empty() && results.total_hits() > 0) {
     os << '\n' << "Call tree (hits, total time inside the parent)\n" << rule_dash << '\n';
     std::set<std::uint32_t> path;
     std::function<void(std::uint32_t, int)> walk = [&](std::uint32_t parent, int depth) {
       auto it = children.find(parent);
       if (it == children.end() || depth > 32) return;
-      for (const auto &[b, c] : it->second) {
+      for (const auto& [b, c] : it->second) {
         const std::string label = std::string(static_cast<std::size_t>(2 * depth), ' ') + b->name;
         os << left(label, 60) << ' ' << right(thousands(c->hit_count), 12) << ' '
            << right(format_time_ns(c->total_time_ns), 15) << '\n';
@@ -453,15 +453,15 @@ std::string to_table(const ProfilerResults &results) {
   return os.str();
 }
 
-void write_csv(std::ostream &out, const ProfilerResults &results) { out << to_csv(results); }
-void write_json(std::ostream &out, const ProfilerResults &results, int indent) { out << to_json(results, indent); }
-void write_table(std::ostream &out, const ProfilerResults &results) { out << to_table(results); }
+void write_csv(std::ostream& out, const ProfilerResults& results) { out << to_csv(results); }
+void write_json(std::ostream& out, const ProfilerResults& results, int indent) { out << to_json(results, indent); }
+void write_table(std::ostream& out, const ProfilerResults& results) { out << to_table(results); }
 
 namespace {
 
 std::string errno_text(int err) { return std::generic_category().message(err); }
 
-Error io_error(const std::filesystem::path &file, std::string_view what, int err) {
+Error io_error(const std::filesystem::path& file, std::string_view what, int err) {
   return Error{errc::io_error, "cannot " + std::string(what) + " '" + file.string() + "': " + errno_text(err)};
 }
 
@@ -480,7 +480,7 @@ int write_all(int fd, std::string_view content) {
 
 } // namespace
 
-expected<void> write_file(const std::filesystem::path &file, std::string_view content) {
+expected<void> write_file(const std::filesystem::path& file, std::string_view content) {
   if (file.empty()) return fail(errc::io_error, "cannot write a file with an empty path");
   struct stat st{};
   const bool exists = ::stat(file.c_str(), &st) == 0;
@@ -516,11 +516,11 @@ expected<void> write_file(const std::filesystem::path &file, std::string_view co
   return {};
 }
 
-expected<void> export_csv(const ProfilerResults &results, const std::filesystem::path &file) {
+expected<void> export_csv(const ProfilerResults& results, const std::filesystem::path& file) {
   return write_file(file, to_csv(results));
 }
 
-expected<void> export_json(const ProfilerResults &results, const std::filesystem::path &file, int indent) {
+expected<void> export_json(const ProfilerResults& results, const std::filesystem::path& file, int indent) {
   return write_file(file, to_json(results, indent));
 }
 

@@ -46,9 +46,9 @@ std::string base_name(std::string_view path) {
   return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
 }
 
-std::string where(const char *file, std::uint32_t line) { return base_name(file) + ":" + std::to_string(line); }
+std::string where(const char* file, std::uint32_t line) { return base_name(file) + ":" + std::to_string(line); }
 
-void add_diagnostic(profiler_core &core, std::string message) {
+void add_diagnostic(profiler_core& core, std::string message) {
   if (std::find(core.diagnostics.begin(), core.diagnostics.end(), message) == core.diagnostics.end())
     core.diagnostics.push_back(std::move(message));
 }
@@ -56,11 +56,12 @@ void add_diagnostic(profiler_core &core, std::string message) {
 /// A consistent copy of a slot's scalar fields (the seqlock read side).
 struct slot_values {
   std::uint64_t hits, total_ns, min_ns, max_ns, self_ns, bytes, other_callers;
+  std::uint64_t suspended_ns, suspensions, migrations, abandoned;
   std::uint32_t caller_tag[tracked_callers];
   std::uint64_t caller_hits[tracked_callers], caller_ns[tracked_callers];
 };
 
-slot_values read_slot(const slot &s) {
+slot_values read_slot(const slot& s) {
   slot_values v{};
   for (;;) {
     const std::uint32_t before = s.seq.load(std::memory_order_acquire);
@@ -72,6 +73,10 @@ slot_values read_slot(const slot &s) {
     v.self_ns = s.self_ns.load(std::memory_order_relaxed);
     v.bytes = s.bytes.load(std::memory_order_relaxed);
     v.other_callers = s.other_callers.load(std::memory_order_relaxed);
+    v.suspended_ns = s.suspended_ns.load(std::memory_order_relaxed);
+    v.suspensions = s.suspensions.load(std::memory_order_relaxed);
+    v.migrations = s.migrations.load(std::memory_order_relaxed);
+    v.abandoned = s.abandoned.load(std::memory_order_relaxed);
     for (unsigned i = 0; i < tracked_callers; ++i) {
       v.caller_tag[i] = s.callers[i].parent_plus1.load(std::memory_order_relaxed);
       v.caller_hits[i] = s.callers[i].hits.load(std::memory_order_relaxed);
@@ -83,9 +88,9 @@ slot_values read_slot(const slot &s) {
 }
 
 /// Adds one thread's slot to the statistics of its site.
-void merge_slot(BlockResults &b, const slot &s) {
+void merge_slot(BlockResults& b, const slot& s) {
   const slot_values v = read_slot(s);
-  if (v.hits == 0) return;
+  if (v.hits == 0 && v.abandoned == 0) return;
   BlockResults part;
   part.site_id = b.site_id;
   part.hit_count = v.hits;
@@ -95,17 +100,21 @@ void merge_slot(BlockResults &b, const slot &s) {
   part.self_time_ns = v.self_ns;
   part.bytes = v.bytes;
   part.other_callers_hits = v.other_callers;
+  part.suspended_time_ns = v.suspended_ns;
+  part.suspensions = v.suspensions;
+  part.migrations = v.migrations;
+  part.abandoned = v.abandoned;
   for (unsigned i = 0; i < tracked_callers; ++i) {
     if (v.caller_tag[i] == 0) continue;
     const std::uint32_t parent = v.caller_tag[i] == UINT32_MAX ? no_parent : v.caller_tag[i] - 1;
     part.callers.push_back({parent, v.caller_hits[i], v.caller_ns[i]});
   }
   std::sort(part.callers.begin(), part.callers.end(),
-            [](const caller_stats &x, const caller_stats &y) { return x.parent_site_id < y.parent_site_id; });
+            [](const caller_stats& x, const caller_stats& y) { return x.parent_site_id < y.parent_site_id; });
   b.merge(part);
   // The histogram is read outside the seqlock: it may include a record or two
   // that the scalars above do not, which only percentiles can notice.
-  if (const auto *hist = s.histogram.load(std::memory_order_acquire)) {
+  if (const auto* hist = s.histogram.load(std::memory_order_acquire)) {
     if (b.histogram.counts.empty()) b.histogram.counts.assign(latency_histogram::bucket_count, 0);
     for (unsigned i = 0; i < latency_histogram::bucket_count; ++i)
       b.histogram.counts[i] += hist[i].load(std::memory_order_relaxed);
@@ -113,11 +122,11 @@ void merge_slot(BlockResults &b, const slot &s) {
 }
 
 /// Per-site accumulators for every registered site (core.mutex held).
-std::vector<BlockResults> empty_blocks(const profiler_core &core) {
+std::vector<BlockResults> empty_blocks(const profiler_core& core) {
   std::vector<BlockResults> blocks(core.sites.size());
   for (std::uint32_t id = 0; id < blocks.size(); ++id) {
-    const site_info &s = core.sites[id];
-    auto &b = blocks[id];
+    const site_info& s = core.sites[id];
+    auto& b = blocks[id];
     b.name = s.name;
     b.file = s.file;
     b.line = s.line;
@@ -128,9 +137,9 @@ std::vector<BlockResults> empty_blocks(const profiler_core &core) {
   return blocks;
 }
 
-void merge_buffer(std::vector<BlockResults> &blocks, const thread_buffer &buf) {
+void merge_buffer(std::vector<BlockResults>& blocks, const thread_buffer& buf) {
   for (std::uint32_t c = 0; c * chunk_slots < blocks.size(); ++c) {
-    const slot *chunk = buf.chunks[c].load(std::memory_order_acquire);
+    const slot* chunk = buf.chunks[c].load(std::memory_order_acquire);
     if (chunk == nullptr) continue;
     for (std::uint32_t i = 0; i < chunk_slots && c * chunk_slots + i < blocks.size(); ++i)
       merge_slot(blocks[c * chunk_slots + i], chunk[i]);
@@ -138,14 +147,14 @@ void merge_buffer(std::vector<BlockResults> &blocks, const thread_buffer &buf) {
 }
 
 /// Arranges per-site blocks into tracks (core.mutex held).
-ProfilerResults assemble(const profiler_core &core, std::vector<BlockResults> blocks, bool keep_empty) {
+ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> blocks, bool keep_empty) {
   ProfilerResults r;
   r.profiler_name = core.name;
   r.clock = calibrate_clock().source;
   r.diagnostics = core.diagnostics;
   std::vector<std::optional<TrackResults>> tracks(max_tracks);
-  auto track_at = [&](int idx) -> TrackResults & {
-    auto &t = tracks[static_cast<unsigned>(idx)];
+  auto track_at = [&](int idx) -> TrackResults& {
+    auto& t = tracks[static_cast<unsigned>(idx)];
     if (!t) {
       t.emplace();
       t->track_idx = idx;
@@ -154,19 +163,19 @@ ProfilerResults assemble(const profiler_core &core, std::vector<BlockResults> bl
     }
     return *t;
   };
-  for (auto &b : blocks) {
-    if (!keep_empty && b.hit_count == 0) continue;
+  for (auto& b : blocks) {
+    if (!keep_empty && b.hit_count == 0 && b.abandoned == 0) continue;
     track_at(core.sites[b.site_id].track).blocks.push_back(std::move(b));
   }
   if (keep_empty)
     for (int idx = 0; idx < max_tracks; ++idx)
       if (core.track_names[static_cast<unsigned>(idx)]) track_at(idx);
-  for (auto &t : tracks)
+  for (auto& t : tracks)
     if (t) r.tracks.push_back(std::move(*t));
   return r;
 }
 
-ThreadResults thread_snapshot(const profiler_core &core, const thread_buffer &buf, bool exited) {
+ThreadResults thread_snapshot(const profiler_core& core, const thread_buffer& buf, bool exited) {
   auto blocks = empty_blocks(core);
   merge_buffer(blocks, buf);
   ThreadResults t;
@@ -178,7 +187,7 @@ ThreadResults thread_snapshot(const profiler_core &core, const thread_buffer &bu
 }
 
 /// Hands a thread's data over to the profiler when the thread ends.
-void retire(profiler_core &core, const std::shared_ptr<thread_buffer> &buf) {
+void retire(profiler_core& core, const std::shared_ptr<thread_buffer>& buf) {
   std::lock_guard lock(core.mutex);
   if (buf->generation.load(std::memory_order_acquire) == core.generation.load(std::memory_order_relaxed)) {
     auto snapshot = thread_snapshot(core, *buf, true);
@@ -189,7 +198,7 @@ void retire(profiler_core &core, const std::shared_ptr<thread_buffer> &buf) {
 
 thread_registry::~thread_registry() {
   last_buffer = {};
-  for (auto &e : entries)
+  for (auto& e : entries)
     if (auto core = e.core.lock()) retire(*core, e.buffer);
 }
 
@@ -202,26 +211,38 @@ std::string thread_name_of_self() {
 } // namespace
 
 thread_buffer::~thread_buffer() {
-  for (auto &c : chunks) {
-    slot *chunk = c.load(std::memory_order_relaxed);
+  for (auto& c : chunks) {
+    slot* chunk = c.load(std::memory_order_relaxed);
     if (chunk == nullptr) continue;
     for (std::uint32_t i = 0; i < chunk_slots; ++i) delete[] chunk[i].histogram.load(std::memory_order_relaxed);
     delete[] chunk;
   }
 }
 
-slot *thread_buffer::add_chunk(std::uint32_t index) {
-  slot *chunk = new slot[chunk_slots];
+void record_abandoned(profiler_core& core, std::uint32_t site) {
+  thread_buffer& buf = buffer_for(core);
+  const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
+  if (buf.generation.load(std::memory_order_relaxed) != gen) buf.reset(gen);
+  slot& s = buf.slot_for(site);
+  const std::uint32_t seq = s.seq.load(std::memory_order_relaxed);
+  s.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  bump(s.abandoned, 1);
+  s.seq.store(seq + 2, std::memory_order_release);
+}
+
+slot* thread_buffer::add_chunk(std::uint32_t index) {
+  slot* chunk = new slot[chunk_slots];
   chunks[index].store(chunk, std::memory_order_release);
   return chunk;
 }
 
 void thread_buffer::reset(std::uint64_t new_generation) noexcept {
-  for (auto &c : chunks) {
-    slot *chunk = c.load(std::memory_order_relaxed);
+  for (auto& c : chunks) {
+    slot* chunk = c.load(std::memory_order_relaxed);
     if (chunk == nullptr) continue;
     for (std::uint32_t i = 0; i < chunk_slots; ++i) {
-      slot &s = chunk[i];
+      slot& s = chunk[i];
       const std::uint32_t seq = s.seq.load(std::memory_order_relaxed);
       s.seq.store(seq + 1, std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_release);
@@ -232,12 +253,16 @@ void thread_buffer::reset(std::uint64_t new_generation) noexcept {
       s.self_ns.store(0, std::memory_order_relaxed);
       s.bytes.store(0, std::memory_order_relaxed);
       s.other_callers.store(0, std::memory_order_relaxed);
-      for (auto &k : s.callers) {
+      s.suspended_ns.store(0, std::memory_order_relaxed);
+      s.suspensions.store(0, std::memory_order_relaxed);
+      s.migrations.store(0, std::memory_order_relaxed);
+      s.abandoned.store(0, std::memory_order_relaxed);
+      for (auto& k : s.callers) {
         k.parent_plus1.store(0, std::memory_order_relaxed);
         k.hits.store(0, std::memory_order_relaxed);
         k.total_ns.store(0, std::memory_order_relaxed);
       }
-      if (auto *hist = s.histogram.load(std::memory_order_relaxed))
+      if (auto* hist = s.histogram.load(std::memory_order_relaxed))
         for (unsigned b = 0; b < latency_histogram::bucket_count; ++b) hist[b].store(0, std::memory_order_relaxed);
       s.seq.store(seq + 2, std::memory_order_release);
     }
@@ -247,14 +272,14 @@ void thread_buffer::reset(std::uint64_t new_generation) noexcept {
 
 profiler_core::profiler_core(std::string profiler_name)
     : id(next_core_id.fetch_add(1, std::memory_order_relaxed)), name(std::move(profiler_name)) {
-  for (auto &e : track_enabled) e.store(true, std::memory_order_relaxed);
+  for (auto& e : track_enabled) e.store(true, std::memory_order_relaxed);
 }
 
-thread_buffer &find_buffer_slow(profiler_core &core) {
-  auto &entries = registry.entries;
+thread_buffer& find_buffer_slow(profiler_core& core) {
+  auto& entries = registry.entries;
   // Drop buffers of profilers that no longer exist.
-  std::erase_if(entries, [](const thread_registry::entry &e) { return e.core.expired(); });
-  for (auto &e : entries) {
+  std::erase_if(entries, [](const thread_registry::entry& e) { return e.core.expired(); });
+  for (auto& e : entries) {
     if (e.core_id == core.id) {
       last_buffer = {core.id, e.buffer.get()};
       return *e.buffer;
@@ -269,13 +294,13 @@ thread_buffer &find_buffer_slow(profiler_core &core) {
     buf->generation.store(core.generation.load(std::memory_order_relaxed), std::memory_order_relaxed);
     core.buffers.push_back(buf);
   }
-  entries.push_back({core.id, static_cast<profiler_core &>(core).weak_from_this(), buf});
+  entries.push_back({core.id, static_cast<profiler_core&>(core).weak_from_this(), buf});
   last_buffer = {core.id, buf.get()};
   return *buf;
 }
 
-std::uint32_t register_site(profiler_core &core, int track, std::string_view name, const char *file, std::uint32_t line,
-                            std::uint32_t column, const char *function, const std::string **registered_name) {
+std::uint32_t register_site(profiler_core& core, int track, std::string_view name, const char* file, std::uint32_t line,
+                            std::uint32_t column, const char* function, const std::string** registered_name) {
   std::lock_guard lock(core.mutex);
   if (static_cast<unsigned>(track) >= unsigned{max_tracks}) {
     add_diagnostic(core, "block '" + std::string(name) + "' at " + where(file, line) + ": track index " +
@@ -298,7 +323,7 @@ std::uint32_t register_site(profiler_core &core, int track, std::string_view nam
     return invalid_site;
   }
   const auto id = static_cast<std::uint32_t>(core.sites.size());
-  const site_info &s = core.sites.emplace_back(site_info{track, std::string(name), file, function, line, column});
+  const site_info& s = core.sites.emplace_back(site_info{track, std::string(name), file, function, line, column});
   core.site_index.emplace(std::make_tuple(track, std::string_view(s.name), std::string_view(s.file), line, column,
                                           std::string_view(s.function)),
                           id);
@@ -306,7 +331,7 @@ std::uint32_t register_site(profiler_core &core, int track, std::string_view nam
   return id;
 }
 
-std::string default_track_name(std::string_view type, bool is_class, const std::source_location &loc) {
+std::string default_track_name(std::string_view type, bool is_class, const std::source_location& loc) {
   if (is_class && !type.empty()) {
     std::string name(type);
     // "(lambda at /long/path/file.cpp:12:5)" reads better with the base name.
@@ -365,7 +390,7 @@ expected<Site> Profiler::site(int track, std::string_view name, std::source_loca
   if (name.empty())
     return fail(errc::empty_name, "block at " + detail::where(loc.file_name(), loc.line()) + " on track " +
                                       std::to_string(track) + ": block name must not be empty");
-  const std::string *registered = nullptr;
+  const std::string* registered = nullptr;
   const std::uint32_t id = detail::register_site(*core_, track, name, loc.file_name(), loc.line(), loc.column(),
                                                  loc.function_name(), &registered);
   if (id == detail::invalid_site)
@@ -374,15 +399,15 @@ expected<Site> Profiler::site(int track, std::string_view name, std::source_loca
   return Site{core_->id, id, track};
 }
 
-Site Profiler::site_or_invalid(int track, std::string_view name, const std::source_location &loc) {
-  const std::string *registered = nullptr;
+Site Profiler::site_or_invalid(int track, std::string_view name, const std::source_location& loc) {
+  const std::string* registered = nullptr;
   const std::uint32_t id = detail::register_site(*core_, track, name, loc.file_name(), loc.line(), loc.column(),
                                                  loc.function_name(), &registered);
   return Site{core_->id, id, track};
 }
 
-void Profiler::note_invalid_track(int track, std::string_view name, const std::source_location &loc) {
-  const std::string *registered = nullptr;
+void Profiler::note_invalid_track(int track, std::string_view name, const std::source_location& loc) {
+  const std::string* registered = nullptr;
   detail::register_site(*core_, track, name, loc.file_name(), loc.line(), loc.column(), loc.function_name(),
                         &registered); // records the diagnostic
 }
@@ -394,7 +419,7 @@ void Profiler::record(int track, std::string_view name, std::chrono::nanoseconds
       if (!valid_track(track)) note_invalid_track(track, name, loc);
       return;
     }
-    auto &buf = detail::buffer_for(*core_);
+    auto& buf = detail::buffer_for(*core_);
     const auto id = detail::site_for(buf, *core_, location_key(loc), track, name, loc.file_name(), loc.line(),
                                      loc.column(), loc.function_name());
     if (id == detail::invalid_site) return;
@@ -404,24 +429,24 @@ void Profiler::record(int track, std::string_view name, std::chrono::nanoseconds
 }
 
 ProfilerResults Profiler::get_results() const {
-  const auto &core = *core_;
+  const auto& core = *core_;
   std::lock_guard lock(core.mutex);
   const std::uint64_t gen = core.generation.load(std::memory_order_relaxed);
   auto blocks = detail::empty_blocks(core);
-  for (const auto &buf : core.buffers)
+  for (const auto& buf : core.buffers)
     if (buf->generation.load(std::memory_order_acquire) == gen) detail::merge_buffer(blocks, *buf);
-  for (const auto &t : core.exited)
-    for (const auto &tr : t.results.tracks)
-      for (const auto &b : tr.blocks) blocks[b.site_id].merge(b);
+  for (const auto& t : core.exited)
+    for (const auto& tr : t.results.tracks)
+      for (const auto& b : tr.blocks) blocks[b.site_id].merge(b);
   return detail::assemble(core, std::move(blocks), true);
 }
 
 std::vector<ThreadResults> Profiler::get_all_thread_data() const {
-  const auto &core = *core_;
+  const auto& core = *core_;
   std::lock_guard lock(core.mutex);
   const std::uint64_t gen = core.generation.load(std::memory_order_relaxed);
   std::vector<ThreadResults> out;
-  for (const auto &buf : core.buffers) {
+  for (const auto& buf : core.buffers) {
     if (buf->generation.load(std::memory_order_acquire) != gen) continue;
     auto t = detail::thread_snapshot(core, *buf, false);
     if (!t.results.tracks.empty()) out.push_back(std::move(t));
@@ -437,13 +462,13 @@ void Profiler::clear() {
 }
 
 std::string Profiler::to_string() const {
-  const auto &core = *core_;
+  const auto& core = *core_;
   std::lock_guard lock(core.mutex);
   const std::uint64_t gen = core.generation.load(std::memory_order_relaxed);
   std::vector<bool> used(max_tracks, false);
-  for (const auto &s : core.sites) used[static_cast<unsigned>(s.track)] = true;
+  for (const auto& s : core.sites) used[static_cast<unsigned>(s.track)] = true;
   std::size_t threads = core.exited.size();
-  for (const auto &b : core.buffers)
+  for (const auto& b : core.buffers)
     if (b->generation.load(std::memory_order_acquire) == gen) ++threads;
   std::ostringstream os;
   os << "Profiler(name='" << core.name << "', tracks=" << std::count(used.begin(), used.end(), true)
@@ -451,15 +476,15 @@ std::string Profiler::to_string() const {
   return os.str();
 }
 
-expected<void> Profiler::export_csv(const std::filesystem::path &file) const {
+expected<void> Profiler::export_csv(const std::filesystem::path& file) const {
   return stichotrope::export_csv(get_results(), file);
 }
-void Profiler::export_csv(std::ostream &out) const { write_csv(out, get_results()); }
-expected<void> Profiler::export_json(const std::filesystem::path &file, int indent) const {
+void Profiler::export_csv(std::ostream& out) const { write_csv(out, get_results()); }
+expected<void> Profiler::export_json(const std::filesystem::path& file, int indent) const {
   return stichotrope::export_json(get_results(), file, indent);
 }
-void Profiler::export_json(std::ostream &out, int indent) const { write_json(out, get_results(), indent); }
+void Profiler::export_json(std::ostream& out, int indent) const { write_json(out, get_results(), indent); }
 void Profiler::print_results() const { write_table(std::cout, get_results()); }
-void Profiler::print_results(std::ostream &out) const { write_table(out, get_results()); }
+void Profiler::print_results(std::ostream& out) const { write_table(out, get_results()); }
 
 } // namespace stichotrope

@@ -14,7 +14,7 @@ void latency_histogram::add(std::uint64_t ns, std::uint64_t n) {
   counts[bucket_of(ns)] += n;
 }
 
-void latency_histogram::merge(const latency_histogram &other) {
+void latency_histogram::merge(const latency_histogram& other) {
   if (other.counts.empty()) return;
   if (counts.empty()) {
     counts = other.counts;
@@ -71,7 +71,7 @@ double BlockResults::throughput_bytes_per_s() const noexcept {
   return static_cast<double>(bytes) * 1e9 / static_cast<double>(total_time_ns);
 }
 
-void BlockResults::merge(const BlockResults &other) {
+void BlockResults::merge(const BlockResults& other) {
   if (other.hit_count > 0) {
     min_time_ns = hit_count == 0 ? other.min_time_ns : std::min(min_time_ns, other.min_time_ns);
     max_time_ns = std::max(max_time_ns, other.max_time_ns);
@@ -82,9 +82,13 @@ void BlockResults::merge(const BlockResults &other) {
   bytes += other.bytes;
   histogram.merge(other.histogram);
   other_callers_hits += other.other_callers_hits;
-  for (const auto &c : other.callers) {
+  suspended_time_ns += other.suspended_time_ns;
+  suspensions += other.suspensions;
+  migrations += other.migrations;
+  abandoned += other.abandoned;
+  for (const auto& c : other.callers) {
     auto it = std::lower_bound(callers.begin(), callers.end(), c.parent_site_id,
-                               [](const caller_stats &a, std::uint32_t id) { return a.parent_site_id < id; });
+                               [](const caller_stats& a, std::uint32_t id) { return a.parent_site_id < id; });
     if (it != callers.end() && it->parent_site_id == c.parent_site_id) {
       it->hit_count += c.hit_count;
       it->total_time_ns += c.total_time_ns;
@@ -96,59 +100,59 @@ void BlockResults::merge(const BlockResults &other) {
 
 std::uint64_t TrackResults::total_time_ns() const noexcept {
   std::uint64_t t = 0;
-  for (const auto &b : blocks) t += b.total_time_ns;
+  for (const auto& b : blocks) t += b.total_time_ns;
   return t;
 }
 
 std::uint64_t TrackResults::total_hits() const noexcept {
   std::uint64_t t = 0;
-  for (const auto &b : blocks) t += b.hit_count;
+  for (const auto& b : blocks) t += b.hit_count;
   return t;
 }
 
 std::uint64_t ProfilerResults::total_time_ns() const noexcept {
   std::uint64_t t = 0;
-  for (const auto &tr : tracks) t += tr.total_time_ns();
+  for (const auto& tr : tracks) t += tr.total_time_ns();
   return t;
 }
 
 std::uint64_t ProfilerResults::total_hits() const noexcept {
   std::uint64_t t = 0;
-  for (const auto &tr : tracks) t += tr.total_hits();
+  for (const auto& tr : tracks) t += tr.total_hits();
   return t;
 }
 
-const TrackResults *ProfilerResults::find_track(int track_idx) const noexcept {
-  for (const auto &t : tracks)
+const TrackResults* ProfilerResults::find_track(int track_idx) const noexcept {
+  for (const auto& t : tracks)
     if (t.track_idx == track_idx) return &t;
   return nullptr;
 }
 
-const BlockResults *ProfilerResults::find_block(int track_idx, std::string_view name) const noexcept {
-  if (const auto *t = find_track(track_idx))
-    for (const auto &b : t->blocks)
+const BlockResults* ProfilerResults::find_block(int track_idx, std::string_view name) const noexcept {
+  if (const auto* t = find_track(track_idx))
+    for (const auto& b : t->blocks)
       if (b.name == name) return &b;
   return nullptr;
 }
 
-const BlockResults *ProfilerResults::find_site(std::uint32_t site_id) const noexcept {
-  for (const auto &t : tracks)
-    for (const auto &b : t.blocks)
+const BlockResults* ProfilerResults::find_site(std::uint32_t site_id) const noexcept {
+  for (const auto& t : tracks)
+    for (const auto& b : t.blocks)
       if (b.site_id == site_id) return &b;
   return nullptr;
 }
 
-void ProfilerResults::merge(const ProfilerResults &other) {
-  for (const auto &ot : other.tracks) {
+void ProfilerResults::merge(const ProfilerResults& other) {
+  for (const auto& ot : other.tracks) {
     auto tit = std::lower_bound(tracks.begin(), tracks.end(), ot.track_idx,
-                                [](const TrackResults &t, int idx) { return t.track_idx < idx; });
+                                [](const TrackResults& t, int idx) { return t.track_idx < idx; });
     if (tit == tracks.end() || tit->track_idx != ot.track_idx) {
       tit = tracks.insert(tit, TrackResults{ot.track_idx, ot.track_name, ot.enabled, {}});
     }
     if (!tit->track_name && ot.track_name) tit->track_name = ot.track_name;
-    for (const auto &ob : ot.blocks) {
+    for (const auto& ob : ot.blocks) {
       auto bit = std::lower_bound(tit->blocks.begin(), tit->blocks.end(), ob.site_id,
-                                  [](const BlockResults &b, std::uint32_t id) { return b.site_id < id; });
+                                  [](const BlockResults& b, std::uint32_t id) { return b.site_id < id; });
       if (bit != tit->blocks.end() && bit->site_id == ob.site_id) {
         bit->merge(ob);
       } else {
@@ -156,7 +160,7 @@ void ProfilerResults::merge(const ProfilerResults &other) {
       }
     }
   }
-  for (const auto &d : other.diagnostics)
+  for (const auto& d : other.diagnostics)
     if (std::find(diagnostics.begin(), diagnostics.end(), d) == diagnostics.end()) diagnostics.push_back(d);
 }
 

@@ -16,9 +16,9 @@ using stichotrope::Profiler;
 
 namespace {
 int process_data(int x) { return x * 2; }
-std::uint64_t hits(const Profiler &p, int track, std::string_view name) {
+std::uint64_t hits(const Profiler& p, int track, std::string_view name) {
   const auto r = p.get_results();
-  const auto *b = r.find_block(track, name);
+  const auto* b = r.find_block(track, name);
   return b == nullptr ? 0 : b->hit_count;
 }
 } // namespace
@@ -40,7 +40,7 @@ BOOST_AUTO_TEST_CASE(block_records_once_per_scope_with_its_call_site) {
     auto scope = profiler.block(1, "database_query");
   }
   const auto r = profiler.get_results();
-  const auto *b = r.find_block(1, "database_query");
+  const auto* b = r.find_block(1, "database_query");
   BOOST_REQUIRE(b != nullptr);
   BOOST_TEST(b->hit_count == 3u);
   BOOST_TEST(b->line == static_cast<unsigned>(line));
@@ -80,7 +80,7 @@ BOOST_AUTO_TEST_CASE(block_is_move_only_and_records_once_after_a_move) {
   const auto r = profiler.get_results();
   BOOST_TEST(r.find_block(0, "moved")->hit_count == 1u);
   // The child found its parent through the moved-to object.
-  const auto *child = r.find_block(0, "child");
+  const auto* child = r.find_block(0, "child");
   BOOST_REQUIRE(child->callers.size() == 1u);
   BOOST_TEST(child->callers[0].parent_site_id == r.find_block(0, "moved")->site_id);
 }
@@ -104,10 +104,10 @@ BOOST_AUTO_TEST_CASE(track_keeps_signature_and_return_value) {
 BOOST_AUTO_TEST_CASE(track_returns_references_and_takes_move_only_arguments) {
   Profiler profiler{"p"};
   int value = 1;
-  auto ref = profiler.track(0, "ref", [&]() -> int & { return value; });
+  auto ref = profiler.track(0, "ref", [&]() -> int& { return value; });
   ref() = 7;
   BOOST_TEST(value == 7);
-  static_assert(std::is_same_v<decltype(ref()), int &>);
+  static_assert(std::is_same_v<decltype(ref()), int&>);
 
   auto sink = profiler.track(0, "sink", [](std::unique_ptr<int> p) { return *p + 1; });
   BOOST_TEST(sink(std::make_unique<int>(41)) == 42);
@@ -241,8 +241,8 @@ BOOST_AUTO_TEST_CASE(get_all_thread_data_has_one_entry_per_thread) {
   }).join();
   const auto threads = profiler.get_all_thread_data();
   BOOST_REQUIRE(threads.size() == 2u);
-  const auto &live = threads[0].exited ? threads[1] : threads[0];
-  const auto &gone = threads[0].exited ? threads[0] : threads[1];
+  const auto& live = threads[0].exited ? threads[1] : threads[0];
+  const auto& gone = threads[0].exited ? threads[0] : threads[1];
   BOOST_TEST(!live.exited);
   BOOST_TEST(gone.exited);
   BOOST_TEST(live.results.find_block(0, "main")->hit_count == 1u);
@@ -303,7 +303,7 @@ BOOST_AUTO_TEST_CASE(add_bytes_gives_throughput) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   const auto results = profiler.get_results();
-  const auto *b = results.find_block(0, "copy");
+  const auto* b = results.find_block(0, "copy");
   BOOST_TEST(b->bytes == 1024u);
   BOOST_TEST(b->throughput_bytes_per_s() > 0.0);
   BOOST_TEST(b->throughput_bytes_per_s() < 1024.0 * 1000.0); // it took at least 1 ms
@@ -311,7 +311,7 @@ BOOST_AUTO_TEST_CASE(add_bytes_gives_throughput) {
 
 BOOST_AUTO_TEST_CASE(results_report_the_clock_source) {
   Profiler profiler{"p"};
-  const auto &cal = stichotrope::calibrate_clock();
+  const auto& cal = stichotrope::calibrate_clock();
   BOOST_TEST(profiler.get_results().clock == cal.source);
   BOOST_TEST(cal.ticks_per_ns > 0.0);
   BOOST_TEST_MESSAGE("clock: " << stichotrope::to_string(cal.source) << ", ticks/ns " << cal.ticks_per_ns);
@@ -326,7 +326,7 @@ BOOST_AUTO_TEST_CASE(clock_measures_a_sleep_within_wide_bounds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const auto results = profiler.get_results();
-  const auto *b = results.find_block(0, "sleep");
+  const auto* b = results.find_block(0, "sleep");
   BOOST_TEST(b->total_time_ns >= 19'900'000u); // calibration error is ppm, not %
   BOOST_TEST(b->total_time_ns < 500'000'000u);
 }

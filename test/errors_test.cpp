@@ -24,13 +24,13 @@ struct scratch_dir {
   ~scratch_dir() { fs::remove_all(path); }
   std::size_t entries() const { return static_cast<std::size_t>(std::distance(fs::directory_iterator(path), {})); }
 };
-std::string slurp(const fs::path &p) {
+std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
 }
-bool contains(const std::string &s, std::string_view part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(validation)

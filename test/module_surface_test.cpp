@@ -36,7 +36,7 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
                     st::errc::wrong_profiler})
     BOOST_TEST(static_cast<int>(code) >= 0);
 
-  const st::clock_calibration &cal = st::calibrate_clock();
+  const st::clock_calibration& cal = st::calibrate_clock();
   BOOST_TEST((cal.source == st::clock_source::tsc || cal.source == st::clock_source::steady_clock));
   BOOST_TEST(!st::to_string(cal.source).empty());
 
@@ -58,8 +58,8 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
   st::ProfilerResults results = profiler.get_results();
   std::vector<st::ThreadResults> threads = profiler.get_all_thread_data();
   BOOST_TEST(threads.size() == 1u);
-  const st::TrackResults &track = results.tracks.at(0);
-  const st::BlockResults &block = track.blocks.at(0);
+  const st::TrackResults& track = results.tracks.at(0);
+  const st::BlockResults& block = track.blocks.at(0);
   st::percentiles p = block.percentiles();
   st::caller_stats c = block.callers.at(0);
   st::latency_histogram h = block.histogram;
@@ -79,6 +79,6 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
   BOOST_TEST(st::write_file(dir / "stichotrope-surface.txt", "x").has_value());
   BOOST_TEST(st::export_csv(results, dir / "stichotrope-surface.csv").has_value());
   BOOST_TEST(st::export_json(results, dir / "stichotrope-surface.json").has_value());
-  for (const char *f : {"stichotrope-surface.txt", "stichotrope-surface.csv", "stichotrope-surface.json"})
+  for (const char* f : {"stichotrope-surface.txt", "stichotrope-surface.csv", "stichotrope-surface.json"})
     std::filesystem::remove(dir / f);
 }

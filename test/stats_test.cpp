@@ -43,7 +43,7 @@ BOOST_AUTO_TEST_CASE(percentiles_on_constructed_samples) {
   record(90, 1024);
   record(10, 5000);
   const auto results = profiler.get_results();
-  const auto *b = results.find_block(0, "mix");
+  const auto* b = results.find_block(0, "mix");
   BOOST_REQUIRE(b != nullptr);
   BOOST_TEST(b->hit_count == 1000u);
   BOOST_TEST(b->total_time_ns == 900u * 10 + 90u * 1024 + 10u * 5000);
@@ -83,10 +83,10 @@ BOOST_AUTO_TEST_CASE(self_time_is_total_minus_children_exactly) {
     }
   }
   const auto r = profiler.get_results();
-  const auto *outer = r.find_block(0, "outer");
-  const auto *a = r.find_block(1, "child_a");
-  const auto *b = r.find_block(1, "child_b");
-  const auto *g = r.find_block(2, "grandchild");
+  const auto* outer = r.find_block(0, "outer");
+  const auto* a = r.find_block(1, "child_a");
+  const auto* b = r.find_block(1, "child_b");
+  const auto* g = r.find_block(2, "grandchild");
   BOOST_TEST(outer->self_time_ns + a->total_time_ns + b->total_time_ns == outer->total_time_ns);
   BOOST_TEST(b->self_time_ns + g->total_time_ns == b->total_time_ns);
   BOOST_TEST(a->self_time_ns == a->total_time_ns);
@@ -102,8 +102,8 @@ BOOST_AUTO_TEST_CASE(self_time_follows_sleeps_the_test_controls) {
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
   }
   const auto r = profiler.get_results();
-  const auto *outer = r.find_block(0, "outer");
-  const auto *inner = r.find_block(0, "inner");
+  const auto* outer = r.find_block(0, "outer");
+  const auto* inner = r.find_block(0, "inner");
   // Sleeps never end early; the upper bounds leave 200 ms for a loaded machine.
   BOOST_TEST(inner->total_time_ns >= 29'900'000u);
   BOOST_TEST(outer->self_time_ns >= 19'900'000u);
@@ -124,11 +124,11 @@ BOOST_AUTO_TEST_CASE(call_tree_records_each_parent_edge) {
   }
   leaf();
   const auto r = profiler.get_results();
-  const auto *l = r.find_block(2, "leaf");
+  const auto* l = r.find_block(2, "leaf");
   const auto x = r.find_block(0, "x")->site_id, y = r.find_block(1, "y")->site_id;
   BOOST_REQUIRE(l->callers.size() == 3u);
   std::uint64_t under_x = 0, under_y = 0, top = 0, time = 0;
-  for (const auto &c : l->callers) {
+  for (const auto& c : l->callers) {
     (c.parent_site_id == x ? under_x : c.parent_site_id == y ? under_y : top) += c.hit_count;
     if (c.parent_site_id == no_parent) BOOST_TEST(c.hit_count == 1u);
     time += c.total_time_ns;
@@ -165,7 +165,7 @@ BOOST_AUTO_TEST_CASE(parents_beyond_four_are_counted_not_lost) {
     leaf();
   }
   const auto results = profiler.get_results();
-  const auto *l = results.find_block(1, "leaf");
+  const auto* l = results.find_block(1, "leaf");
   BOOST_TEST(l->hit_count == 6u);
   BOOST_TEST(l->callers.size() == 4u);
   BOOST_TEST(l->other_callers_hits == 2u);
@@ -217,9 +217,9 @@ BOOST_AUTO_TEST_SUITE(memory)
 
 BOOST_AUTO_TEST_CASE(documented_sizes_hold) {
   // README "Memory": what one (thread, site) and one thread buffer cost.
-  static_assert(sizeof(stichotrope::detail::slot) == 192);
+  static_assert(sizeof(stichotrope::detail::slot) == 200);
   static_assert(latency_histogram::bucket_count * sizeof(std::uint64_t) == 2496);
-  static_assert(stichotrope::detail::max_chunks * sizeof(void *) == 16 * 1024);
+  static_assert(stichotrope::detail::max_chunks * sizeof(void*) == 16 * 1024);
   BOOST_TEST(stichotrope::max_sites == 131072u);
 }
 

@@ -45,7 +45,7 @@ BOOST_AUTO_TEST_CASE(counts_are_exact_with_eight_threads_on_shared_and_own_sites
         auto mine = profiler.block(1, own);
       }
     });
-  for (auto &th : threads) th.join(); // every thread has exited: its data must stay
+  for (auto& th : threads) th.join(); // every thread has exited: its data must stay
   const auto r = profiler.get_results();
   BOOST_TEST(r.find_block(0, "shared")->hit_count == std::uint64_t{thread_count} * per_thread);
   for (int t = 0; t < thread_count; ++t)
@@ -53,7 +53,7 @@ BOOST_AUTO_TEST_CASE(counts_are_exact_with_eight_threads_on_shared_and_own_sites
   BOOST_TEST(r.find_block(0, "shared")->histogram.total() == std::uint64_t{thread_count} * per_thread);
   const auto per = profiler.get_all_thread_data();
   BOOST_TEST(per.size() == std::size_t{thread_count});
-  for (const auto &t : per) {
+  for (const auto& t : per) {
     BOOST_TEST(t.exited);
     BOOST_TEST(t.results.find_block(0, "shared")->hit_count == std::uint64_t{per_thread});
   }
@@ -83,7 +83,7 @@ BOOST_AUTO_TEST_CASE(snapshots_while_recording_are_consistent_and_monotonic) {
   int snapshots = 0;
   while (!done.load()) {
     const auto r = profiler.get_results();
-    if (const auto *b = r.find_block(0, "fixed")) {
+    if (const auto* b = r.find_block(0, "fixed")) {
       // A record is never seen half-written: total is exactly 7 x hits.
       BOOST_TEST_REQUIRE(b->total_time_ns == 7 * b->hit_count);
       BOOST_TEST_REQUIRE(b->hit_count >= last);
@@ -93,7 +93,7 @@ BOOST_AUTO_TEST_CASE(snapshots_while_recording_are_consistent_and_monotonic) {
     }
     ++snapshots;
   }
-  for (auto &th : threads) th.join();
+  for (auto& th : threads) th.join();
   BOOST_TEST(profiler.get_results().find_block(0, "fixed")->hit_count == 4u * per_thread);
   BOOST_TEST_MESSAGE(snapshots << " snapshots taken while recording");
 }
@@ -115,15 +115,15 @@ BOOST_AUTO_TEST_CASE(clear_while_recording_never_blocks_and_loses_nothing_after_
   for (int i = 0; i < 200; ++i) {
     profiler.clear();
     const auto r = profiler.get_results();
-    if (const auto *b = r.find_block(0, "r")) BOOST_TEST_REQUIRE(b->total_time_ns == 3 * b->hit_count);
+    if (const auto* b = r.find_block(0, "r")) BOOST_TEST_REQUIRE(b->total_time_ns == 3 * b->hit_count);
   }
   stop = true;
   sync.arrive_and_wait();
   profiler.clear();
   sync.arrive_and_wait();
-  for (auto &th : threads) th.join();
+  for (auto& th : threads) th.join();
   const auto results = profiler.get_results();
-  const auto *b = results.find_block(0, "r");
+  const auto* b = results.find_block(0, "r");
   BOOST_TEST(b->hit_count == workers * 1000u);
   BOOST_TEST(b->total_time_ns == workers * 3000u);
 }
@@ -135,7 +135,7 @@ BOOST_AUTO_TEST_CASE(threads_exiting_while_results_are_read) {
     while (!done.load()) {
       const auto r = profiler.get_results();
       (void)profiler.get_all_thread_data();
-      if (const auto *b = r.find_block(0, "short")) BOOST_TEST_REQUIRE(b->hit_count <= 64u * 100);
+      if (const auto* b = r.find_block(0, "short")) BOOST_TEST_REQUIRE(b->hit_count <= 64u * 100);
     }
   });
   for (int round = 0; round < 16; ++round) {
@@ -144,7 +144,7 @@ BOOST_AUTO_TEST_CASE(threads_exiting_while_results_are_read) {
       batch.emplace_back([&] {
         for (int i = 0; i < 100; ++i) auto s = profiler.block(0, "short");
       });
-    for (auto &th : batch) th.join();
+    for (auto& th : batch) th.join();
   }
   done = true;
   reader.join();
@@ -174,7 +174,7 @@ BOOST_AUTO_TEST_CASE(destroying_a_profiler_while_its_threads_live_is_safe) {
 
 BOOST_AUTO_TEST_CASE(two_profilers_never_share_call_sites) {
   Profiler a{"a"}, b{"b"};
-  auto work = [](Profiler &p) { auto s = p.block(0, "same_site"); };
+  auto work = [](Profiler& p) { auto s = p.block(0, "same_site"); };
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&] {
@@ -184,7 +184,7 @@ BOOST_AUTO_TEST_CASE(two_profilers_never_share_call_sites) {
         work(b);
       }
     });
-  for (auto &th : threads) th.join();
+  for (auto& th : threads) th.join();
   const auto ra = a.get_results(), rb = b.get_results();
   BOOST_TEST(ra.find_track(0)->blocks.size() == 1u);
   BOOST_TEST(rb.find_track(0)->blocks.size() == 1u);
@@ -206,7 +206,7 @@ BOOST_AUTO_TEST_CASE(switches_toggled_from_other_threads_are_safe) {
   stop = true;
   toggler.join();
   const auto results = profiler.get_results();
-  const auto *b = results.find_block(0, "maybe");
+  const auto* b = results.find_block(0, "maybe");
   if (b != nullptr) BOOST_TEST(b->hit_count <= std::uint64_t{per_thread});
 }
 

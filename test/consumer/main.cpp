@@ -10,7 +10,7 @@ int main() {
     sum += twice(i);
   }
   const auto results = profiler.get_results();
-  const auto *b = results.find_block(0, "twice");
+  const auto* b = results.find_block(0, "twice");
   if (sum != 90 || b == nullptr || b->hit_count != 10) {
     std::cerr << "consumer: unexpected results\n";
     return 1;

@@ -1,0 +1,209 @@
+module;
+#include <atomic>
+#include <coroutine>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <variant>
+export module stichotrope:task;
+import :core;
+import :coro;
+
+// A minimal lazy coroutine task whose promise keeps a flow (Context) for its
+// whole chain: the reference for how a coroutine type gets stichotrope's
+// coroutine awareness automatically, and what the tests and examples use.
+
+export namespace stichotrope {
+
+template <class T = void>
+class task;
+
+namespace detail {
+
+template <class T>
+struct is_task : std::false_type {};
+template <class T>
+struct is_task<task<T>> : std::true_type {};
+
+struct task_promise_base {
+  Context own;                // the flow, when this task is the root of its chain
+  context* flow = &own.raw(); // the flow it runs in: its own, or its awaiter's
+  std::coroutine_handle<> continuation{};
+  std::exception_ptr error;
+
+  struct initial_awaiter {
+    task_promise_base* promise;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) const noexcept {}
+    void await_resume() const noexcept { resume_flow(*promise->flow); }
+  };
+  struct final_awaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) const noexcept {
+      task_promise_base& p = h.promise();
+      if (p.flow == &p.own.raw()) finish_flow(*p.flow); // a root's flow ends here
+      return p.continuation ? p.continuation : std::noop_coroutine();
+    }
+    void await_resume() const noexcept {}
+  };
+
+  initial_awaiter initial_suspend() noexcept { return {this}; }
+  final_awaiter final_suspend() noexcept { return {}; }
+  void unhandled_exception() noexcept { error = std::current_exception(); }
+
+  /// Every co_await: a task joins this flow; anything else suspends it.
+  template <class A>
+  decltype(auto) await_transform(A&& a) {
+    if constexpr (is_task<std::remove_cvref_t<A>>::value) {
+      a.handle_.promise().flow = flow; // the awaited task continues this chain's flow
+      return std::forward<A>(a).operator co_await();
+    } else {
+      using held = held_t<awaiter_t<A&&>>;
+      return flow_awaiter<held>(get_awaiter(std::forward<A>(a)), *flow);
+    }
+  }
+};
+
+template <class T>
+struct task_promise : task_promise_base {
+  std::optional<T> value;
+  task<T> get_return_object() noexcept;
+  template <class U>
+  void return_value(U&& v) {
+    value.emplace(std::forward<U>(v));
+  }
+  T take() {
+    if (error) std::rethrow_exception(error);
+    return std::move(*value);
+  }
+};
+
+template <>
+struct task_promise<void> : task_promise_base {
+  task<void> get_return_object() noexcept;
+  void return_void() noexcept {}
+  void take() {
+    if (error) std::rethrow_exception(error);
+  }
+};
+
+} // namespace detail
+
+/// A lazy coroutine: starts when awaited, resumes its awaiter when done
+/// (symmetric transfer), rethrows its exception there. Its blocks nest in its
+/// chain's flow, whichever thread runs it.
+template <class T>
+class [[nodiscard]] task {
+public:
+  using promise_type = detail::task_promise<T>;
+
+  task(task&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  task& operator=(task&& other) noexcept {
+    if (this != &other) {
+      if (handle_) handle_.destroy();
+      handle_ = std::exchange(other.handle_, nullptr);
+    }
+    return *this;
+  }
+  ~task() {
+    if (handle_) handle_.destroy(); // a suspended task's open blocks count as abandoned
+  }
+
+  auto operator co_await() && noexcept {
+    struct awaiter {
+      std::coroutine_handle<promise_type> h;
+      bool await_ready() const noexcept { return !h || h.done(); }
+      std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+        h.promise().continuation = awaiting;
+        return h;
+      }
+      T await_resume() { return h.promise().take(); }
+    };
+    return awaiter{handle_};
+  }
+
+  /// Releases the coroutine (for runners that own its lifetime).
+  std::coroutine_handle<promise_type> release() noexcept { return std::exchange(handle_, nullptr); }
+
+private:
+  friend struct detail::task_promise<T>;
+  friend struct detail::task_promise_base;
+  explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+  std::coroutine_handle<promise_type> handle_;
+};
+
+namespace detail {
+template <class T>
+task<T> task_promise<T>::get_return_object() noexcept {
+  return task<T>(std::coroutine_handle<task_promise<T>>::from_promise(*this));
+}
+inline task<void> task_promise<void>::get_return_object() noexcept {
+  return task<void>(std::coroutine_handle<task_promise<void>>::from_promise(*this));
+}
+
+/// An eager coroutine that destroys itself when done.
+struct detached {
+  struct promise_type {
+    detached get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+};
+
+template <class T>
+struct wait_state {
+  std::atomic<bool> done{false};
+  std::exception_ptr error;
+  std::conditional_t<std::is_void_v<T>, std::monostate, std::optional<T>> value;
+};
+
+template <class T>
+detached run_and_signal(task<T> t, std::shared_ptr<wait_state<T>> state) {
+  try {
+    if constexpr (std::is_void_v<T>)
+      co_await std::move(t);
+    else
+      state->value.emplace(co_await std::move(t));
+  } catch (...) {
+    state->error = std::current_exception();
+  }
+  state->done.store(true, std::memory_order_release);
+  state->done.notify_all();
+}
+
+template <class F>
+detached run_detached(task<void> t, F on_done) {
+  std::exception_ptr error;
+  try {
+    co_await std::move(t);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  on_done(error);
+}
+} // namespace detail
+
+/// Runs a task to completion, blocking the calling thread (the task may
+/// finish on any thread), and returns its value or rethrows its exception.
+template <class T>
+T sync_wait(task<T> t) {
+  auto state = std::make_shared<detail::wait_state<T>>();
+  detail::run_and_signal(std::move(t), state);
+  state->done.wait(false, std::memory_order_acquire);
+  if (state->error) std::rethrow_exception(state->error);
+  if constexpr (!std::is_void_v<T>) return std::move(*state->value);
+}
+
+/// Starts a task now, on this thread, without waiting for it; `on_done` is
+/// called with its exception (or null) on whichever thread finishes it.
+template <class F>
+void spawn(task<void> t, F on_done) {
+  detail::run_detached(std::move(t), std::move(on_done));
+}
+
+} // namespace stichotrope
