@@ -147,7 +147,7 @@ template <class Aw>
 class flow_awaiter {
 public:
   template <class X>
-  flow_awaiter(X&& inner, detail::context& ctx) : inner_(std::forward<X>(inner)), ctx_(&ctx) {}
+  flow_awaiter(X&& inner, detail::context& ctx) : inner_(static_cast<Aw&&>(inner)), ctx_(&ctx) {}
 
   bool await_ready() { return static_cast<bool>(inner_.await_ready()); }
   template <class P>
@@ -180,7 +180,7 @@ class timed_awaiter {
 public:
   template <class X>
   timed_awaiter(X&& inner, detail::profiler_core* core, std::uint32_t site, std::uint64_t start_ticks = 0)
-      : inner_(std::forward<X>(inner)), core_(core), start_(start_ticks) {
+      : inner_(static_cast<Aw&&>(inner)), core_(core), start_(start_ticks) {
     frame_.site = site;
   }
   timed_awaiter(timed_awaiter&&) = default; // only before the await begins

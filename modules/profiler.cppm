@@ -168,6 +168,11 @@ constexpr std::string_view value_name() noexcept {
   return s;
 }
 std::string default_track_name(std::string_view type, bool is_class, const std::source_location& loc);
+
+/// Results that track() times until they complete: awaitables, except Asio's
+/// (whose coroutines accept only Asio awaitables; see stichotrope/asio.hpp).
+template <class R>
+concept timed_result = !std::is_reference_v<R> && awaitable<R> && !requires { typename R::executor_type; };
 } // namespace detail
 
 /// A callable wrapped by Profiler::track: same arguments, same result
@@ -178,20 +183,17 @@ public:
   template <class... Args>
     requires std::invocable<F&, Args...>
   decltype(auto) operator()(Args&&... args) & {
-    auto b = open();
-    return std::invoke(fn_, std::forward<Args>(args)...);
+    return call(fn_, std::forward<Args>(args)...);
   }
   template <class... Args>
     requires std::invocable<const F&, Args...>
   decltype(auto) operator()(Args&&... args) const& {
-    auto b = open();
-    return std::invoke(fn_, std::forward<Args>(args)...);
+    return call(fn_, std::forward<Args>(args)...);
   }
   template <class... Args>
     requires std::invocable<F&&, Args...>
   decltype(auto) operator()(Args&&... args) && {
-    auto b = open();
-    return std::invoke(std::move(fn_), std::forward<Args>(args)...);
+    return call(std::move(fn_), std::forward<Args>(args)...);
   }
 
   const Site& site() const noexcept { return site_; }
@@ -200,6 +202,23 @@ private:
   friend class Profiler;
   Tracked(Profiler& p, Site s, F fn) : profiler_(&p), site_(s), fn_(std::move(fn)) {}
   Block open() const noexcept;
+
+  // A plain result: the call is one block. An awaitable result (a coroutine
+  // function): the record spans the whole operation, until its co_await
+  // completes, not just until its first suspension.
+  template <class G, class... Args>
+  decltype(auto) call(G&& g, Args&&... args) const {
+    using R = std::invoke_result_t<G, Args...>;
+    if constexpr (detail::timed_result<R>) {
+      const std::uint64_t start = detail::now_ticks();
+      return timed(std::invoke(std::forward<G>(g), std::forward<Args>(args)...), start);
+    } else {
+      auto b = open();
+      return std::invoke(std::forward<G>(g), std::forward<Args>(args)...);
+    }
+  }
+  template <class R>
+  timed_awaitable<R> timed(R&& result, std::uint64_t start) const;
 
   Profiler* profiler_;
   Site site_;
@@ -369,6 +388,11 @@ private:
 template <class F>
 Block Tracked<F>::open() const noexcept {
   return profiler_->block(site_);
+}
+template <class F>
+template <class R>
+timed_awaitable<R> Tracked<F>::timed(R&& result, std::uint64_t start) const {
+  return profiler_->wrap(site_, std::forward<R>(result), start);
 }
 
 } // namespace stichotrope
