@@ -275,7 +275,8 @@ std::string format_time_ns(std::uint64_t ns) {
 
 std::string to_csv(const ProfilerResults& results) {
   std::string out = "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% "
-                    "Total,Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s)\r\n";
+                    "Total,Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s),Active Time (ns),"
+                    "Suspended Time (ns),Suspensions,Migrations,Abandoned\r\n";
   const std::uint64_t all = results.total_time_ns();
   for (const auto& t : results.tracks) {
     const std::uint64_t track_total = t.total_time_ns();
@@ -292,6 +293,8 @@ std::string to_csv(const ProfilerResults& results) {
       for (std::uint64_t v : {b.self_time_ns, p.p50_ns, p.p90_ns, p.p99_ns, p.p999_ns, b.bytes})
         out += ',' + std::to_string(v);
       out += ',' + fixed2(b.throughput_bytes_per_s());
+      for (std::uint64_t v : {b.active_time_ns(), b.suspended_time_ns, b.suspensions, b.migrations, b.abandoned})
+        out += ',' + std::to_string(v);
       out += "\r\n";
     }
   }
@@ -340,6 +343,11 @@ std::string to_json(const ProfilerResults& results, int indent) {
       w.key("p999_ns"), w.value(p.p999_ns);
       w.key("bytes"), w.value(b.bytes);
       w.key("throughput_bytes_per_s"), w.value(b.throughput_bytes_per_s());
+      w.key("active_time_ns"), w.value(b.active_time_ns());
+      w.key("suspended_time_ns"), w.value(b.suspended_time_ns);
+      w.key("suspensions"), w.value(b.suspensions);
+      w.key("migrations"), w.value(b.migrations);
+      w.key("abandoned"), w.value(b.abandoned);
       w.key("callers");
       w.begin_array();
       for (const auto& c : b.callers) {
@@ -414,16 +422,27 @@ std::string to_table(const ProfilerResults& results) {
          << "%\n";
     }
     if (t.blocks.empty()) continue;
-    os << rule_dash << '\n'
-       << left("  latency", 40) << ' ' << right("Self", 15) << ' ' << right("P50", 12) << ' ' << right("P90", 12) << ' '
-       << right("P99", 12) << ' ' << right("P99.9", 12) << ' ' << right("Throughput", 14) << '\n';
+    // Extensions: self, active and suspended time, percentiles (throughput
+    // only when some block of the track counted bytes).
+    bool any_bytes = false;
+    for (const auto& b : t.blocks) any_bytes = any_bytes || b.bytes > 0;
+    os << rule_dash << '\n' << left("  latency", 30);
+    for (const char* h : {"Self", "Active", "Suspended", "P50", "P90", "P99", "P99.9"}) os << ' ' << right(h, 11);
+    if (any_bytes) os << ' ' << right("Throughput", 13);
+    os << '\n';
     for (const auto& b : t.blocks) {
       const auto p = b.percentiles();
-      os << left("  " + b.name, 40) << ' ' << right(format_time_ns(b.self_time_ns), 15) << ' '
-         << right(format_time_ns(p.p50_ns), 12) << ' ' << right(format_time_ns(p.p90_ns), 12) << ' '
-         << right(format_time_ns(p.p99_ns), 12) << ' ' << right(format_time_ns(p.p999_ns), 12) << ' '
-         << right(throughput(b.throughput_bytes_per_s()), 14) << '\n';
+      os << left("  " + b.name, 30);
+      for (std::uint64_t v : {b.self_time_ns, b.active_time_ns(), b.suspended_time_ns, p.p50_ns, p.p90_ns, p.p99_ns,
+                              p.p999_ns})
+        os << ' ' << right(format_time_ns(v), 11);
+      if (any_bytes) os << ' ' << right(throughput(b.throughput_bytes_per_s()), 13);
+      os << '\n';
     }
+    for (const auto& b : t.blocks)
+      if (b.abandoned > 0)
+        os << "  " << b.name << ": " << thousands(b.abandoned)
+           << " abandoned (destroyed while their coroutine was suspended)\n";
   }
 
   // Call tree: children under parents, from the recorded caller edges.

@@ -317,7 +317,8 @@ BOOST_AUTO_TEST_CASE(track_times_a_coroutine_function_until_it_completes) {
   });
   auto body = [&]() -> task<int> { co_return co_await op(21); };
   BOOST_TEST(sync_wait(body()) == 42);
-  const auto& b = only(p.get_results(), 0, "op");
+  const auto results = p.get_results();
+  const auto& b = only(results, 0, "op");
   BOOST_TEST(b.hit_count == 1u);
   BOOST_TEST(b.total_time_ns >= 20'000'000u); // the whole operation, not just until its first suspension
   BOOST_TEST(b.suspended_time_ns >= 20'000'000u);

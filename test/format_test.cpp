@@ -33,6 +33,10 @@ ProfilerResults sample() {
   t0.track_idx = 0;
   t0.blocks.push_back(block("plain", 0, 3, 1000, 100, 600));
   t0.blocks.push_back(block("a,b", 1, 1, 3000, 3000, 3000));
+  t0.blocks.back().suspended_time_ns = 1800; // a coroutine block: 1200 ns active
+  t0.blocks.back().suspensions = 2;
+  t0.blocks.back().migrations = 1;
+  t0.blocks.back().abandoned = 1;
   TrackResults t2;
   t2.track_idx = 2;
   t2.track_name = "IO";
@@ -49,11 +53,12 @@ BOOST_AUTO_TEST_SUITE(csv)
 BOOST_AUTO_TEST_CASE(header_rows_quoting_crlf_and_percentages_follow_the_seed) {
   const std::string expected =
       "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% Total,"
-      "Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s)\r\n"
-      "0,plain,3,1000,333,100,600,25.00,24.97,1000,0,0,0,0,0,0.00\r\n"
-      "0,\"a,b\",1,3000,3000,3000,3000,75.00,74.91,3000,0,0,0,0,0,0.00\r\n"
-      "2,\"say \"\"hi\"\"\",2,5,2,2,3,100.00,0.12,5,0,0,0,0,0,0.00\r\n"
-      "2,\"line\nbreak\",0,0,0,0,0,0.00,0.00,0,0,0,0,0,0,0.00\r\n";
+      "Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s),Active Time (ns),"
+      "Suspended Time (ns),Suspensions,Migrations,Abandoned\r\n"
+      "0,plain,3,1000,333,100,600,25.00,24.97,1000,0,0,0,0,0,0.00,1000,0,0,0,0\r\n"
+      "0,\"a,b\",1,3000,3000,3000,3000,75.00,74.91,3000,0,0,0,0,0,0.00,1200,1800,2,1,1\r\n"
+      "2,\"say \"\"hi\"\"\",2,5,2,2,3,100.00,0.12,5,0,0,0,0,0,0.00,5,0,0,0,0\r\n"
+      "2,\"line\nbreak\",0,0,0,0,0,0.00,0.00,0,0,0,0,0,0,0.00,0,0,0,0,0\r\n";
   BOOST_TEST(to_csv(sample()) == expected);
 }
 
@@ -142,6 +147,11 @@ BOOST_AUTO_TEST_CASE(seed_keys_come_first_in_order_with_python_layout) {
           "p999_ns": 3,
           "bytes": 0,
           "throughput_bytes_per_s": 0.0,
+          "active_time_ns": 5,
+          "suspended_time_ns": 0,
+          "suspensions": 0,
+          "migrations": 0,
+          "abandoned": 0,
           "callers": [
             {
               "parent_site_id": null,
@@ -231,6 +241,25 @@ BOOST_AUTO_TEST_CASE(seed_table_layout) {
   BOOST_TEST(table.substr(0, expected_head.size()) == expected_head);
   BOOST_TEST(table.ends_with(eq + "\n"));
   BOOST_TEST(table.find("P99.9") != std::string::npos);
+  BOOST_TEST(table.find("Throughput") == std::string::npos); // no block counted bytes
+}
+
+BOOST_AUTO_TEST_CASE(active_and_suspended_columns_and_abandoned_blocks) {
+  ProfilerResults r;
+  r.profiler_name = "p";
+  TrackResults t;
+  t.blocks.push_back(block("request", 0, 1, 55'000'000, 55'000'000, 55'000'000));
+  t.blocks[0].suspended_time_ns = 50'000'000;
+  t.blocks[0].abandoned = 3;
+  r.tracks = {t};
+  const std::string table = to_table(r);
+  const std::string header = "  latency" + std::string(21, ' ') + "        Self      Active   Suspended" +
+                             "         P50         P90         P99       P99.9\n";
+  BOOST_TEST(table.find(header) != std::string::npos);
+  const std::string row = "  request" + std::string(21, ' ') + "    55.00 ms     5.00 ms    50.00 ms";
+  BOOST_TEST(table.find(row) != std::string::npos);
+  BOOST_TEST(table.find("  request: 3 abandoned (destroyed while their coroutine was suspended)\n") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(unnamed_tracks_are_titled_by_index_and_no_hits_show_min_zero) {
