@@ -9,6 +9,10 @@ install(TARGETS stichotrope EXPORT stichotrope-targets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   FILE_SET CXX_MODULES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope/modules)
+if(TARGET stichotrope_asio)
+  install(TARGETS stichotrope_asio EXPORT stichotrope-targets)
+  install(FILES ${PROJECT_SOURCE_DIR}/include/stichotrope/asio.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope)
+endif()
 install(EXPORT stichotrope-targets
   NAMESPACE stichotrope::
   DESTINATION ${STICHOTROPE_CONFIG_DIR}

@@ -153,6 +153,7 @@ struct context {
   std::uint64_t suspend_begin = 0; // ticks when the current suspension began
   const void* thread = nullptr;    // the thread that last ran it
   context* saved = nullptr;        // what was current on the thread before this was entered
+  std::uint32_t active = 0;        // runs in progress (an executor may run a flow inside itself)
   bool suspended = false;
 };
 

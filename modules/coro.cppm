@@ -22,6 +22,13 @@ const void* this_thread_id() noexcept;
 /// The calling thread's current flow, read out of line for the same reason.
 context& current_context_fresh() noexcept;
 
+/// Runs of a flow by an executor: enter_flow makes `c` current and returns
+/// what was current before, which leave_flow restores. Runs may nest (an
+/// executor may run a flow's handler inside another of its handlers); the
+/// flow is suspended when its outermost run ends.
+context* enter_flow(context& c) noexcept;
+void leave_flow(context& c, context* previous) noexcept;
+
 /// Makes `c` the current flow of the calling thread; if it was suspended,
 /// its suspension ends now (suspended time, count, thread change).
 void resume_flow(context& c) noexcept;
@@ -127,6 +134,10 @@ public:
 private:
   detail::context ctx_;
 };
+
+/// True when the calling thread runs a flow other than its own (a task, a
+/// Context, an Asio coroutine spawned with_flow): blocks may span co_await.
+bool in_flow() noexcept;
 
 /// Enters a Context for a scope (e.g. one run of a fiber) and leaves it.
 class ContextScope {

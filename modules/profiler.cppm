@@ -348,6 +348,8 @@ public:
     return this->track(track, detail::value_name<F>(), F, loc);
   }
 
+  /// Records a duration measured elsewhere for a pre-registered site.
+  void record(const Site& s, std::chrono::nanoseconds duration);
   /// Records a duration measured elsewhere, as if a block had run that long.
   void record(int track, std::string_view name, std::chrono::nanoseconds duration,
               std::source_location loc = std::source_location::current());

@@ -274,9 +274,10 @@ std::string format_time_ns(std::uint64_t ns) {
 }
 
 std::string to_csv(const ProfilerResults& results) {
-  std::string out = "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% "
-                    "Total,Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s),Active Time (ns),"
-                    "Suspended Time (ns),Suspensions,Migrations,Abandoned\r\n";
+  std::string out =
+      "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% "
+      "Total,Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s),Active Time (ns),"
+      "Suspended Time (ns),Suspensions,Migrations,Abandoned\r\n";
   const std::uint64_t all = results.total_time_ns();
   for (const auto& t : results.tracks) {
     const std::uint64_t track_total = t.total_time_ns();
@@ -433,8 +434,8 @@ std::string to_table(const ProfilerResults& results) {
     for (const auto& b : t.blocks) {
       const auto p = b.percentiles();
       os << left("  " + b.name, 30);
-      for (std::uint64_t v : {b.self_time_ns, b.active_time_ns(), b.suspended_time_ns, p.p50_ns, p.p90_ns, p.p99_ns,
-                              p.p999_ns})
+      for (std::uint64_t v :
+           {b.self_time_ns, b.active_time_ns(), b.suspended_time_ns, p.p50_ns, p.p90_ns, p.p99_ns, p.p999_ns})
         os << ' ' << right(format_time_ns(v), 11);
       if (any_bytes) os << ' ' << right(throughput(b.throughput_bytes_per_s()), 13);
       os << '\n';

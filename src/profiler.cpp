@@ -428,6 +428,15 @@ void Profiler::record(int track, std::string_view name, std::chrono::nanoseconds
   }
 }
 
+void Profiler::record(const Site& s, std::chrono::nanoseconds duration) {
+  if constexpr (instrumentation_compiled_in) {
+    if (!is_global_enabled() || !is_started() || s.core_id_ != core_->id || !s.valid() || !is_track_enabled(s.track_))
+      return;
+    const auto ns = duration.count() < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(duration.count());
+    detail::record(*core_, s.id_, ns, 0, 0, no_parent);
+  }
+}
+
 ProfilerResults Profiler::get_results() const {
   const auto& core = *core_;
   std::lock_guard lock(core.mutex);

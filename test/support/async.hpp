@@ -161,8 +161,9 @@ struct bool_awaiter { // bool await_suspend: false means "did not suspend"
   bool suspend;
   bool await_ready() const noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) const {
-    if (suspend) pool->post(h);
-    return suspend;
+    const bool suspending = suspend; // read before handing over: the awaiter may be gone after post()
+    if (suspending) pool->post(h);
+    return suspending;
   }
   int await_resume() const noexcept { return suspend ? 1 : 0; }
 };

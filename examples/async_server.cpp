@@ -1,0 +1,177 @@
+// The demo: an Asio server on loopback with a thread pool and a built-in
+// client load, profiled per track (accept, read, handle, backend, write).
+// Each session runs in a flow of its own (stichotrope::asio::with_flow), so
+// blocks that span co_await are timed across threads, with their wall time
+// split into active and suspended time. Bounded: a fixed number of clients
+// and requests, a 30 s safety deadline, loopback only.
+#include <asio.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <stichotrope/asio.hpp>
+import stichotrope;
+
+namespace sa = stichotrope::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+enum track : int { accept_track, read_track, handle_track, backend_track, write_track, client_track };
+
+stichotrope::Profiler profiler{"AsyncServer"};
+
+std::uint64_t parse(const std::string& line) {
+  std::uint64_t key = 0;
+  for (char c : line)
+    if (c >= '0' && c <= '9') key = key * 10 + static_cast<std::uint64_t>(c - '0');
+  return key;
+}
+
+// A simulated backend: a database or service call that takes 1-4 ms.
+awaitable<std::string> backend_call(std::uint64_t key) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::microseconds(1000 + key * 7919 % 3000));
+  co_await timer.async_wait(use_awaitable);
+  co_return "value-" + std::to_string(key * key % 1000);
+}
+
+awaitable<void> session(tcp::socket socket) {
+  std::string buffer;
+  for (;;) {
+    std::size_t length = 0;
+    {
+      auto read = profiler.block(read_track, "read_request");
+      std::error_code ec;
+      const std::size_t n = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), '\n',
+                                                            asio::redirect_error(use_awaitable, ec));
+      if (ec) co_return; // the client closed the connection
+      read.add_bytes(n);
+      length = n;
+    }
+    std::string reply;
+    {
+      auto handle = profiler.block(handle_track, "handle_request");
+      std::uint64_t key = 0;
+      {
+        auto p = profiler.block(handle_track, "parse");
+        key = parse(buffer.substr(0, length));
+        buffer.erase(0, length);
+      }
+      reply = co_await sa::timed(profiler, backend_track, "backend_call", backend_call(key));
+      reply += '\n';
+    }
+    {
+      auto write = profiler.block(write_track, "write_response");
+      write.add_bytes(reply.size());
+      co_await asio::async_write(socket, asio::buffer(reply), use_awaitable);
+    }
+  }
+}
+
+awaitable<void> listener(tcp::acceptor& acceptor, int connections) {
+  for (int i = 0; i < connections; ++i) {
+    auto accept = profiler.block(accept_track, "accept");
+    tcp::socket socket = co_await acceptor.async_accept(use_awaitable);
+    accept.close();
+    asio::co_spawn(sa::with_flow(acceptor.get_executor()), session(std::move(socket)), asio::detached);
+  }
+}
+
+awaitable<void> client(tcp::endpoint server, int id, int requests, std::atomic<int>& completed) {
+  tcp::socket socket(co_await asio::this_coro::executor);
+  co_await socket.async_connect(server, use_awaitable);
+  std::string buffer;
+  for (int r = 0; r < requests; ++r) {
+    auto roundtrip = profiler.block(client_track, "client_roundtrip");
+    const std::string request = "GET /item/" + std::to_string(id * 1000 + r) + "\n";
+    co_await asio::async_write(socket, asio::buffer(request), use_awaitable);
+    const std::size_t n = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), '\n', use_awaitable);
+    buffer.erase(0, n);
+    ++completed;
+  }
+  socket.shutdown(tcp::socket::shutdown_both);
+}
+
+int arg(int argc, char** argv, const std::string& name, int fallback) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (argv[i] == name) return std::atoi(argv[i + 1]);
+  return fallback;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  const int threads = arg(argc, argv, "--threads", 4);
+  const int clients = arg(argc, argv, "--clients", 16);
+  const int requests = arg(argc, argv, "--requests", 50);
+  std::filesystem::path out_dir = "stichotrope-demo";
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--out" && i + 1 < argc) out_dir = argv[i + 1];
+  std::filesystem::create_directories(out_dir);
+
+  (void)profiler.set_track_name(accept_track, "Accept");
+  (void)profiler.set_track_name(read_track, "Read");
+  (void)profiler.set_track_name(handle_track, "Handle");
+  (void)profiler.set_track_name(backend_track, "Backend");
+  (void)profiler.set_track_name(write_track, "Write");
+  (void)profiler.set_track_name(client_track, "Client");
+
+  asio::io_context io(threads);
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0)); // loopback, any free port
+  const tcp::endpoint server = acceptor.local_endpoint();
+  std::cout << "stichotrope demo: server on " << server << ", " << threads << " threads, " << clients << " clients x "
+            << requests << " requests\n";
+
+  std::atomic<int> completed{0};
+  asio::co_spawn(sa::with_flow(io.get_executor()), listener(acceptor, clients), asio::detached);
+  for (int c = 0; c < clients; ++c)
+    asio::co_spawn(sa::with_flow(io.get_executor()), client(server, c, requests, completed), asio::detached);
+
+  asio::steady_timer deadline(io, 30s); // a safety bound: the load ends long before
+  deadline.async_wait([&](std::error_code ec) {
+    if (!ec) {
+      std::cerr << "demo: deadline reached, stopping\n";
+      io.stop();
+    }
+  });
+  std::vector<std::thread> pool;
+  const auto started = std::chrono::steady_clock::now();
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      while (completed.load() < clients * requests && !io.stopped()) io.run_for(50ms);
+    });
+  for (auto& t : pool) t.join();
+  deadline.cancel();
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+
+  profiler.print_results();
+  const auto results = profiler.get_results();
+  bool consistent = true;
+  for (const auto& t : results.tracks)
+    for (const auto& b : t.blocks)
+      consistent = consistent && b.active_time_ns() + b.suspended_time_ns == b.total_time_ns;
+  std::cout << completed.load() << " requests in "
+            << stichotrope::format_time_ns(
+                   static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()))
+            << "; active + suspended = wall for every block: " << (consistent ? "yes" : "NO") << '\n';
+
+  const auto csv = out_dir / "async_server.csv", json = out_dir / "async_server.json";
+  for (auto r : {profiler.export_csv(csv), profiler.export_json(json)})
+    if (!r) {
+      std::cerr << "demo: " << r.error() << '\n';
+      return 1;
+    }
+  std::cout << "Wrote " << std::filesystem::absolute(csv).string() << " and "
+            << std::filesystem::absolute(json).string() << '\n';
+  return completed.load() == clients * requests && consistent ? 0 : 1;
+}
