@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -30,6 +31,13 @@ namespace {
 enum track : int { accept_track, read_track, handle_track, backend_track, write_track, client_track };
 
 stichotrope::Profiler profiler{"AsyncServer"};
+std::atomic<int> open_sessions{0};
+std::atomic<int> clients_left{0};
+std::function<void()> on_idle; // set by main: ends the run once clients and sessions are done
+
+void maybe_idle() {
+  if (clients_left.load() == 0 && open_sessions.load() == 0) on_idle();
+}
 
 std::uint64_t parse(const std::string& line) {
   std::uint64_t key = 0;
@@ -54,7 +62,7 @@ awaitable<void> session(tcp::socket socket) {
       std::error_code ec;
       const std::size_t n = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), '\n',
                                                             asio::redirect_error(use_awaitable, ec));
-      if (ec) co_return; // the client closed the connection
+      if (ec) break; // the client closed the connection
       read.add_bytes(n);
       length = n;
     }
@@ -76,6 +84,8 @@ awaitable<void> session(tcp::socket socket) {
       co_await asio::async_write(socket, asio::buffer(reply), use_awaitable);
     }
   }
+  --open_sessions;
+  maybe_idle();
 }
 
 awaitable<void> listener(tcp::acceptor& acceptor, int connections) {
@@ -83,6 +93,7 @@ awaitable<void> listener(tcp::acceptor& acceptor, int connections) {
     auto accept = profiler.block(accept_track, "accept");
     tcp::socket socket = co_await acceptor.async_accept(use_awaitable);
     accept.close();
+    ++open_sessions;
     asio::co_spawn(sa::with_flow(acceptor.get_executor()), session(std::move(socket)), asio::detached);
   }
 }
@@ -100,6 +111,8 @@ awaitable<void> client(tcp::endpoint server, int id, int requests, std::atomic<i
     ++completed;
   }
   socket.shutdown(tcp::socket::shutdown_both);
+  --clients_left;
+  maybe_idle();
 }
 
 int arg(int argc, char** argv, const std::string& name, int fallback) {
@@ -133,10 +146,7 @@ int main(int argc, char** argv) {
             << requests << " requests\n";
 
   std::atomic<int> completed{0};
-  asio::co_spawn(sa::with_flow(io.get_executor()), listener(acceptor, clients), asio::detached);
-  for (int c = 0; c < clients; ++c)
-    asio::co_spawn(sa::with_flow(io.get_executor()), client(server, c, requests, completed), asio::detached);
-
+  clients_left = clients;
   asio::steady_timer deadline(io, 30s); // a safety bound: the load ends long before
   deadline.async_wait([&](std::error_code ec) {
     if (!ec) {
@@ -144,14 +154,16 @@ int main(int argc, char** argv) {
       io.stop();
     }
   });
+  on_idle = [&] { asio::post(io, [&] { deadline.cancel(); }); };
+  asio::co_spawn(sa::with_flow(io.get_executor()), listener(acceptor, clients), asio::detached);
+  for (int c = 0; c < clients; ++c)
+    asio::co_spawn(sa::with_flow(io.get_executor()), client(server, c, requests, completed), asio::detached);
+
   std::vector<std::thread> pool;
   const auto started = std::chrono::steady_clock::now();
   for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&] {
-      while (completed.load() < clients * requests && !io.stopped()) io.run_for(50ms);
-    });
+    pool.emplace_back([&] { io.run(); }); // returns when every session and client has ended
   for (auto& t : pool) t.join();
-  deadline.cancel();
   const auto elapsed = std::chrono::steady_clock::now() - started;
 
   profiler.print_results();
