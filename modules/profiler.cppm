@@ -48,9 +48,9 @@ class Profiler;
 class Site {
 public:
   Site() = default;
-  std::uint32_t id() const noexcept { return id_; }
-  int track() const noexcept { return track_; }
-  bool valid() const noexcept { return id_ != detail::invalid_site; }
+  inline std::uint32_t id() const noexcept { return id_; }
+  inline int track() const noexcept { return track_; }
+  inline bool valid() const noexcept { return id_ != detail::invalid_site; }
 
 private:
   friend class Profiler;
@@ -65,10 +65,10 @@ private:
 /// start time and child time live in this object, not in thread-local state.
 class [[nodiscard]] Block {
 public:
-  Block() noexcept = default; ///< an inert block that records nothing
+  inline Block() noexcept = default; ///< an inert block that records nothing
 
-  Block(Block&& other) noexcept { take(other); }
-  Block& operator=(Block&& other) noexcept {
+  inline Block(Block&& other) noexcept { take(other); }
+  inline Block& operator=(Block&& other) noexcept {
     if (this != &other) {
       close();
       take(other);
@@ -77,17 +77,17 @@ public:
   }
   Block(const Block&) = delete;
   Block& operator=(const Block&) = delete;
-  ~Block() { close(); }
+  inline ~Block() { close(); }
 
   /// True while the block is open and will record.
-  bool active() const noexcept { return core_ != nullptr; }
+  inline bool active() const noexcept { return core_ != nullptr; }
 
   /// Adds to the byte count of this block (for throughput figures).
-  void add_bytes(std::uint64_t n) noexcept { bytes_ += n; }
+  inline void add_bytes(std::uint64_t n) noexcept { bytes_ += n; }
 
   /// Ends the block now. Hot path: never locks; allocates only on the first
   /// record of its site in this thread.
-  void close() noexcept {
+  inline void close() noexcept {
     if (core_ == nullptr) return;
     const std::uint64_t end = detail::now_ticks();
     if (ctx_->suspended) [[unlikely]] { // destroyed with its suspended coroutine
@@ -110,7 +110,8 @@ public:
 private:
   friend class Profiler;
 
-  Block(detail::profiler_core& core, std::uint32_t site) noexcept : core_(&core), ctx_(&detail::current_context()) {
+  inline Block(detail::profiler_core& core, std::uint32_t site) noexcept
+      : core_(&core), ctx_(&detail::current_context()) {
     frame_.site = site;
     frame_.parent = ctx_->top;
     ctx_->top = &frame_;
@@ -118,7 +119,7 @@ private:
     start_ = detail::now_ticks();
   }
 
-  void take(Block& other) noexcept {
+  inline void take(Block& other) noexcept {
     core_ = std::exchange(other.core_, nullptr);
     if (core_ == nullptr) return;
     ctx_ = other.ctx_;
@@ -236,13 +237,13 @@ public:
 
   const std::string& name() const noexcept { return core_->name; }
 
-  void start() noexcept { core_->started.store(true, std::memory_order_relaxed); }
-  void stop() noexcept { core_->started.store(false, std::memory_order_relaxed); }
-  bool is_started() const noexcept { return core_->started.load(std::memory_order_relaxed); }
+  inline void start() noexcept { core_->started.store(true, std::memory_order_relaxed); }
+  inline void stop() noexcept { core_->started.store(false, std::memory_order_relaxed); }
+  inline bool is_started() const noexcept { return core_->started.load(std::memory_order_relaxed); }
 
   /// Profiler-wide: affects blocks opened afterwards on every thread.
   expected<void> set_track_enabled(int track, bool enabled);
-  bool is_track_enabled(int track) const noexcept {
+  inline bool is_track_enabled(int track) const noexcept {
     return valid_track(track) && core_->track_enabled[static_cast<unsigned>(track)].load(std::memory_order_relaxed);
   }
   expected<void> set_track_name(int track, std::string name);
@@ -254,7 +255,7 @@ public:
   /// Opens a block on `track`; it ends when the returned object is destroyed.
   /// An invalid track or empty name gives an inert block and a diagnostic in
   /// the results. Hot path after the site's first use: no lock, no allocation.
-  Block block(int track, std::string_view name, std::source_location loc = std::source_location::current()) {
+  inline Block block(int track, std::string_view name, std::source_location loc = std::source_location::current()) {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
@@ -275,7 +276,7 @@ public:
   }
 
   /// Opens a block for a pre-registered site (see site()).
-  Block block(const Site& s) noexcept {
+  inline Block block(const Site& s) noexcept {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
@@ -374,8 +375,8 @@ public:
   friend std::ostream& operator<<(std::ostream& os, const Profiler& p) { return os << p.to_string(); }
 
 private:
-  static bool valid_track(int track) noexcept { return static_cast<unsigned>(track) < unsigned{max_tracks}; }
-  static const void* location_key(const std::source_location& loc) noexcept {
+  inline static bool valid_track(int track) noexcept { return static_cast<unsigned>(track) < unsigned{max_tracks}; }
+  inline static const void* location_key(const std::source_location& loc) noexcept {
     if constexpr (sizeof(std::source_location) == sizeof(const void*))
       return std::bit_cast<const void*>(loc); // libstdc++ and libc++: a pointer to per-site static data
     else

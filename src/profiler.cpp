@@ -56,7 +56,7 @@ void add_diagnostic(profiler_core& core, std::string message) {
 /// A consistent copy of a slot's scalar fields (the seqlock read side).
 struct slot_values {
   std::uint64_t hits, total_ns, min_ns, max_ns, self_ns, bytes, other_callers;
-  std::uint64_t suspended_ns, suspensions, migrations, abandoned;
+  std::uint64_t suspended_ns, suspensions, migrations, abandoned, pending_ns;
   std::uint32_t caller_tag[tracked_callers];
   std::uint64_t caller_hits[tracked_callers], caller_ns[tracked_callers];
 };
@@ -77,6 +77,7 @@ slot_values read_slot(const slot& s) {
     v.suspensions = s.suspensions.load(std::memory_order_relaxed);
     v.migrations = s.migrations.load(std::memory_order_relaxed);
     v.abandoned = s.abandoned.load(std::memory_order_relaxed);
+    v.pending_ns = s.pending_ns.load(std::memory_order_relaxed);
     for (unsigned i = 0; i < tracked_callers; ++i) {
       v.caller_tag[i] = s.callers[i].parent_plus1.load(std::memory_order_relaxed);
       v.caller_hits[i] = s.callers[i].hits.load(std::memory_order_relaxed);
@@ -118,6 +119,7 @@ void merge_slot(BlockResults& b, const slot& s) {
     if (b.histogram.counts.empty()) b.histogram.counts.assign(latency_histogram::bucket_count, 0);
     for (unsigned i = 0; i < latency_histogram::bucket_count; ++i)
       b.histogram.counts[i] += hist[i].load(std::memory_order_relaxed);
+    if (v.pending_ns != no_sample) b.histogram.counts[latency_histogram::bucket_of(v.pending_ns)] += 1;
   }
 }
 
@@ -257,6 +259,7 @@ void thread_buffer::reset(std::uint64_t new_generation) noexcept {
       s.suspensions.store(0, std::memory_order_relaxed);
       s.migrations.store(0, std::memory_order_relaxed);
       s.abandoned.store(0, std::memory_order_relaxed);
+      s.pending_ns.store(no_sample, std::memory_order_relaxed);
       for (auto& k : s.callers) {
         k.parent_plus1.store(0, std::memory_order_relaxed);
         k.hits.store(0, std::memory_order_relaxed);

@@ -217,7 +217,7 @@ BOOST_AUTO_TEST_SUITE(memory)
 
 BOOST_AUTO_TEST_CASE(documented_sizes_hold) {
   // README "Memory": what one (thread, site) and one thread buffer cost.
-  static_assert(sizeof(stichotrope::detail::slot) == 200);
+  static_assert(sizeof(stichotrope::detail::slot) == 208);
   static_assert(latency_histogram::bucket_count * sizeof(std::uint64_t) == 2496);
   static_assert(stichotrope::detail::max_chunks * sizeof(void*) == 16 * 1024);
   BOOST_TEST(stichotrope::max_sites == 131072u);
