@@ -142,9 +142,9 @@ struct profiler_core : std::enable_shared_from_this<profiler_core> {
 /// The part of an open block that its children and its context see. It lives
 /// inside the Block object (and so in a coroutine frame when the Block does).
 struct open_frame {
-  open_frame* parent = nullptr;
-  std::uint32_t site = invalid_site;
-  std::uint64_t child_ns = 0;
+  open_frame* parent;
+  std::uint32_t site;
+  std::uint64_t child_ns;
 };
 
 /// A logical flow of control whose open blocks nest: a thread, or a coroutine
@@ -164,10 +164,10 @@ struct context {
 
 /// What happened to a flow between two points: counters taken at a block's
 /// open and subtracted at its close.
-struct flow_mark {
-  std::uint64_t suspended_ns = 0;
-  std::uint64_t suspensions = 0;
-  std::uint64_t migrations = 0;
+struct flow_mark { // no default member initializers: an inert Block leaves it unwritten
+  std::uint64_t suspended_ns;
+  std::uint64_t suspensions;
+  std::uint64_t migrations;
   inline static flow_mark of(const context& c) noexcept { return {c.suspended_ns, c.suspensions, c.migrations}; }
   inline flow_mark since(const flow_mark& open) const noexcept {
     return {suspended_ns - open.suspended_ns, suspensions - open.suspensions, migrations - open.migrations};

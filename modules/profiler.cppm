@@ -65,7 +65,7 @@ private:
 /// start time and child time live in this object, not in thread-local state.
 class [[nodiscard]] Block {
 public:
-  inline Block() noexcept = default; ///< an inert block that records nothing
+  inline Block() noexcept : core_(nullptr) {} ///< an inert block that records nothing
 
   inline Block(Block&& other) noexcept { take(other); }
   inline Block& operator=(Block&& other) noexcept {
@@ -110,9 +110,13 @@ public:
 private:
   friend class Profiler;
 
-  inline Block(detail::profiler_core& core, std::uint32_t site) noexcept
-      : core_(&core), ctx_(&detail::current_context()) {
+  inline Block(detail::profiler_core& core, std::uint32_t site) noexcept : Block(&core, site) {}
+  inline Block(detail::profiler_core* core, std::uint32_t site) noexcept : core_(core) {
+    if (core == nullptr) return;
+    ctx_ = &detail::current_context();
+    bytes_ = 0;
     frame_.site = site;
+    frame_.child_ns = 0;
     frame_.parent = ctx_->top;
     ctx_->top = &frame_;
     flow_ = detail::flow_mark::of(*ctx_);
@@ -139,12 +143,14 @@ private:
     }
   }
 
-  detail::profiler_core* core_ = nullptr;
-  detail::context* ctx_ = nullptr;
-  detail::open_frame frame_{};
-  std::uint64_t start_ = 0;
-  std::uint64_t bytes_ = 0;
-  detail::flow_mark flow_{};
+  // Only core_ is set in an inert block (the disabled path writes nothing
+  // else); the other fields are read only while core_ is set.
+  detail::profiler_core* core_;
+  detail::context* ctx_;
+  detail::open_frame frame_;
+  std::uint64_t start_;
+  std::uint64_t bytes_;
+  detail::flow_mark flow_;
 };
 
 namespace detail {
@@ -280,12 +286,15 @@ public:
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
-      if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
-        return Block{};
-      detail::profiler_core& core = *core_;
-      if (s.core_id_ != core.id || !s.valid() || !is_track_enabled(s.track_) ||
-          !core.started.load(std::memory_order_relaxed)) [[unlikely]]
-        return Block{};
+      // One constructor for both outcomes: the "open" decision stays in a
+      // register, so a disabled block costs a load and a branch, no stores.
+      detail::profiler_core* core = nullptr;
+      if (detail::global_enabled.load(std::memory_order_relaxed)) [[likely]] {
+        detail::profiler_core& c = *core_;
+        if (s.core_id_ == c.id && s.valid() && is_track_enabled(s.track_) && c.started.load(std::memory_order_relaxed))
+            [[likely]]
+          core = &c;
+      }
       return Block{core, s.id_};
     }
   }

@@ -88,39 +88,46 @@ slot_values read_slot(const slot& s) {
   }
 }
 
-/// Adds one thread's slot to the statistics of its site.
+/// Adds one thread's slot to the statistics of its site, in place: no
+/// allocation per slot except a site's first histogram and new caller edges.
 void merge_slot(BlockResults& b, const slot& s) {
   const slot_values v = read_slot(s);
   if (v.hits == 0 && v.abandoned == 0) return;
-  BlockResults part;
-  part.site_id = b.site_id;
-  part.hit_count = v.hits;
-  part.total_time_ns = v.total_ns;
-  part.min_time_ns = v.min_ns;
-  part.max_time_ns = v.max_ns;
-  part.self_time_ns = v.self_ns;
-  part.bytes = v.bytes;
-  part.other_callers_hits = v.other_callers;
-  part.suspended_time_ns = v.suspended_ns;
-  part.suspensions = v.suspensions;
-  part.migrations = v.migrations;
-  part.abandoned = v.abandoned;
+  if (v.hits > 0) {
+    b.min_time_ns = b.hit_count == 0 ? v.min_ns : std::min(b.min_time_ns, v.min_ns);
+    b.max_time_ns = std::max(b.max_time_ns, v.max_ns);
+  }
+  b.hit_count += v.hits;
+  b.total_time_ns += v.total_ns;
+  b.self_time_ns += v.self_ns;
+  b.bytes += v.bytes;
+  b.other_callers_hits += v.other_callers;
+  b.suspended_time_ns += v.suspended_ns;
+  b.suspensions += v.suspensions;
+  b.migrations += v.migrations;
+  b.abandoned += v.abandoned;
   for (unsigned i = 0; i < tracked_callers; ++i) {
     if (v.caller_tag[i] == 0) continue;
     const std::uint32_t parent = v.caller_tag[i] == UINT32_MAX ? no_parent : v.caller_tag[i] - 1;
-    part.callers.push_back({parent, v.caller_hits[i], v.caller_ns[i]});
+    auto it = std::lower_bound(b.callers.begin(), b.callers.end(), parent,
+                               [](const caller_stats& c, std::uint32_t id) { return c.parent_site_id < id; });
+    if (it != b.callers.end() && it->parent_site_id == parent) {
+      it->hit_count += v.caller_hits[i];
+      it->total_time_ns += v.caller_ns[i];
+    } else {
+      b.callers.insert(it, caller_stats{parent, v.caller_hits[i], v.caller_ns[i]});
+    }
   }
-  std::sort(part.callers.begin(), part.callers.end(),
-            [](const caller_stats& x, const caller_stats& y) { return x.parent_site_id < y.parent_site_id; });
-  b.merge(part);
-  // The histogram is read outside the seqlock: it may include a record or two
-  // that the scalars above do not, which only percentiles can notice.
-  if (const auto* hist = s.histogram.load(std::memory_order_acquire)) {
-    if (b.histogram.counts.empty()) b.histogram.counts.assign(latency_histogram::bucket_count, 0);
-    for (unsigned i = 0; i < latency_histogram::bucket_count; ++i)
-      b.histogram.counts[i] += hist[i].load(std::memory_order_relaxed);
-    if (v.pending_ns != no_sample) b.histogram.counts[latency_histogram::bucket_of(v.pending_ns)] += 1;
-  }
+  // The histogram is read outside the seqlock, and only between the buckets
+  // of the slot's min and max, where all of its samples lie: exact when the
+  // thread is not recording; during recording a snapshot may miss or add
+  // the few samples written meanwhile, which only percentiles can notice.
+  const auto* hist = s.histogram.load(std::memory_order_acquire);
+  if (hist == nullptr || v.hits == 0) return;
+  if (b.histogram.counts.empty()) b.histogram.counts.assign(latency_histogram::bucket_count, 0);
+  const unsigned lo = latency_histogram::bucket_of(v.min_ns), hi = latency_histogram::bucket_of(v.max_ns);
+  for (unsigned i = lo; i <= hi; ++i) b.histogram.counts[i] += hist[i].load(std::memory_order_relaxed);
+  if (v.pending_ns != no_sample) b.histogram.counts[latency_histogram::bucket_of(v.pending_ns)] += 1;
 }
 
 /// Per-site accumulators for every registered site (core.mutex held).
@@ -139,12 +146,31 @@ std::vector<BlockResults> empty_blocks(const profiler_core& core) {
   return blocks;
 }
 
+/// Asks for the histogram lines a slot's samples occupy, ahead of merging it:
+/// each histogram is a cache miss of its own otherwise (measured: three
+/// quarters of get_results() with 64 threads x 1,000 sites).
+void prefetch_histogram(const slot& s) {
+  const auto* hist = s.histogram.load(std::memory_order_relaxed);
+  if (hist == nullptr) return;
+  const std::uint64_t lo = s.min_ns.load(std::memory_order_relaxed), hi = s.max_ns.load(std::memory_order_relaxed);
+  if (lo > hi) return;
+  const unsigned last = latency_histogram::bucket_of(hi);
+  for (unsigned b = latency_histogram::bucket_of(lo); b <= last; b += 8) __builtin_prefetch(hist + b);
+  __builtin_prefetch(hist + last);
+}
+
 void merge_buffer(std::vector<BlockResults>& blocks, const thread_buffer& buf) {
+  constexpr std::uint32_t ahead = 8;
   for (std::uint32_t c = 0; c * chunk_slots < blocks.size(); ++c) {
     const slot* chunk = buf.chunks[c].load(std::memory_order_acquire);
     if (chunk == nullptr) continue;
-    for (std::uint32_t i = 0; i < chunk_slots && c * chunk_slots + i < blocks.size(); ++i)
+    const std::uint32_t n =
+        std::min<std::uint32_t>(chunk_slots, static_cast<std::uint32_t>(blocks.size() - c * chunk_slots));
+    for (std::uint32_t i = 0; i < std::min(ahead, n); ++i) prefetch_histogram(chunk[i]);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      if (i + ahead < n) prefetch_histogram(chunk[i + ahead]);
       merge_slot(blocks[c * chunk_slots + i], chunk[i]);
+    }
   }
 }
 

@@ -1,0 +1,145 @@
+// The cost of a block in every state DESIGN.md names, each family with its
+// baseline in the same binary: two raw timestamp reads, an empty loop
+// iteration, the uninstrumented function. Built twice by the report script:
+// normally, and with -DSTICHOTROPE_INSTRUMENTATION=OFF (compiled out).
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <string>
+#include <vector>
+import stichotrope;
+
+namespace {
+
+stichotrope::Profiler profiler{"bench"};
+const stichotrope::Site site =
+    stichotrope::instrumentation_compiled_in ? *profiler.site(0, "site") : stichotrope::Site{};
+
+[[gnu::noinline]] int work(int x) {
+  benchmark::DoNotOptimize(x);
+  return x + 1;
+}
+
+// ---- baselines
+void baseline_two_timestamps(benchmark::State& state) {
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(stichotrope::detail::now_ticks());
+    benchmark::DoNotOptimize(stichotrope::detail::now_ticks());
+  }
+}
+BENCHMARK(baseline_two_timestamps);
+
+void baseline_empty_loop(benchmark::State& state) {
+  int i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(++i);
+}
+BENCHMARK(baseline_empty_loop);
+
+void baseline_function(benchmark::State& state) {
+  int i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(i = work(i));
+}
+BENCHMARK(baseline_function);
+
+// ---- enabled
+void block_site_seen(benchmark::State& state) { // the source_location path
+  int i = 0;
+  for (auto _ : state) {
+    auto b = profiler.block(0, "seen");
+    benchmark::DoNotOptimize(++i);
+  }
+}
+BENCHMARK(block_site_seen);
+
+void block_explicit_site(benchmark::State& state) { // the Site path
+  int i = 0;
+  for (auto _ : state) {
+    auto b = profiler.block(site);
+    benchmark::DoNotOptimize(++i);
+  }
+}
+BENCHMARK(block_explicit_site);
+
+void block_first_use(benchmark::State& state) { // a new call site every iteration
+  stichotrope::Profiler fresh{"first_use"};
+  std::vector<std::string> names(static_cast<std::size_t>(state.max_iterations));
+  for (std::size_t n = 0; n < names.size(); ++n) names[n] = "site_" + std::to_string(n);
+  std::size_t n = 0;
+  for (auto _ : state) {
+    auto b = fresh.block(1, names[n++]);
+    benchmark::DoNotOptimize(b);
+  }
+}
+BENCHMARK(block_first_use)->Iterations(50'000);
+
+void tracked_function(benchmark::State& state) {
+  auto tracked = profiler.track(0, "work", work);
+  int i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(i = tracked(i));
+}
+BENCHMARK(tracked_function);
+
+// ---- switched off at run time
+void block_disabled_track(benchmark::State& state) {
+  (void)profiler.set_track_enabled(3, false);
+  int i = 0;
+  for (auto _ : state) {
+    auto b = profiler.block(3, "off");
+    benchmark::DoNotOptimize(++i);
+  }
+  (void)profiler.set_track_enabled(3, true);
+}
+BENCHMARK(block_disabled_track);
+
+void block_stopped_profiler(benchmark::State& state) {
+  profiler.stop();
+  int i = 0;
+  for (auto _ : state) {
+    auto b = profiler.block(site);
+    benchmark::DoNotOptimize(++i);
+  }
+  profiler.start();
+}
+BENCHMARK(block_stopped_profiler);
+
+void block_globally_disabled(benchmark::State& state) {
+  stichotrope::set_global_enabled(false);
+  int i = 0;
+  for (auto _ : state) {
+    auto b = profiler.block(site);
+    benchmark::DoNotOptimize(++i);
+  }
+  stichotrope::set_global_enabled(true);
+}
+BENCHMARK(block_globally_disabled);
+
+// ---- threads: per-thread CPU cost should stay flat from 1 to 8 threads
+void threads_distinct_sites(benchmark::State& state) {
+  static std::vector<stichotrope::Site> sites = [] {
+    std::vector<stichotrope::Site> s;
+    for (int t = 0; t < 64; ++t)
+      s.push_back(stichotrope::instrumentation_compiled_in ? *profiler.site(4, "thread_" + std::to_string(t))
+                                                           : stichotrope::Site{});
+    return s;
+  }();
+  const auto& mine = sites[static_cast<std::size_t>(state.thread_index())];
+  int i = 0;
+  for (auto _ : state) {
+    auto b = profiler.block(mine);
+    benchmark::DoNotOptimize(++i);
+  }
+}
+BENCHMARK(threads_distinct_sites)->ThreadRange(1, 8);
+
+void threads_shared_site(benchmark::State& state) {
+  int i = 0;
+  for (auto _ : state) {
+    auto b = profiler.block(site);
+    benchmark::DoNotOptimize(++i);
+  }
+}
+BENCHMARK(threads_shared_site)->ThreadRange(1, 8);
+
+} // namespace
+
+BENCHMARK_MAIN();
