@@ -81,6 +81,7 @@ struct thread_buffer {
   struct cache_entry {
     const void* location = nullptr;    // identity of the std::source_location
     const std::string* name = nullptr; // the registered name (owned by the core)
+    const char* literal = nullptr;     // immutable text this entry was found with, if any
     int track = -1;
     std::uint32_t site = invalid_site;
   };
@@ -224,7 +225,26 @@ inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const voi
     return e.site;
   const std::string* registered = nullptr;
   const std::uint32_t site = register_site(core, track, name, file, line, column, function, &registered);
-  if (site != invalid_site) e = {location, registered, track, site};
+  if (site != invalid_site) e = {location, registered, nullptr, track, site};
+  return site;
+}
+
+/// The site id for a call site whose name is immutable text (a string
+/// literal or a const array): compared by address, no memcmp.
+inline std::uint32_t site_for_literal(thread_buffer& buf, profiler_core& core, const void* location, int track,
+                                      const char* text, std::size_t capacity, const char* file, std::uint32_t line,
+                                      std::uint32_t column, const char* function) {
+  auto h = reinterpret_cast<std::uintptr_t>(location) >> 4;
+  h ^= (reinterpret_cast<std::uintptr_t>(text) >> 3) ^ static_cast<std::uintptr_t>(track) * 0x9e37u;
+  auto& e = buf.cache[(h ^ (h >> 9)) % site_cache_size];
+  if (e.location == location && e.literal == text && e.track == track) [[likely]]
+    return e.site;
+  std::size_t length = 0;
+  while (length < capacity && text[length] != '\0') ++length;
+  const std::string* registered = nullptr;
+  const std::uint32_t site =
+      register_site(core, track, std::string_view(text, length), file, line, column, function, &registered);
+  if (site != invalid_site) e = {location, registered, text, track, site};
   return site;
 }
 

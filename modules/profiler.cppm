@@ -3,6 +3,7 @@ module;
 #include <bit>
 #include <chrono>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -279,6 +280,35 @@ public:
         return Block{};
       return Block{core, id};
     }
+  }
+
+  /// As above for a string literal or const array: found by address, the
+  /// fastest name path.
+  template <std::size_t N>
+  inline Block block(int track, const char (&name)[N], std::source_location loc = std::source_location::current()) {
+    if constexpr (!instrumentation_compiled_in) {
+      return Block{};
+    } else {
+      if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
+        return Block{};
+      detail::profiler_core& core = *core_;
+      if (!is_track_enabled(track) || !core.started.load(std::memory_order_relaxed)) [[unlikely]] {
+        if (!valid_track(track)) note_invalid_track(track, std::string_view(name), loc);
+        return Block{};
+      }
+      detail::thread_buffer& buf = detail::buffer_for(core);
+      const std::uint32_t id = detail::site_for_literal(buf, core, location_key(loc), track, name, N, loc.file_name(),
+                                                        loc.line(), loc.column(), loc.function_name());
+      if (id == detail::invalid_site) [[unlikely]]
+        return Block{};
+      return Block{core, id};
+    }
+  }
+
+  /// A modifiable char array is compared by content, like a string_view.
+  template <std::size_t N>
+  inline Block block(int track, char (&name)[N], std::source_location loc = std::source_location::current()) {
+    return block(track, std::string_view(name), loc);
   }
 
   /// Opens a block for a pre-registered site (see site()).

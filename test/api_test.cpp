@@ -3,6 +3,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -61,6 +62,26 @@ BOOST_AUTO_TEST_CASE(same_name_at_two_call_sites_gives_two_blocks) {
   const auto r = profiler.get_results();
   BOOST_REQUIRE(r.find_track(0) != nullptr);
   BOOST_TEST(r.find_track(0)->blocks.size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(names_are_literals_arrays_or_strings_and_a_reused_buffer_is_a_new_name) {
+  Profiler profiler{"p"};
+  char buffer[16] = "alpha";
+  std::string owned = "gamma";
+  auto record = [&] {
+    auto a = profiler.block(0, buffer);  // modifiable array: compared by content
+    auto b = profiler.block(1, owned);   // string: compared by content
+    auto c = profiler.block(2, "delta"); // literal: found by address
+  };
+  record();
+  std::strcpy(buffer, "beta");
+  owned = "omega";
+  record();
+  BOOST_TEST(hits(profiler, 0, "alpha") == 1u);
+  BOOST_TEST(hits(profiler, 0, "beta") == 1u);
+  BOOST_TEST(hits(profiler, 1, "gamma") == 1u);
+  BOOST_TEST(hits(profiler, 1, "omega") == 1u);
+  BOOST_TEST(hits(profiler, 2, "delta") == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(block_is_move_only_and_records_once_after_a_move) {
