@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Runs stichotrope's benchmarks and prints DESIGN.md's performance table:
+each ratio measured in one run, its target beside it, PASS or MISS.
+
+It is a report, not a test: the test suite never fails on speed, and this
+script exits 0 whatever it measures (non-zero only if a benchmark cannot run).
+
+    python3 benchmarks/report.py            # build both bench presets, run, report
+    python3 benchmarks/report.py --quick    # one short repetition (a smoke run)
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def sh(*cmd):
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        sys.stdout.write(done.stdout)
+        raise SystemExit(f"report.py: '{' '.join(cmd)}' failed with status {done.returncode}")
+
+
+def run(preset, binary, quick):
+    path = os.path.join(ROOT, "build", preset, "benchmarks", binary)
+    out = os.path.join(ROOT, "build", preset, f"{binary}.json")
+    args = [path, f"--benchmark_out={out}", "--benchmark_out_format=json"]
+    args += ["--benchmark_min_time=0.05"] if quick else [
+        "--benchmark_repetitions=5", "--benchmark_report_aggregates_only=true"]
+    sh(*args)
+    with open(out) as f:
+        data = json.load(f)
+    results = {}
+    for b in data["benchmarks"]:
+        if quick or b.get("aggregate_name") == "median":
+            results[b["run_name"]] = b
+    return results, data["context"]
+
+
+def ns(results, name, field="cpu_time"):
+    b = results[name]
+    return b[field] * UNIT_NS[b["time_unit"]]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one short repetition per benchmark")
+    parser.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    opts = parser.parse_args()
+
+    if not opts.no_build:
+        sh("cmake", "--workflow", "--preset", "bench")
+        sh("cmake", "--workflow", "--preset", "bench-compiled-out")
+
+    block, context = run("bench", "block_bench", opts.quick)
+    coro, _ = run("bench", "coro_bench", opts.quick)
+    res, _ = run("bench", "results_bench", opts.quick)
+    out, _ = run("bench-compiled-out", "block_bench", opts.quick)
+
+    floor = ns(block, "baseline_two_timestamps")
+    loop = ns(block, "baseline_empty_loop")
+    rows = []
+
+    def row(case, measured, ratio, target, ok):
+        rows.append((case, measured, ratio, target, ok if isinstance(ok, str) else ("PASS" if ok else "MISS")))
+
+    r = ns(block, "block_explicit_site") / floor
+    row("empty block, site seen, Site handle", f"{ns(block, 'block_explicit_site'):.2f} ns", f"{r:.2f} x 2 timestamps",
+        "<= 1.25", r <= 1.25)
+    r = ns(block, "block_site_seen") / floor
+    row("empty block, site seen, source_location + literal", f"{ns(block, 'block_site_seen'):.2f} ns",
+        f"{r:.2f} x 2 timestamps", "<= 1.25", r <= 1.25)
+    d = ns(block, "block_globally_disabled")
+    r = d / loop
+    row("empty block, globally disabled", f"{d:.2f} ns", f"{r:.2f} x empty loop", "<= 1 ns, <= 2",
+        d <= 1.0 and r <= 2.0)
+    for case, name in (("disabled track", "block_disabled_track"), ("stopped profiler", "block_stopped_profiler")):
+        v = ns(block, name)
+        row(f"empty block, {case}", f"{v:.2f} ns", f"{v / loop:.2f} x empty loop", "-", "info")
+    c = ns(out, "block_explicit_site")
+    base = ns(out, "baseline_empty_loop")
+    row("empty block, compiled out", f"{c:.3f} ns", f"{c / base:.2f} x no instrumentation", "identical",
+        abs(c - base) <= 0.05)
+    for kind in ("distinct", "shared"):
+        per = {n: ns(block, f"threads_{kind}_site{'s' if kind == 'distinct' else ''}/threads:{n}") for n in (1, 2, 4, 8)}
+        worst = max(per.values()) / per[1]
+        row(f"{kind} sites, 1..8 threads, per-thread cost", " / ".join(f"{per[n]:.1f}" for n in per) + " ns",
+            f"{worst:.2f} x 1 thread (worst)", "flat (<= 1.25)", worst <= 1.25)
+    g = ns(res, "get_results_64_threads_x_1000_sites/real_time", "real_time") / 1e6
+    row("get_results(), 64 threads x 1,000 sites, recording on", f"{g:.2f} ms", "-", "< 5 ms", g < 5.0)
+    r = ns(res, "recorder_during_get_results") / ns(res, "recorder_alone")
+    row("recorder while get_results() loops", f"{ns(res, 'recorder_during_get_results'):.2f} ns",
+        f"{r:.2f} x alone", "never blocked (<= 1.25)", r <= 1.25)
+    mem = res["get_results_64_threads_x_1000_sites/real_time"]["bytes_per_thread_site"]
+    row("memory per (thread, site), measured RSS", f"{mem:.0f} B", "-", "<= 2,800 B (documented)", mem <= 2800)
+    empty = ns(coro, "empty_block")
+    for case, plain, wrapped in (("ready", "ready_await", "ready_await_wrapped"),
+                                 ("suspend/resume round trip", "round_trip_await", "round_trip_await_wrapped")):
+        added = (ns(coro, wrapped) - ns(coro, plain)) / empty
+        row(f"wrapped co_await, {case}", f"+{ns(coro, wrapped) - ns(coro, plain):.2f} ns",
+            f"{added:.2f} x empty block", "<= 2", added <= 2.0)
+    first = ns(block, "block_first_use/iterations:50000")
+    row("first use of a call site", f"{first:.0f} ns", "-", "-", "info")
+    t = ns(block, "tracked_function") - ns(block, "baseline_function")
+    row("track()-wrapped function, added", f"+{t:.2f} ns", f"{t / floor:.2f} x 2 timestamps", "-", "info")
+    row("timeline capture on", "not built yet (issue 4)", "-", "-", "n/a")
+
+    print(f"stichotrope performance report ({'quick' if opts.quick else 'medians of 5'}; "
+          f"{context.get('num_cpus')} CPUs at {context.get('mhz_per_cpu')} MHz; "
+          f"floor = two timestamp reads = {floor:.2f} ns, empty loop = {loop:.3f} ns)\n")
+    widths = [max(len(str(r[i])) for r in rows + [("case", "measured", "ratio", "target", "")]) for i in range(5)]
+    header = ("case", "measured", "ratio", "target", "")
+    for r in [header] + rows:
+        print("  ".join(str(v).ljust(widths[i]) for i, v in enumerate(r)).rstrip())
+    print(f"\n{sum(1 for r in rows if r[4] == 'PASS')} PASS, {sum(1 for r in rows if r[4] == 'MISS')} MISS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
