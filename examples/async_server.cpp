@@ -139,6 +139,7 @@ int main(int argc, char** argv) {
   (void)profiler.set_track_name(write_track, "Write");
   (void)profiler.set_track_name(client_track, "Client");
 
+  profiler.start_timeline(); // every block, suspension and resumption, per thread (bounded)
   asio::io_context io(threads);
   tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0)); // loopback, any free port
   const tcp::endpoint server = acceptor.local_endpoint();
@@ -178,12 +179,21 @@ int main(int argc, char** argv) {
             << "; active + suspended = wall for every block: " << (consistent ? "yes" : "NO") << '\n';
 
   const auto csv = out_dir / "async_server.csv", json = out_dir / "async_server.json";
-  for (auto r : {profiler.export_csv(csv), profiler.export_json(json)})
+  const auto trace = out_dir / "async_server.trace.json", speedscope = out_dir / "async_server.speedscope.json";
+  const auto timeline = profiler.get_timeline();
+  for (auto r :
+       {profiler.export_csv(csv), profiler.export_json(json), stichotrope::export_chrome_trace(timeline, trace),
+        stichotrope::export_speedscope(timeline, speedscope)})
     if (!r) {
       std::cerr << "demo: " << r.error() << '\n';
       return 1;
     }
-  std::cout << "Wrote " << std::filesystem::absolute(csv).string() << " and "
-            << std::filesystem::absolute(json).string() << '\n';
+  std::size_t events = 0;
+  for (const auto& t : timeline.threads) events += t.events.size();
+  const auto abs = [](const std::filesystem::path& p) { return std::filesystem::absolute(p).string(); };
+  std::cout << "Wrote " << abs(csv) << "\n      " << abs(json) << "\n      " << abs(trace) << "  (" << events
+            << " timeline events, " << timeline.dropped() << " dropped)\n      " << abs(speedscope) << '\n'
+            << "Open the trace at https://ui.perfetto.dev (Open trace file) or chrome://tracing;\n"
+            << "the speedscope file at https://www.speedscope.app (drop the file on the page).\n";
   return completed.load() == clients * requests && consistent ? 0 : 1;
 }

@@ -37,6 +37,8 @@ namespace stichotrope::detail {
 // Set once by calibrate_clock() before any Profiler exists; read relaxed.
 export inline std::atomic<bool> use_tsc{false};
 export inline std::atomic<std::uint64_t> ns_mult{std::uint64_t{1} << 32};
+// Timeline times are ns since this counter value, taken at calibration.
+export inline std::atomic<std::uint64_t> epoch_ticks{0};
 
 inline std::uint64_t steady_ns() noexcept {
   return static_cast<std::uint64_t>(

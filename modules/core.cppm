@@ -75,6 +75,47 @@ struct slot {
   std::atomic<std::atomic<std::uint64_t>*> histogram{nullptr};
 };
 
+enum class event_kind : std::uint8_t { block = 0, suspend = 1, resume = 2 };
+
+/// One timeline event, written by its thread only; relaxed atomics so that a
+/// reader racing with an overwrite sees a torn event it then discards, never
+/// a data race.
+struct timeline_event {
+  std::atomic<std::uint64_t> start{0}; // ticks (suspend/resume: the moment)
+  std::atomic<std::uint64_t> end{0};   // ticks (suspend/resume: the arrow id)
+  std::atomic<std::uint64_t> flow{0};  // flow id, 0 for the thread's own
+  std::atomic<std::uint64_t> meta{0};  // kind << 32 | site
+};
+
+/// A thread's bounded timeline: `capacity` events, then either the first
+/// ones are kept (later ones refused) or the latest (oldest overwritten);
+/// either way each lost event is counted in `dropped`.
+struct timeline_ring {
+  explicit timeline_ring(std::uint64_t cap, bool latest)
+      : events(new timeline_event[cap]), capacity(cap), keep_latest(latest) {}
+  std::unique_ptr<timeline_event[]> events;
+  const std::uint64_t capacity;
+  const bool keep_latest;
+  std::atomic<std::uint64_t> written{0}; // events published so far
+  std::atomic<std::uint64_t> dropped{0};
+
+  /// Owner only; no lock, no allocation.
+  void append(event_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
+              std::uint64_t flow) noexcept {
+    const std::uint64_t n = written.load(std::memory_order_relaxed);
+    if (n >= capacity) {
+      dropped.store(dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      if (!keep_latest) return;
+    }
+    timeline_event& e = events[n % capacity];
+    e.start.store(start, std::memory_order_relaxed);
+    e.end.store(end, std::memory_order_relaxed);
+    e.flow.store(flow, std::memory_order_relaxed);
+    e.meta.store(std::uint64_t{static_cast<std::uint8_t>(kind)} << 32 | site, std::memory_order_relaxed);
+    written.store(n + 1, std::memory_order_release);
+  }
+};
+
 /// Where a thread keeps one profiler's data. Owned jointly by the thread and
 /// the profiler, so either may end first.
 struct thread_buffer {
@@ -92,6 +133,7 @@ struct thread_buffer {
   std::atomic<std::uint64_t> generation{0};
   std::array<std::atomic<slot*>, max_chunks> chunks{};
   std::array<cache_entry, site_cache_size> cache{}; // touched by the owner only
+  std::atomic<timeline_ring*> timeline{nullptr};    // created at the thread's first event
 
   thread_buffer() = default;
   thread_buffer(const thread_buffer&) = delete;
@@ -126,6 +168,9 @@ struct profiler_core : std::enable_shared_from_this<profiler_core> {
   std::atomic<bool> started{true};
   std::array<std::atomic<bool>, max_tracks> track_enabled;
   std::atomic<std::uint64_t> generation{1};
+  std::atomic<bool> timeline_on{false}; // checked once per block close
+  std::atomic<std::uint64_t> timeline_capacity{std::uint64_t{1} << 16};
+  std::atomic<bool> timeline_keep_latest{true};
 
   mutable std::mutex mutex;    // guards everything below; never taken on the hot path
   std::deque<site_info> sites; // index = site id; deque keeps names at stable addresses
@@ -135,6 +180,7 @@ struct profiler_core : std::enable_shared_from_this<profiler_core> {
   std::array<std::optional<std::string>, max_tracks> track_names;
   std::vector<std::shared_ptr<thread_buffer>> buffers; // live threads
   std::vector<ThreadResults> exited;                   // threads that ended since the last clear
+  std::vector<ThreadTimeline> exited_timelines;        // their timelines (when capture was on)
   std::vector<std::string> diagnostics;
 
   explicit profiler_core(std::string profiler_name);
@@ -143,6 +189,7 @@ struct profiler_core : std::enable_shared_from_this<profiler_core> {
 /// The part of an open block that its children and its context see. It lives
 /// inside the Block object (and so in a coroutine frame when the Block does).
 struct open_frame {
+  profiler_core* core; // null in an inert Block
   open_frame* parent;
   std::uint32_t site;
   std::uint64_t child_ns;
@@ -159,6 +206,8 @@ struct context {
   std::uint64_t suspend_begin = 0; // ticks when the current suspension began
   const void* thread = nullptr;    // the thread that last ran it
   context* saved = nullptr;        // what was current on the thread before this was entered
+  std::uint64_t id = 0;            // timeline id, given at the first entry (0: a thread's own)
+  std::uint64_t arrow = 0;         // timeline arrow from the current suspension to its resumption
   std::uint32_t active = 0;        // runs in progress (an executor may run a flow inside itself)
   bool suspended = false;
 };
@@ -248,10 +297,19 @@ inline std::uint32_t site_for_literal(thread_buffer& buf, profiler_core& core, c
   return site;
 }
 
-/// Adds one record to the calling thread's slot for `site`.
+/// Appends a timeline event to the calling thread's ring for `core` (cold:
+/// only while capture is on).
+void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
+                     std::uint64_t flow) noexcept;
+
+/// Adds one record to the calling thread's slot for `site` (and, while the
+/// timeline capture is on and the times are known, a block event).
 /// Hot path: never locks; allocates only on the site's first record in this thread.
 inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, std::uint64_t child_ns,
-                   std::uint64_t bytes, std::uint32_t parent_site, const flow_mark& flow = {}) {
+                   std::uint64_t bytes, std::uint32_t parent_site, const flow_mark& flow = {},
+                   std::uint64_t start_ticks = 0, std::uint64_t end_ticks = 0, std::uint64_t flow_id = 0) {
+  if (end_ticks != 0 && core.timeline_on.load(std::memory_order_relaxed)) [[unlikely]]
+    timeline_append(core, event_kind::block, site, start_ticks, end_ticks, flow_id);
   thread_buffer& buf = buffer_for(core);
   const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
   if (buf.generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
@@ -298,6 +356,9 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
 
   s.seq.store(seq + 2, std::memory_order_release);
 }
+
+/// A fresh id for a flow or an arrow.
+std::uint64_t next_timeline_id() noexcept;
 
 /// Counts a block that never closed: its coroutine was destroyed while
 /// suspended. It is not a hit; its time is unknown.

@@ -1,4 +1,5 @@
 module;
+#include <atomic>
 #include <concepts>
 #include <coroutine>
 #include <cstdint>
@@ -220,7 +221,13 @@ public:
         frame_.parent = nullptr;
         detached_ = true;
       }
-      suspend_begin_ = detail::now_ticks(); // last: the coroutine may resume elsewhere at once
+      suspend_begin_ = detail::now_ticks();
+      if (detached_ && core_->timeline_on.load(std::memory_order_relaxed)) {
+        // A flow's suspensions are drawn by the flow; a detached await draws its own.
+        if (own_flow_ == 0) own_flow_ = detail::next_timeline_id();
+        arrow_ = detail::next_timeline_id();
+        detail::timeline_append(*core_, detail::event_kind::suspend, frame_.site, suspend_begin_, arrow_, own_flow_);
+      } // nothing after this block: the coroutine may resume elsewhere at once
     }
     return detail::forward_suspend(inner_, h, [this] {
       if (core_ != nullptr) state_ = state::running;
@@ -242,6 +249,7 @@ private:
 
   void begin() noexcept {
     ctx_ = &detail::current_context();
+    frame_.core = core_;
     frame_.parent = ctx_->top;
     ctx_->top = &frame_;
     parent_site_ = frame_.parent != nullptr ? frame_.parent->site : no_parent;
@@ -250,7 +258,12 @@ private:
     if (start_ == 0) start_ = detail::now_ticks(); // else timing began when the operation was made
   }
   void resumed() noexcept {
-    suspended_ns_ += detail::ticks_to_ns(suspend_begin_, detail::now_ticks());
+    const std::uint64_t now = detail::now_ticks();
+    if (arrow_ != 0) {
+      detail::timeline_append(*core_, detail::event_kind::resume, frame_.site, now, arrow_, own_flow_);
+      arrow_ = 0;
+    }
+    suspended_ns_ += detail::ticks_to_ns(suspend_begin_, now);
     ++suspensions_;
     const void* now_on = detail::this_thread_id();
     if (now_on != thread_) migrated_ = true;
@@ -259,7 +272,8 @@ private:
   }
   void finish() noexcept {
     if (core_ == nullptr) return;
-    const std::uint64_t ns = detail::ticks_to_ns(start_, detail::now_ticks());
+    const std::uint64_t end = detail::now_ticks();
+    const std::uint64_t ns = detail::ticks_to_ns(start_, end);
     if (!detached_) {
       ctx_->top = frame_.parent;
       if (frame_.parent != nullptr) frame_.parent->child_ns += ns;
@@ -267,7 +281,8 @@ private:
     detail::profiler_core& core = *core_;
     core_ = nullptr;
     detail::record(core, frame_.site, ns, 0, 0, parent_site_,
-                   detail::flow_mark{suspended_ns_, suspensions_, migrated_ ? 1u : 0u});
+                   detail::flow_mark{suspended_ns_, suspensions_, migrated_ ? 1u : 0u}, start_, end,
+                   detached_ ? own_flow_ : ctx_->id);
   }
 
   Aw inner_;
@@ -283,6 +298,8 @@ private:
   std::uint64_t suspend_begin_ = 0;
   std::uint64_t suspended_ns_ = 0;
   std::uint64_t suspensions_ = 0;
+  std::uint64_t own_flow_ = 0; // timeline id of a detached await
+  std::uint64_t arrow_ = 0;    // timeline arrow of the current suspension
 };
 
 /// What Profiler::wrap returns: `co_await` it like the awaitable it holds.

@@ -33,6 +33,29 @@ std::string to_table(const ProfilerResults& results);
 /// directly.
 expected<void> write_file(const std::filesystem::path& file, std::string_view content);
 
+/// Chrome Trace Event JSON (opens in ui.perfetto.dev and chrome://tracing):
+/// "X" slices for blocks of a thread's own flow, async "b"/"e" pairs keyed by
+/// flow id for blocks of coroutine flows (one span across threads), small
+/// "suspend"/"resume" slices joined by flow arrows ("s"/"f") from the thread
+/// that suspended to the one that resumed, "M" metadata naming the process,
+/// threads and tracks; timestamps in µs with ns fractions.
+void write_chrome_trace(std::ostream& out, const Timeline& timeline);
+/// speedscope's file format: one "evented" profile per thread, balanced
+/// open/close events in non-decreasing time, a shared frame table with file
+/// and line. Spans that overlap without nesting on a thread (interleaved
+/// coroutines) are left out and counted in the profile's name.
+void write_speedscope(std::ostream& out, const Timeline& timeline);
+
+/// What folded stacks are weighted by.
+enum class fold_weight { self_time, active_time };
+/// Folded stacks (`root;child;leaf weight`, one line per path) from the call
+/// tree, for flame graph tools. A block with several parents has its weight
+/// split between them in proportion to its time under each.
+std::string to_folded(const ProfilerResults& results, fold_weight weight = fold_weight::self_time);
+
+expected<void> export_chrome_trace(const Timeline& timeline, const std::filesystem::path& file);
+expected<void> export_speedscope(const Timeline& timeline, const std::filesystem::path& file);
+
 expected<void> export_csv(const ProfilerResults& results, const std::filesystem::path& file);
 expected<void> export_json(const ProfilerResults& results, const std::filesystem::path& file, int indent = 2);
 

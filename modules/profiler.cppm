@@ -44,6 +44,20 @@ inline bool is_global_enabled() noexcept {
 
 class Profiler;
 
+/// What a full per-thread timeline buffer does with new events.
+enum class overflow_policy {
+  keep_first,  ///< keep the first events, refuse (and count) the rest
+  keep_latest, ///< keep the most recent, overwrite (and count) the oldest
+};
+
+/// Timeline capture settings: a thread's buffer holds `events_per_thread`
+/// events of 32 bytes (2 MiB per thread by default), created at the thread's
+/// first captured event with the settings in force then.
+struct TimelineOptions {
+  std::uint64_t events_per_thread = std::uint64_t{1} << 16;
+  overflow_policy when_full = overflow_policy::keep_latest;
+};
+
 /// A call site registered once: `static const auto s = *profiler.site(1, "q");`
 /// then `profiler.block(s)` skips the per-thread site lookup.
 class Site {
@@ -66,7 +80,7 @@ private:
 /// start time and child time live in this object, not in thread-local state.
 class [[nodiscard]] Block {
 public:
-  inline Block() noexcept : core_(nullptr) {} ///< an inert block that records nothing
+  inline Block() noexcept { frame_.core = nullptr; } ///< an inert block that records nothing
 
   inline Block(Block&& other) noexcept { take(other); }
   inline Block& operator=(Block&& other) noexcept {
@@ -81,7 +95,7 @@ public:
   inline ~Block() { close(); }
 
   /// True while the block is open and will record.
-  inline bool active() const noexcept { return core_ != nullptr; }
+  inline bool active() const noexcept { return frame_.core != nullptr; }
 
   /// Adds to the byte count of this block (for throughput figures).
   inline void add_bytes(std::uint64_t n) noexcept { bytes_ += n; }
@@ -89,10 +103,12 @@ public:
   /// Ends the block now. Hot path: never locks; allocates only on the first
   /// record of its site in this thread.
   inline void close() noexcept {
-    if (core_ == nullptr) return;
+    if (frame_.core == nullptr) return;
+    detail::profiler_core* core = frame_.core;
     const std::uint64_t end = detail::now_ticks();
     if (ctx_->suspended) [[unlikely]] { // destroyed with its suspended coroutine
-      detail::record_abandoned(*std::exchange(core_, nullptr), frame_.site);
+      frame_.core = nullptr;
+      detail::record_abandoned(*core, frame_.site);
       return;
     }
     const std::uint64_t ns = detail::ticks_to_ns(start_, end);
@@ -102,17 +118,17 @@ public:
       frame_.parent->child_ns += ns;
       parent_site = frame_.parent->site;
     }
-    detail::profiler_core& core = *core_;
-    core_ = nullptr;
-    detail::record(core, frame_.site, ns, frame_.child_ns, bytes_, parent_site,
-                   detail::flow_mark::of(*ctx_).since(flow_));
+    frame_.core = nullptr;
+    detail::record(*core, frame_.site, ns, frame_.child_ns, bytes_, parent_site,
+                   detail::flow_mark::of(*ctx_).since(flow_), start_, end, ctx_->id);
   }
 
 private:
   friend class Profiler;
 
   inline Block(detail::profiler_core& core, std::uint32_t site) noexcept : Block(&core, site) {}
-  inline Block(detail::profiler_core* core, std::uint32_t site) noexcept : core_(core) {
+  inline Block(detail::profiler_core* core, std::uint32_t site) noexcept {
+    frame_.core = core;
     if (core == nullptr) return;
     ctx_ = &detail::current_context();
     bytes_ = 0;
@@ -125,10 +141,12 @@ private:
   }
 
   inline void take(Block& other) noexcept {
-    core_ = std::exchange(other.core_, nullptr);
-    if (core_ == nullptr) return;
+    frame_.core = std::exchange(other.frame_.core, nullptr);
+    if (frame_.core == nullptr) return;
     ctx_ = other.ctx_;
-    frame_ = other.frame_;
+    frame_.parent = other.frame_.parent;
+    frame_.site = other.frame_.site;
+    frame_.child_ns = other.frame_.child_ns;
     start_ = other.start_;
     bytes_ = other.bytes_;
     flow_ = other.flow_;
@@ -144,11 +162,10 @@ private:
     }
   }
 
-  // Only core_ is set in an inert block (the disabled path writes nothing
-  // else); the other fields are read only while core_ is set.
-  detail::profiler_core* core_;
-  detail::context* ctx_;
+  // Only frame_.core is set in an inert block (the disabled path writes
+  // nothing else); the other fields are read only while it is set.
   detail::open_frame frame_;
+  detail::context* ctx_;
   std::uint64_t start_;
   std::uint64_t bytes_;
   detail::flow_mark flow_;
@@ -393,6 +410,16 @@ public:
   /// Records a duration measured elsewhere, as if a block had run that long.
   void record(int track, std::string_view name, std::chrono::nanoseconds duration,
               std::source_location loc = std::source_location::current());
+
+  /// Starts capturing a timeline: every block and timed await, and every
+  /// suspension and resumption of a flow with open blocks, as events in a
+  /// bounded per-thread buffer (no lock). Off by default; costs one relaxed
+  /// load per block while off.
+  void start_timeline(TimelineOptions options = {});
+  void stop_timeline() noexcept { core_->timeline_on.store(false, std::memory_order_relaxed); }
+  bool is_timeline_on() const noexcept { return core_->timeline_on.load(std::memory_order_relaxed); }
+  /// The events captured since the last clear(), per thread (exited ones too).
+  Timeline get_timeline() const;
 
   /// Results of all threads, alive and exited, since the last clear().
   ProfilerResults get_results() const;

@@ -3,6 +3,7 @@ module;
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 export module stichotrope:results;
 import :clock;
@@ -145,6 +146,57 @@ struct ProfilerResults {
   void merge(const ProfilerResults& other);
 
   friend bool operator==(const ProfilerResults&, const ProfilerResults&) = default;
+};
+
+/// What a timeline event records.
+enum class timeline_kind : std::uint8_t {
+  block,   ///< a block or timed await: start and end
+  suspend, ///< a flow with open blocks stopped running on this thread
+  resume,  ///< ...and started running again (possibly on another thread)
+};
+
+/// One event of a thread's timeline; times in ns since the process's clock
+/// calibration.
+struct TimelineEvent {
+  timeline_kind kind = timeline_kind::block;
+  std::uint64_t start_ns = 0;
+  std::uint64_t end_ns = 0;   ///< equal to start_ns for suspend and resume
+  std::uint32_t site_id = 0;  ///< block events only
+  std::uint64_t flow_id = 0;  ///< 0: the thread's own flow; else a coroutine flow or a timed await
+  std::uint64_t arrow_id = 0; ///< links a suspend to its resume
+  friend bool operator==(const TimelineEvent&, const TimelineEvent&) = default;
+};
+
+struct ThreadTimeline {
+  std::uint64_t thread_id = 0;
+  std::string thread_name;
+  bool exited = false;
+  std::vector<TimelineEvent> events; ///< in the order the thread wrote them
+  std::uint64_t dropped = 0;         ///< events lost to the buffer's bound (counted, never silent)
+  friend bool operator==(const ThreadTimeline&, const ThreadTimeline&) = default;
+};
+
+struct TimelineSite {
+  std::uint32_t site_id = 0;
+  int track = 0;
+  std::string name;
+  std::string file;
+  std::uint32_t line = 0;
+  friend bool operator==(const TimelineSite&, const TimelineSite&) = default;
+};
+
+/// What the timeline capture saw: per-thread events plus the sites they name.
+struct Timeline {
+  std::string profiler_name;
+  std::vector<TimelineSite> sites;                      ///< index = site id
+  std::vector<std::pair<int, std::string>> track_names; ///< named tracks only
+  std::vector<ThreadTimeline> threads;
+  std::uint64_t dropped() const noexcept {
+    std::uint64_t d = 0;
+    for (const auto& t : threads) d += t.dropped;
+    return d;
+  }
+  friend bool operator==(const Timeline&, const Timeline&) = default;
 };
 
 /// One thread's share of a profiler's results.

@@ -58,6 +58,7 @@ const clock_calibration& calibrate_clock() {
     const auto c = measure();
     detail::ns_mult.store(c.mult, std::memory_order_relaxed);
     detail::use_tsc.store(c.source == clock_source::tsc, std::memory_order_relaxed);
+    detail::epoch_ticks.store(detail::now_ticks(), std::memory_order_relaxed);
     return c;
   }();
   return calibration;

@@ -1,4 +1,5 @@
 module;
+#include <atomic>
 #include <cstdint>
 #include <utility>
 module stichotrope;
@@ -9,13 +10,28 @@ const void* this_thread_id() noexcept { return &thread_context; }
 
 context& current_context_fresh() noexcept { return current_context(); }
 
+namespace {
+/// The profiler that draws this flow's suspensions: that of its innermost
+/// open block, when its timeline capture is on.
+profiler_core* drawing(const context& c) noexcept {
+  if (c.top == nullptr || c.top->core == nullptr) return nullptr;
+  return c.top->core->timeline_on.load(std::memory_order_relaxed) ? c.top->core : nullptr;
+}
+} // namespace
+
 context* enter_flow(context& c) noexcept {
   context* previous = current_context_ptr;
   current_context_ptr = &c;
   const void* here = &thread_context;
+  if (c.id == 0) c.id = next_timeline_id();
   if (c.active++ == 0) {
     if (c.suspended) {
-      c.suspended_ns += ticks_to_ns(c.suspend_begin, now_ticks());
+      const std::uint64_t now = now_ticks();
+      if (c.arrow != 0) {
+        if (profiler_core* core = drawing(c)) timeline_append(*core, event_kind::resume, 0, now, c.arrow, c.id);
+        c.arrow = 0;
+      }
+      c.suspended_ns += ticks_to_ns(c.suspend_begin, now);
       ++c.suspensions;
       if (c.thread != nullptr && c.thread != here) ++c.migrations;
       c.suspended = false;
@@ -30,7 +46,11 @@ void leave_flow(context& c, context* previous) noexcept {
   if (c.active > 0 && --c.active == 0) {
     c.thread = &thread_context;
     c.suspended = true;
-    c.suspend_begin = now_ticks(); // last: once suspended, another thread may resume the flow
+    c.suspend_begin = now_ticks();
+    if (profiler_core* core = drawing(c)) {
+      c.arrow = next_timeline_id();
+      timeline_append(*core, event_kind::suspend, 0, c.suspend_begin, c.arrow, c.id);
+    } // last: once suspended, another thread may resume the flow
   }
 }
 

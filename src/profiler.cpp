@@ -10,6 +10,7 @@ module;
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <ostream>
 #include <source_location>
@@ -214,12 +215,62 @@ ThreadResults thread_snapshot(const profiler_core& core, const thread_buffer& bu
   return t;
 }
 
+/// Reads a thread's ring (core.mutex held, generation checked by the caller).
+/// Entries overwritten while being read are discarded and counted as dropped.
+ThreadTimeline read_timeline(const thread_buffer& buf, bool exited) {
+  ThreadTimeline t;
+  t.thread_id = buf.os_thread_id;
+  t.thread_name = buf.thread_name;
+  t.exited = exited;
+  const timeline_ring* ring = buf.timeline.load(std::memory_order_acquire);
+  if (ring == nullptr) return t;
+  const std::uint64_t epoch = epoch_ticks.load(std::memory_order_relaxed);
+  const std::uint64_t n = ring->written.load(std::memory_order_acquire);
+  const std::uint64_t first = ring->keep_latest && n > ring->capacity ? n - ring->capacity : 0;
+  struct raw {
+    std::uint64_t index, start, end, flow, meta;
+  };
+  std::vector<raw> read;
+  read.reserve(static_cast<std::size_t>(n - first));
+  for (std::uint64_t i = first; i < n; ++i) {
+    const timeline_event& e = ring->events[i % ring->capacity];
+    read.push_back({i, e.start.load(std::memory_order_relaxed), e.end.load(std::memory_order_relaxed),
+                    e.flow.load(std::memory_order_relaxed), e.meta.load(std::memory_order_relaxed)});
+  }
+  std::atomic_thread_fence(std::memory_order_acquire);
+  const std::uint64_t after = ring->written.load(std::memory_order_relaxed);
+  const std::uint64_t valid_from = ring->keep_latest && after > ring->capacity ? after - ring->capacity : 0;
+  std::uint64_t discarded = 0;
+  for (const raw& r : read) {
+    if (r.index < valid_from) { // overwritten while we read it
+      ++discarded;
+      continue;
+    }
+    TimelineEvent e;
+    e.kind = static_cast<timeline_kind>(r.meta >> 32);
+    if (e.kind == timeline_kind::block) {
+      e.start_ns = ticks_to_ns(epoch, r.start);
+      e.end_ns = ticks_to_ns(epoch, r.end);
+      e.site_id = static_cast<std::uint32_t>(r.meta);
+    } else {
+      e.start_ns = e.end_ns = ticks_to_ns(epoch, r.start);
+      e.arrow_id = r.end;
+    }
+    e.flow_id = r.flow;
+    t.events.push_back(e);
+  }
+  t.dropped = ring->dropped.load(std::memory_order_relaxed) + discarded;
+  return t;
+}
+
 /// Hands a thread's data over to the profiler when the thread ends.
 void retire(profiler_core& core, const std::shared_ptr<thread_buffer>& buf) {
   std::lock_guard lock(core.mutex);
   if (buf->generation.load(std::memory_order_acquire) == core.generation.load(std::memory_order_relaxed)) {
     auto snapshot = thread_snapshot(core, *buf, true);
     if (!snapshot.results.tracks.empty()) core.exited.push_back(std::move(snapshot));
+    auto timeline = read_timeline(*buf, true);
+    if (!timeline.events.empty() || timeline.dropped > 0) core.exited_timelines.push_back(std::move(timeline));
   }
   std::erase(core.buffers, buf);
 }
@@ -245,6 +296,7 @@ thread_buffer::~thread_buffer() {
     for (std::uint32_t i = 0; i < chunk_slots; ++i) delete[] chunk[i].histogram.load(std::memory_order_relaxed);
     delete[] chunk;
   }
+  delete timeline.load(std::memory_order_relaxed);
 }
 
 void record_abandoned(profiler_core& core, std::uint32_t site) {
@@ -296,7 +348,31 @@ void thread_buffer::reset(std::uint64_t new_generation) noexcept {
       s.seq.store(seq + 2, std::memory_order_release);
     }
   }
+  if (timeline_ring* ring = timeline.load(std::memory_order_relaxed)) {
+    ring->written.store(0, std::memory_order_relaxed);
+    ring->dropped.store(0, std::memory_order_relaxed);
+  }
   generation.store(new_generation, std::memory_order_release);
+}
+
+std::uint64_t next_timeline_id() noexcept {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
+                     std::uint64_t flow) noexcept {
+  thread_buffer& buf = buffer_for(core);
+  const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
+  if (buf.generation.load(std::memory_order_relaxed) != gen) buf.reset(gen);
+  timeline_ring* ring = buf.timeline.load(std::memory_order_relaxed);
+  if (ring == nullptr) {
+    ring = new (std::nothrow)
+        timeline_ring(std::max<std::uint64_t>(1, core.timeline_capacity.load()), core.timeline_keep_latest.load());
+    if (ring == nullptr) return; // no memory for a timeline: results still record
+    buf.timeline.store(ring, std::memory_order_release);
+  }
+  ring->append(kind, site, start, end, flow);
 }
 
 profiler_core::profiler_core(std::string profiler_name)
@@ -497,6 +573,35 @@ void Profiler::clear() {
   std::lock_guard lock(core_->mutex);
   core_->generation.fetch_add(1, std::memory_order_release);
   core_->exited.clear();
+  core_->exited_timelines.clear();
+}
+
+void Profiler::start_timeline(TimelineOptions options) {
+  core_->timeline_capacity.store(std::max<std::uint64_t>(1, options.events_per_thread));
+  core_->timeline_keep_latest.store(options.when_full == overflow_policy::keep_latest);
+  core_->timeline_on.store(true);
+}
+
+Timeline Profiler::get_timeline() const {
+  const auto& core = *core_;
+  std::lock_guard lock(core.mutex);
+  Timeline t;
+  t.profiler_name = core.name;
+  for (std::uint32_t id = 0; id < core.sites.size(); ++id) {
+    const auto& s = core.sites[id];
+    t.sites.push_back({id, s.track, s.name, s.file, s.line});
+  }
+  for (int idx = 0; idx < max_tracks; ++idx)
+    if (const auto& n = core.track_names[static_cast<unsigned>(idx)]) t.track_names.emplace_back(idx, *n);
+  const std::uint64_t gen = core.generation.load(std::memory_order_relaxed);
+  for (const auto& buf : core.buffers) {
+    if (buf->generation.load(std::memory_order_acquire) != gen) continue;
+    auto thread = detail::read_timeline(*buf, false);
+    if (buf->generation.load(std::memory_order_acquire) != gen) continue; // reset while read
+    if (!thread.events.empty() || thread.dropped > 0) t.threads.push_back(std::move(thread));
+  }
+  t.threads.insert(t.threads.end(), core.exited_timelines.begin(), core.exited_timelines.end());
+  return t;
 }
 
 std::string Profiler::to_string() const {

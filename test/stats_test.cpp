@@ -222,8 +222,8 @@ BOOST_AUTO_TEST_CASE(documented_sizes_hold) {
   static_assert(stichotrope::detail::max_chunks * sizeof(void*) == 16 * 1024);
   BOOST_TEST(stichotrope::max_sites == 131072u);
   BOOST_TEST(sizeof(stichotrope::Block) == 80u);
-  BOOST_TEST(sizeof(stichotrope::detail::context) == 64u);
-  BOOST_TEST(sizeof(stichotrope::detail::thread_buffer) == 18488u);
+  BOOST_TEST(sizeof(stichotrope::detail::context) == 80u);
+  BOOST_TEST(sizeof(stichotrope::detail::thread_buffer) == 18496u);
   BOOST_TEST(stichotrope::detail::chunk_slots * sizeof(stichotrope::detail::slot) == 13312u);
 }
 
