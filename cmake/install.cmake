@@ -13,6 +13,7 @@ if(TARGET stichotrope_asio)
   install(TARGETS stichotrope_asio EXPORT stichotrope-targets)
   install(FILES ${PROJECT_SOURCE_DIR}/include/stichotrope/asio.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope)
 endif()
+install(TARGETS stichotrope_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(EXPORT stichotrope-targets
   NAMESPACE stichotrope::
   DESTINATION ${STICHOTROPE_CONFIG_DIR}

@@ -3,7 +3,10 @@
 #define BOOST_TEST_MODULE module_surface
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <coroutine>
+#include <exception>
 #include <filesystem>
 #include <optional>
 #include <sstream>
@@ -81,4 +84,63 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
   BOOST_TEST(st::export_json(results, dir / "stichotrope-surface.json").has_value());
   for (const char* f : {"stichotrope-surface.txt", "stichotrope-surface.csv", "stichotrope-surface.json"})
     std::filesystem::remove(dir / f);
+}
+
+BOOST_AUTO_TEST_CASE(every_coroutine_timeline_and_reader_name_is_usable) {
+  namespace st = stichotrope;
+  // Coroutines.
+  st::Context ctx;
+  {
+    st::ContextScope scope(ctx);
+    BOOST_TEST(st::in_flow());
+  }
+  BOOST_TEST(!st::in_flow());
+  BOOST_TEST(ctx.suspended());
+  st::Profiler profiler{"surface2"};
+  auto t = []() -> st::task<int> { co_return 4; };
+  BOOST_TEST(st::sync_wait(t()) == 4);
+  std::atomic<bool> done{false};
+  st::spawn([]() -> st::task<void> { co_return; }(), [&](std::exception_ptr) { done = true; });
+  BOOST_TEST(done.load());
+  static_assert(std::is_class_v<st::flow_awaiter<std::suspend_never>>);
+  static_assert(std::is_class_v<st::timed_awaiter<std::suspend_never>>);
+  static_assert(std::is_class_v<st::timed_awaitable<std::suspend_never>>);
+  auto body = [&]() -> st::task<void> {
+    co_await profiler.wrap(0, "ready", std::suspend_never{});
+    co_await st::on_flow(ctx, std::suspend_never{});
+  };
+  st::sync_wait(body());
+  // Timeline.
+  profiler.start_timeline(st::TimelineOptions{16, st::overflow_policy::keep_first});
+  BOOST_TEST(profiler.is_timeline_on());
+  {
+    auto b = profiler.block(0, "captured");
+  }
+  profiler.stop_timeline();
+  const st::Timeline timeline = profiler.get_timeline();
+  const st::ThreadTimeline& thread = timeline.threads.at(0);
+  const st::TimelineEvent& event = thread.events.at(0);
+  const st::TimelineSite& site = timeline.sites.at(event.site_id);
+  BOOST_TEST((event.kind == st::timeline_kind::block));
+  BOOST_TEST(site.name == "captured");
+  std::ostringstream sink;
+  st::write_chrome_trace(sink, timeline);
+  st::write_speedscope(sink, timeline);
+  const auto dir = std::filesystem::temp_directory_path();
+  BOOST_TEST(st::export_chrome_trace(timeline, dir / "stichotrope-surface.trace.json").has_value());
+  BOOST_TEST(st::export_speedscope(timeline, dir / "stichotrope-surface.speedscope.json").has_value());
+  std::filesystem::remove(dir / "stichotrope-surface.trace.json");
+  std::filesystem::remove(dir / "stichotrope-surface.speedscope.json");
+  // Reader, folded stacks, compare, merge.
+  const st::ProfilerResults results = profiler.get_results();
+  BOOST_TEST(!st::to_folded(results, st::fold_weight::active_time).empty());
+  const st::expected<st::ProfilerResults> back = st::read_results_json(st::to_json(results));
+  BOOST_TEST(back.has_value());
+  BOOST_TEST(!st::load_results_json("/nonexistent.json").has_value());
+  BOOST_TEST((st::read_results_json("{").error().code == st::errc::invalid_input));
+  const st::Comparison c = st::compare_results(results, *back, 10.0);
+  const st::BlockComparison& row = c.blocks.at(0);
+  BOOST_TEST(!row.regression);
+  BOOST_TEST(!st::to_text(c).empty());
+  BOOST_TEST(st::merge_results({results, *back}).total_hits() == 2 * results.total_hits());
 }

@@ -1,0 +1,351 @@
+module;
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <tl/expected.hpp>
+module stichotrope;
+
+namespace stichotrope {
+namespace {
+
+using json = nlohmann::json;
+
+/// Reads typed fields and reports the first problem with its JSON path.
+class reader {
+public:
+  explicit reader(std::string_view source) : source_(source) {}
+
+  const json* field(const json& obj, const char* key, const std::string& path, bool required) {
+    if (!obj.is_object()) return fail_at(path, "expected an object");
+    auto it = obj.find(key);
+    if (it == obj.end()) return required ? fail_at(path + "." + key, "is missing") : nullptr;
+    return &*it;
+  }
+  bool u64(const json& obj, const char* key, const std::string& path, std::uint64_t& out, bool required = true) {
+    const json* v = field(obj, key, path, required);
+    if (v == nullptr) return ok_;
+    if (!v->is_number_unsigned() && !(v->is_number_integer() && v->get<std::int64_t>() >= 0)) {
+      fail_at(path + "." + key, "expected an unsigned integer (got " + std::string(v->type_name()) + ")");
+      return false;
+    }
+    out = v->get<std::uint64_t>();
+    return true;
+  }
+  bool u32(const json& obj, const char* key, const std::string& path, std::uint32_t& out, bool required = true) {
+    std::uint64_t v = out;
+    if (!u64(obj, key, path, v, required)) return false;
+    if (v > UINT32_MAX) {
+      fail_at(path + "." + key, "is too large");
+      return false;
+    }
+    out = static_cast<std::uint32_t>(v);
+    return true;
+  }
+  bool str(const json& obj, const char* key, const std::string& path, std::string& out, bool required = true) {
+    const json* v = field(obj, key, path, required);
+    if (v == nullptr) return ok_;
+    if (!v->is_string()) {
+      fail_at(path + "." + key, "expected a string (got " + std::string(v->type_name()) + ")");
+      return false;
+    }
+    out = v->get<std::string>();
+    return true;
+  }
+  const json* array(const json& obj, const char* key, const std::string& path, bool required = true) {
+    const json* v = field(obj, key, path, required);
+    if (v == nullptr) return nullptr;
+    if (!v->is_array()) return fail_at(path + "." + key, "expected an array (got " + std::string(v->type_name()) + ")");
+    return v;
+  }
+  std::nullptr_t fail_at(const std::string& path, const std::string& what) {
+    if (ok_) error_ = std::string(source_) + ": " + path + " " + what;
+    ok_ = false;
+    return nullptr;
+  }
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+
+private:
+  std::string_view source_;
+  bool ok_ = true;
+  std::string error_;
+};
+
+bool read_block(reader& r, const json& j, const std::string& path, BlockResults& b, std::uint32_t fallback_id) {
+  b.site_id = fallback_id;
+  std::uint64_t ignored = 0;
+  if (!r.str(j, "name", path, b.name) || !r.str(j, "file", path, b.file) || !r.u32(j, "line", path, b.line) ||
+      !r.u64(j, "hit_count", path, b.hit_count) || !r.u64(j, "total_time_ns", path, b.total_time_ns) ||
+      !r.u64(j, "min_time_ns", path, b.min_time_ns) || !r.u64(j, "max_time_ns", path, b.max_time_ns))
+    return false;
+  if (const json* avg = r.field(j, "avg_time_ns", path, true); avg == nullptr || !avg->is_number())
+    return avg == nullptr ? false : (r.fail_at(path + ".avg_time_ns", "expected a number"), false);
+  // Extensions: optional, so that the seed's own files read too.
+  if (!r.u32(j, "site_id", path, b.site_id, false) || !r.str(j, "function", path, b.function, false) ||
+      !r.u32(j, "column", path, b.column, false) || !r.u64(j, "self_time_ns", path, b.self_time_ns, false) ||
+      !r.u64(j, "bytes", path, b.bytes, false) || !r.u64(j, "suspended_time_ns", path, b.suspended_time_ns, false) ||
+      !r.u64(j, "suspensions", path, b.suspensions, false) || !r.u64(j, "migrations", path, b.migrations, false) ||
+      !r.u64(j, "abandoned", path, b.abandoned, false) ||
+      !r.u64(j, "other_callers_hits", path, b.other_callers_hits, false) || !r.u64(j, "p50_ns", path, ignored, false))
+    return false;
+  if (j.find("self_time_ns") == j.end()) b.self_time_ns = b.total_time_ns;
+  if (b.hit_count > 0 && b.min_time_ns > b.max_time_ns) return r.fail_at(path, "has min_time_ns > max_time_ns"), false;
+  if (const json* callers = r.array(j, "callers", path, false)) {
+    for (std::size_t i = 0; i < callers->size(); ++i) {
+      const std::string cp = path + ".callers[" + std::to_string(i) + "]";
+      const json& c = (*callers)[i];
+      caller_stats s;
+      const json* parent = r.field(c, "parent_site_id", cp, true);
+      if (parent == nullptr) return false;
+      if (parent->is_null())
+        s.parent_site_id = no_parent;
+      else if (!r.u32(c, "parent_site_id", cp, s.parent_site_id))
+        return false;
+      if (!r.u64(c, "hit_count", cp, s.hit_count) || !r.u64(c, "total_time_ns", cp, s.total_time_ns)) return false;
+      b.callers.push_back(s);
+    }
+    std::sort(b.callers.begin(), b.callers.end(),
+              [](const caller_stats& x, const caller_stats& y) { return x.parent_site_id < y.parent_site_id; });
+  } else if (!r.ok()) {
+    return false;
+  }
+  if (const json* hist = r.array(j, "histogram", path, false)) {
+    for (std::size_t i = 0; i < hist->size(); ++i) {
+      const json& pair = (*hist)[i];
+      const std::string hp = path + ".histogram[" + std::to_string(i) + "]";
+      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_unsigned() || !pair[1].is_number_unsigned())
+        return r.fail_at(hp, "expected [lower bound, count] as unsigned integers"), false;
+      b.histogram.add(pair[0].get<std::uint64_t>(), pair[1].get<std::uint64_t>());
+    }
+  } else if (!r.ok()) {
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
+expected<ProfilerResults> read_results_json(std::string_view text, std::string_view source) {
+  json doc;
+  try {
+    doc = json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    return fail(errc::invalid_input,
+                std::string(source) + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  } catch (const std::exception& e) {
+    return fail(errc::invalid_input, std::string(source) + ": cannot read: " + e.what());
+  }
+  reader r(source);
+  ProfilerResults out;
+  if (!doc.is_object()) return fail(errc::invalid_input, std::string(source) + ": expected a results object");
+  if (!r.str(doc, "profiler_name", "$", out.profiler_name)) return fail(errc::invalid_input, r.error());
+  const json* tracks = r.array(doc, "tracks", "$");
+  if (tracks == nullptr) return fail(errc::invalid_input, r.error());
+  std::uint32_t next_id = 0;
+  for (std::size_t ti = 0; ti < tracks->size(); ++ti) {
+    const std::string tp = "$.tracks[" + std::to_string(ti) + "]";
+    const json& tj = (*tracks)[ti];
+    TrackResults t;
+    std::uint64_t idx = 0;
+    if (!r.u64(tj, "track_idx", tp, idx)) return fail(errc::invalid_input, r.error());
+    if (idx >= static_cast<std::uint64_t>(max_tracks))
+      return fail(errc::invalid_input, std::string(source) + ": " + tp + ".track_idx is out of range [0, 256)");
+    t.track_idx = static_cast<int>(idx);
+    if (const json* name = r.field(tj, "track_name", tp, false); name != nullptr && !name->is_null()) {
+      if (!name->is_string())
+        return fail(errc::invalid_input, std::string(source) + ": " + tp + ".track_name expected a string or null");
+      t.track_name = name->get<std::string>();
+    }
+    if (const json* en = r.field(tj, "enabled", tp, false); en != nullptr) {
+      if (!en->is_boolean())
+        return fail(errc::invalid_input, std::string(source) + ": " + tp + ".enabled expected a boolean");
+      t.enabled = en->get<bool>();
+    }
+    const json* blocks = r.array(tj, "blocks", tp);
+    if (blocks == nullptr) return fail(errc::invalid_input, r.error());
+    for (std::size_t bi = 0; bi < blocks->size(); ++bi) {
+      BlockResults b;
+      if (!read_block(r, (*blocks)[bi], tp + ".blocks[" + std::to_string(bi) + "]", b, next_id++))
+        return fail(errc::invalid_input, r.error());
+      t.blocks.push_back(std::move(b));
+    }
+    out.tracks.push_back(std::move(t));
+  }
+  std::sort(out.tracks.begin(), out.tracks.end(),
+            [](const TrackResults& a, const TrackResults& b) { return a.track_idx < b.track_idx; });
+  for (std::size_t i = 1; i < out.tracks.size(); ++i)
+    if (out.tracks[i].track_idx == out.tracks[i - 1].track_idx)
+      return fail(errc::invalid_input,
+                  std::string(source) + ": track " + std::to_string(out.tracks[i].track_idx) + " appears twice");
+  std::string clock;
+  if (!r.str(doc, "clock_source", "$", clock, false)) return fail(errc::invalid_input, r.error());
+  out.clock = clock == "tsc" ? clock_source::tsc : clock_source::steady_clock;
+  if (const json* diags = r.array(doc, "diagnostics", "$", false)) {
+    for (const auto& d : *diags)
+      if (d.is_string()) out.diagnostics.push_back(d.get<std::string>());
+  } else if (!r.ok()) {
+    return fail(errc::invalid_input, r.error());
+  }
+  return out;
+}
+
+expected<ProfilerResults> load_results_json(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return fail(errc::io_error, "cannot open '" + file.string() + "' for reading");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return fail(errc::io_error, "cannot read '" + file.string() + "'");
+  return read_results_json(text.str(), file.string());
+}
+
+ProfilerResults merge_results(const std::vector<ProfilerResults>& inputs) {
+  ProfilerResults out;
+  std::map<std::tuple<int, std::string, std::string, std::uint32_t>, std::pair<int, std::size_t>>
+      where; // -> track, block
+  std::uint32_t next_id = 0;
+  for (std::size_t n = 0; n < inputs.size(); ++n) {
+    const auto& in = inputs[n];
+    if (n == 0)
+      out.profiler_name = in.profiler_name, out.clock = in.clock;
+    else if (in.profiler_name != out.profiler_name && out.profiler_name.find(in.profiler_name) == std::string::npos)
+      out.profiler_name += "+" + in.profiler_name;
+    std::map<std::uint32_t, std::uint32_t> ids; // this input's site ids -> merged ids
+    for (const auto& t : in.tracks)
+      for (const auto& b : t.blocks) {
+        const auto key = std::make_tuple(t.track_idx, b.name, b.file, b.line);
+        if (auto it = where.find(key); it != where.end()) {
+          ids[b.site_id] = out.find_track(it->second.first)->blocks[it->second.second].site_id;
+        } else {
+          ids[b.site_id] = next_id++;
+        }
+      }
+    for (const auto& t : in.tracks) {
+      auto tit = std::find_if(out.tracks.begin(), out.tracks.end(),
+                              [&](const TrackResults& x) { return x.track_idx == t.track_idx; });
+      if (tit == out.tracks.end()) {
+        out.tracks.push_back(TrackResults{t.track_idx, t.track_name, t.enabled, {}});
+        tit = std::prev(out.tracks.end());
+      }
+      if (!tit->track_name) tit->track_name = t.track_name;
+      for (const auto& b : t.blocks) {
+        BlockResults copy = b;
+        copy.site_id = ids[b.site_id];
+        for (auto& c : copy.callers)
+          if (c.parent_site_id != no_parent) {
+            auto m = ids.find(c.parent_site_id);
+            c.parent_site_id = m != ids.end() ? m->second : no_parent;
+          }
+        std::sort(copy.callers.begin(), copy.callers.end(),
+                  [](const caller_stats& x, const caller_stats& y) { return x.parent_site_id < y.parent_site_id; });
+        const auto key = std::make_tuple(t.track_idx, b.name, b.file, b.line);
+        if (auto it = where.find(key); it != where.end()) {
+          BlockResults& target = tit->blocks[it->second.second]; // the key holds the track
+          copy.site_id = target.site_id;
+          target.merge(copy);
+        } else {
+          where[key] = {t.track_idx, tit->blocks.size()};
+          tit->blocks.push_back(std::move(copy));
+        }
+      }
+    }
+    for (const auto& d : in.diagnostics)
+      if (std::find(out.diagnostics.begin(), out.diagnostics.end(), d) == out.diagnostics.end())
+        out.diagnostics.push_back(d);
+  }
+  std::sort(out.tracks.begin(), out.tracks.end(),
+            [](const TrackResults& a, const TrackResults& b) { return a.track_idx < b.track_idx; });
+  for (auto& t : out.tracks)
+    std::sort(t.blocks.begin(), t.blocks.end(),
+              [](const BlockResults& a, const BlockResults& b) { return a.site_id < b.site_id; });
+  return out;
+}
+
+namespace {
+double change(double base, double now) { return base == 0 ? 0.0 : (now - base) / base * 100.0; }
+} // namespace
+
+Comparison compare_results(const ProfilerResults& base, const ProfilerResults& current, double threshold_pct) {
+  Comparison out;
+  out.threshold_pct = threshold_pct;
+  // Key: track, name, ordinal among same-named blocks of the track.
+  using key_t = std::tuple<int, std::string, int>;
+  auto index = [](const ProfilerResults& r) {
+    std::map<key_t, const BlockResults*> m;
+    for (const auto& t : r.tracks) {
+      std::map<std::string, int> seen;
+      for (const auto& b : t.blocks) m[{t.track_idx, b.name, seen[b.name]++}] = &b;
+    }
+    return m;
+  };
+  const auto a = index(base), b = index(current);
+  std::map<key_t, BlockComparison> rows;
+  for (const auto& [k, blk] : a) {
+    auto& row = rows[k];
+    row.track_idx = std::get<0>(k), row.name = std::get<1>(k), row.in_base = true;
+    row.base_hits = blk->hit_count, row.base_mean_ns = blk->avg_time_ns(), row.base_p99_ns = blk->percentiles().p99_ns;
+    row.base_active_ns = blk->active_time_ns(), row.base_suspended_ns = blk->suspended_time_ns;
+  }
+  for (const auto& [k, blk] : b) {
+    auto& row = rows[k];
+    row.track_idx = std::get<0>(k), row.name = std::get<1>(k), row.in_current = true;
+    row.current_hits = blk->hit_count, row.current_mean_ns = blk->avg_time_ns();
+    row.current_p99_ns = blk->percentiles().p99_ns;
+    row.current_active_ns = blk->active_time_ns(), row.current_suspended_ns = blk->suspended_time_ns;
+  }
+  for (auto& [k, row] : rows) {
+    row.mean_change_pct = change(row.base_mean_ns, row.current_mean_ns);
+    row.p99_change_pct = change(static_cast<double>(row.base_p99_ns), static_cast<double>(row.current_p99_ns));
+    row.active_change_pct = change(static_cast<double>(row.base_active_ns), static_cast<double>(row.current_active_ns));
+    row.suspended_change_pct =
+        change(static_cast<double>(row.base_suspended_ns), static_cast<double>(row.current_suspended_ns));
+    row.regression = row.in_base && row.in_current && row.base_hits > 0 && row.current_hits > 0 &&
+                     (row.mean_change_pct > threshold_pct || row.p99_change_pct > threshold_pct);
+    out.blocks.push_back(row);
+  }
+  return out;
+}
+
+std::string to_text(const Comparison& c) {
+  std::ostringstream os;
+  char line[512];
+  std::snprintf(line, sizeof line, "%-6s %-32s %12s %12s %9s %12s %9s %12s %9s %12s %9s\n", "track", "block", "hits",
+                "mean", "change", "p99", "change", "active", "change", "suspended", "change");
+  os << line;
+  int regressions = 0;
+  for (const auto& b : c.blocks) {
+    if (!b.in_base || !b.in_current) {
+      os << (b.in_base ? "  gone  " : "  new   ") << b.track_idx << ' ' << b.name << '\n';
+      continue;
+    }
+    auto pct = [](double v) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%+.1f%%", v);
+      return std::string(buf);
+    };
+    std::snprintf(line, sizeof line, "%-6d %-32s %12llu %12s %9s %12s %9s %12s %9s %12s %9s%s\n", b.track_idx,
+                  b.name.c_str(), static_cast<unsigned long long>(b.current_hits),
+                  format_time_ns(static_cast<std::uint64_t>(b.current_mean_ns)).c_str(), pct(b.mean_change_pct).c_str(),
+                  format_time_ns(b.current_p99_ns).c_str(), pct(b.p99_change_pct).c_str(),
+                  format_time_ns(b.current_active_ns).c_str(), pct(b.active_change_pct).c_str(),
+                  format_time_ns(b.current_suspended_ns).c_str(), pct(b.suspended_change_pct).c_str(),
+                  b.regression ? "  << REGRESSION" : "");
+    os << line;
+    regressions += b.regression ? 1 : 0;
+  }
+  std::snprintf(line, sizeof line, "%d regression(s) over %.1f%% (mean or p99)\n", regressions, c.threshold_pct);
+  os << line;
+  return os.str();
+}
+
+} // namespace stichotrope

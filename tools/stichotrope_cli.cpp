@@ -1,0 +1,124 @@
+// stichotrope: read, convert, compare and merge results files.
+//
+//   stichotrope table   FILE                      print the results table
+//   stichotrope csv     FILE [-o OUT]             convert to CSV
+//   stichotrope folded  FILE [--active] [-o OUT]  folded stacks for flame graphs
+//   stichotrope compare BASE NEW [--threshold PCT]
+//                       per block: hits, mean, p99, active, suspended and their
+//                       change; exit status 1 when mean or p99 grew by more than
+//                       PCT percent (default 10), so CI can gate on it
+//   stichotrope merge   FILE... -o OUT            add up results of several processes
+//
+// Exit status: 0 success, 1 regression (compare), 2 bad usage or unreadable input.
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+import stichotrope;
+
+namespace {
+
+int usage(const char* why) {
+  std::cerr << "stichotrope: " << why << "\n"
+            << "usage: stichotrope table FILE\n"
+               "       stichotrope csv FILE [-o OUT]\n"
+               "       stichotrope folded FILE [--active] [-o OUT]\n"
+               "       stichotrope compare BASE NEW [--threshold PCT]\n"
+               "       stichotrope merge FILE... -o OUT\n";
+  return 2;
+}
+
+struct args {
+  std::vector<std::string> files;
+  std::optional<std::string> out;
+  double threshold = 10.0;
+  bool active = false;
+};
+
+std::optional<args> parse(int argc, char** argv, std::string& error) {
+  args a;
+  for (int i = 2; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "-o" || arg == "--output") {
+      if (i + 1 >= argc) return error = "-o needs a file name", std::nullopt;
+      a.out = argv[++i];
+    } else if (arg == "--threshold") {
+      if (i + 1 >= argc) return error = "--threshold needs a percentage", std::nullopt;
+      char* end = nullptr;
+      a.threshold = std::strtod(argv[++i], &end);
+      if (end == argv[i] || *end != '\0' || a.threshold < 0)
+        return error = "--threshold needs a percentage >= 0", std::nullopt;
+    } else if (arg == "--active") {
+      a.active = true;
+    } else if (arg.starts_with("-")) {
+      return error = "unknown option " + std::string(arg), std::nullopt;
+    } else {
+      a.files.emplace_back(arg);
+    }
+  }
+  return a;
+}
+
+std::optional<stichotrope::ProfilerResults> load(const std::string& file) {
+  auto r = stichotrope::load_results_json(file);
+  if (!r) {
+    std::cerr << "stichotrope: " << r.error().message << '\n';
+    return std::nullopt;
+  }
+  return std::move(*r);
+}
+
+int emit(const std::optional<std::string>& out, const std::string& text) {
+  if (!out) {
+    std::cout << text;
+    return 0;
+  }
+  if (auto w = stichotrope::write_file(*out, text); !w) {
+    std::cerr << "stichotrope: " << w.error().message << '\n';
+    return 2;
+  }
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage("no command");
+  const std::string_view command = argv[1];
+  std::string error;
+  const auto a = parse(argc, argv, error);
+  if (!a) return usage(error.c_str());
+
+  if (command == "table" || command == "csv" || command == "folded") {
+    if (a->files.size() != 1) return usage("expected one results file");
+    const auto r = load(a->files[0]);
+    if (!r) return 2;
+    if (command == "table") return emit(a->out, stichotrope::to_table(*r));
+    if (command == "csv") return emit(a->out, stichotrope::to_csv(*r));
+    return emit(a->out, stichotrope::to_folded(*r, a->active ? stichotrope::fold_weight::active_time
+                                                             : stichotrope::fold_weight::self_time));
+  }
+  if (command == "compare") {
+    if (a->files.size() != 2) return usage("compare expects BASE and NEW");
+    const auto base = load(a->files[0]);
+    const auto now = load(a->files[1]);
+    if (!base || !now) return 2;
+    const auto c = stichotrope::compare_results(*base, *now, a->threshold);
+    if (emit(a->out, stichotrope::to_text(c)) != 0) return 2;
+    return c.any_regression() ? 1 : 0;
+  }
+  if (command == "merge") {
+    if (a->files.empty()) return usage("merge expects at least one file");
+    std::vector<stichotrope::ProfilerResults> inputs;
+    for (const auto& f : a->files) {
+      auto r = load(f);
+      if (!r) return 2;
+      inputs.push_back(std::move(*r));
+    }
+    return emit(a->out, stichotrope::to_json(stichotrope::merge_results(inputs)));
+  }
+  return usage(("unknown command " + std::string(command)).c_str());
+}
