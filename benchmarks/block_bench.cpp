@@ -72,6 +72,23 @@ void block_first_use(benchmark::State& state) { // a new call site every iterati
 }
 BENCHMARK(block_first_use)->Iterations(50'000);
 
+void block_timeline_on(benchmark::State& state) { // the same block with timeline capture on
+  stichotrope::Profiler captured{"timeline"};
+  if constexpr (stichotrope::instrumentation_compiled_in) {
+    const auto s = *captured.site(0, "captured");
+    captured.start_timeline({4096, stichotrope::overflow_policy::keep_latest});
+    int i = 0;
+    for (auto _ : state) {
+      auto b = captured.block(s);
+      benchmark::DoNotOptimize(++i);
+    }
+    state.counters["dropped"] = static_cast<double>(captured.get_timeline().dropped());
+  } else {
+    for (auto _ : state) benchmark::DoNotOptimize(state.iterations());
+  }
+}
+BENCHMARK(block_timeline_on);
+
 void tracked_function(benchmark::State& state) {
   auto tracked = profiler.track(0, "work", work);
   int i = 0;

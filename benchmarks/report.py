@@ -107,7 +107,9 @@ def main():
     row("first use of a call site", f"{first:.0f} ns", "-", "-", "info")
     t = ns(block, "tracked_function") - ns(block, "baseline_function")
     row("track()-wrapped function, added", f"+{t:.2f} ns", f"{t / floor:.2f} x 2 timestamps", "-", "info")
-    row("timeline capture on", "not built yet (issue 4)", "-", "-", "n/a")
+    tl = ns(block, "block_timeline_on")
+    row("empty block, timeline capture on (keep_latest)", f"{tl:.2f} ns",
+        f"{tl / ns(block, 'block_explicit_site'):.2f} x capture off", "-", "info")
 
     print(f"stichotrope performance report ({'quick' if opts.quick else 'medians of 5'}; "
           f"{context.get('num_cpus')} CPUs at {context.get('mhz_per_cpu')} MHz; "
