@@ -335,8 +335,10 @@ public:
     } else {
       // One constructor for both outcomes: the "open" decision stays in a
       // register, so a disabled block costs a load and a branch, no stores.
+      // The enabled path is laid out of line (one jump in a ~19 ns block) so
+      // that a disabled block falls through: measured 0.82 -> 0.55 ns.
       detail::profiler_core* core = nullptr;
-      if (detail::global_enabled.load(std::memory_order_relaxed)) [[likely]] {
+      if (detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]] {
         detail::profiler_core& c = *core_;
         if (s.core_id_ == c.id && s.valid() && is_track_enabled(s.track_) && c.started.load(std::memory_order_relaxed))
             [[likely]]
