@@ -41,10 +41,11 @@ expected<void> write_file(const std::filesystem::path& file, std::string_view co
 /// that suspended to the one that resumed, "M" metadata naming the process,
 /// threads and tracks; timestamps in µs with ns fractions.
 void write_chrome_trace(std::ostream& out, const Timeline& timeline);
-/// speedscope's file format: one "evented" profile per thread, balanced
-/// open/close events in non-decreasing time, a shared frame table with file
-/// and line. Spans that overlap without nesting on a thread (interleaved
-/// coroutines) are left out and counted in the profile's name.
+/// speedscope's file format: one "evented" profile per thread (its own
+/// blocks) and one per coroutine flow (its blocks on whichever threads they
+/// ran), balanced open/close events in non-decreasing time, a shared frame
+/// table with file and line. Spans that overlap without nesting are left out
+/// and counted in the profile's name.
 void write_speedscope(std::ostream& out, const Timeline& timeline);
 
 /// What folded stacks are weighted by.

@@ -695,12 +695,38 @@ void write_speedscope(std::ostream& out, const Timeline& t) {
   }
   w.end_array();
   w.end_object();
+  // One profile per logical thread: each OS thread for the blocks of its own
+  // flow, and each coroutine flow for its blocks wherever they ran (drawing
+  // those by the thread that closed them would nest unrelated flows).
+  struct lane {
+    std::string name;
+    std::vector<const TimelineEvent*> spans;
+    std::set<std::uint64_t> threads;
+  };
+  std::vector<lane> lanes;
+  std::map<std::uint64_t, std::size_t> flow_lane;
+  for (const auto& th : t.threads) {
+    lane own{(th.thread_name.empty() ? "thread" : th.thread_name) + " (" + std::to_string(th.thread_id) + ")", {}, {}};
+    for (const auto& e : th.events) {
+      if (e.kind != timeline_kind::block || e.site_id >= t.sites.size()) continue;
+      if (e.flow_id == 0) {
+        own.spans.push_back(&e);
+        continue;
+      }
+      auto it = flow_lane.find(e.flow_id);
+      if (it == flow_lane.end()) {
+        it = flow_lane.emplace(e.flow_id, lanes.size()).first;
+        lanes.push_back({"flow " + hex_id(e.flow_id), {}, {}});
+      }
+      lanes[it->second].spans.push_back(&e);
+      lanes[it->second].threads.insert(th.thread_id);
+    }
+    if (!own.spans.empty()) lanes.push_back(std::move(own));
+  }
   w.key("profiles");
   w.begin_array();
-  for (const auto& th : t.threads) {
-    std::vector<const TimelineEvent*> spans;
-    for (const auto& e : th.events)
-      if (e.kind == timeline_kind::block && e.site_id < t.sites.size()) spans.push_back(&e);
+  for (auto& l : lanes) {
+    auto& spans = l.spans;
     std::sort(spans.begin(), spans.end(), [](const TimelineEvent* a, const TimelineEvent* b) {
       return a->start_ns != b->start_ns ? a->start_ns < b->start_ns : a->end_ns > b->end_ns;
     });
@@ -730,7 +756,8 @@ void write_speedscope(std::ostream& out, const Timeline& t) {
     pop_until(UINT64_MAX);
     const std::uint64_t first = events.empty() ? 0 : events.front().at;
     const std::uint64_t last = events.empty() ? 0 : events.back().at;
-    std::string name = (th.thread_name.empty() ? "thread" : th.thread_name) + " (" + std::to_string(th.thread_id) + ")";
+    std::string name = l.name;
+    if (!l.threads.empty()) name += ", on " + std::to_string(l.threads.size()) + " thread(s)";
     if (omitted > 0) name += ", " + std::to_string(omitted) + " interleaved spans omitted";
     w.begin_object();
     w.key("type"), w.value("evented");

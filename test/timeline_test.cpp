@@ -256,6 +256,31 @@ BOOST_AUTO_TEST_CASE(speedscope_profiles_are_balanced_ordered_and_share_frames) 
   }
 }
 
+BOOST_AUTO_TEST_CASE(speedscope_gives_each_coroutine_flow_a_profile_of_its_own) {
+  test_async::thread_pool pool(2);
+  Profiler p{"flows"};
+  p.start_timeline();
+  auto job = [&]() -> task<void> {
+    auto request = p.block(0, "request");
+    co_await pool.schedule();
+    auto inner = p.block(1, "inner");
+  };
+  sync_wait(job());
+  sync_wait(job());
+  const json j = speedscope(p.get_timeline());
+  BOOST_REQUIRE(j["profiles"].size() == 2u); // two flows, no thread-own blocks
+  for (const auto& prof : j["profiles"]) {
+    BOOST_TEST(prof["name"].get<std::string>().starts_with("flow 0x"));
+    const auto& ev = prof["events"];
+    BOOST_REQUIRE(ev.size() == 4u); // request contains inner, though they closed on a pool thread
+    BOOST_TEST(ev[0]["type"] == "O");
+    BOOST_TEST(ev[1]["type"] == "O");
+    BOOST_TEST(ev[2]["type"] == "C");
+    BOOST_TEST(ev[3]["type"] == "C");
+    BOOST_TEST(ev[0]["frame"] == ev[3]["frame"]);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(timelines_of_exited_threads_stay) {
   Profiler p{"exit"};
   p.start_timeline();
