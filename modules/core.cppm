@@ -36,6 +36,10 @@ inline constexpr std::uint32_t max_chunks = max_sites / chunk_slots;
 inline constexpr unsigned tracked_callers = 4;
 inline constexpr unsigned site_cache_size = 64;
 inline constexpr std::uint64_t no_sample = UINT64_MAX;
+/// Exited threads kept one by one (older ones are folded together).
+inline constexpr std::size_t max_exited_threads = 256;
+/// Exited threads' timelines kept (older ones are dropped and counted).
+inline constexpr std::size_t max_exited_timelines = 64;
 
 inline std::atomic<bool> global_enabled{true};
 
@@ -179,8 +183,14 @@ struct profiler_core : std::enable_shared_from_this<profiler_core> {
       site_index; // keys view into `sites`
   std::array<std::optional<std::string>, max_tracks> track_names;
   std::vector<std::shared_ptr<thread_buffer>> buffers; // live threads
-  std::vector<ThreadResults> exited;                   // threads that ended since the last clear
-  std::vector<ThreadTimeline> exited_timelines;        // their timelines (when capture was on)
+  // Threads that ended since the last clear: the most recent ones one by one,
+  // older ones folded into one entry, so that memory stays bounded however
+  // many short-lived threads come and go.
+  std::deque<ThreadResults> exited;
+  ThreadResults exited_folded; // thread_id 0, "(N older exited threads)"
+  std::uint64_t exited_folded_count = 0;
+  std::deque<ThreadTimeline> exited_timelines; // their timelines (when capture was on), most recent only
+  std::uint64_t exited_timeline_events_dropped = 0;
   std::vector<std::string> diagnostics;
 
   explicit profiler_core(std::string profiler_name);

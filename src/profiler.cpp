@@ -269,8 +269,20 @@ void retire(profiler_core& core, const std::shared_ptr<thread_buffer>& buf) {
   if (buf->generation.load(std::memory_order_acquire) == core.generation.load(std::memory_order_relaxed)) {
     auto snapshot = thread_snapshot(core, *buf, true);
     if (!snapshot.results.tracks.empty()) core.exited.push_back(std::move(snapshot));
+    if (core.exited.size() > max_exited_threads) {
+      core.exited_folded.results.merge(core.exited.front().results);
+      core.exited.pop_front();
+      ++core.exited_folded_count;
+      core.exited_folded.exited = true;
+      core.exited_folded.thread_name = "(" + std::to_string(core.exited_folded_count) + " older exited threads)";
+    }
     auto timeline = read_timeline(*buf, true);
     if (!timeline.events.empty() || timeline.dropped > 0) core.exited_timelines.push_back(std::move(timeline));
+    if (core.exited_timelines.size() > max_exited_timelines) {
+      const auto& oldest = core.exited_timelines.front();
+      core.exited_timeline_events_dropped += oldest.events.size() + oldest.dropped;
+      core.exited_timelines.pop_front();
+    }
   }
   std::erase(core.buffers, buf);
 }
@@ -549,9 +561,12 @@ ProfilerResults Profiler::get_results() const {
   auto blocks = detail::empty_blocks(core);
   for (const auto& buf : core.buffers)
     if (buf->generation.load(std::memory_order_acquire) == gen) detail::merge_buffer(blocks, *buf);
-  for (const auto& t : core.exited)
+  auto add = [&](const ThreadResults& t) {
     for (const auto& tr : t.results.tracks)
       for (const auto& b : tr.blocks) blocks[b.site_id].merge(b);
+  };
+  for (const auto& t : core.exited) add(t);
+  add(core.exited_folded);
   return detail::assemble(core, std::move(blocks), true);
 }
 
@@ -566,6 +581,7 @@ std::vector<ThreadResults> Profiler::get_all_thread_data() const {
     if (!t.results.tracks.empty()) out.push_back(std::move(t));
   }
   out.insert(out.end(), core.exited.begin(), core.exited.end());
+  if (core.exited_folded_count > 0) out.push_back(core.exited_folded);
   return out;
 }
 
@@ -573,7 +589,10 @@ void Profiler::clear() {
   std::lock_guard lock(core_->mutex);
   core_->generation.fetch_add(1, std::memory_order_release);
   core_->exited.clear();
+  core_->exited_folded = {};
+  core_->exited_folded_count = 0;
   core_->exited_timelines.clear();
+  core_->exited_timeline_events_dropped = 0;
 }
 
 void Profiler::start_timeline(TimelineOptions options) {
@@ -601,6 +620,13 @@ Timeline Profiler::get_timeline() const {
     if (!thread.events.empty() || thread.dropped > 0) t.threads.push_back(std::move(thread));
   }
   t.threads.insert(t.threads.end(), core.exited_timelines.begin(), core.exited_timelines.end());
+  if (core.exited_timeline_events_dropped > 0) { // timelines of older exited threads, no longer kept
+    ThreadTimeline older;
+    older.thread_name = "(older exited threads)";
+    older.exited = true;
+    older.dropped = core.exited_timeline_events_dropped;
+    t.threads.push_back(std::move(older));
+  }
   return t;
 }
 
@@ -610,7 +636,7 @@ std::string Profiler::to_string() const {
   const std::uint64_t gen = core.generation.load(std::memory_order_relaxed);
   std::vector<bool> used(max_tracks, false);
   for (const auto& s : core.sites) used[static_cast<unsigned>(s.track)] = true;
-  std::size_t threads = core.exited.size();
+  std::size_t threads = core.exited.size() + core.exited_folded_count;
   for (const auto& b : core.buffers)
     if (b->generation.load(std::memory_order_acquire) == gen) ++threads;
   std::ostringstream os;

@@ -211,3 +211,42 @@ BOOST_AUTO_TEST_CASE(switches_toggled_from_other_threads_are_safe) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(bounds)
+
+BOOST_AUTO_TEST_CASE(thousands_of_short_lived_threads_keep_memory_bounded_and_counts_exact) {
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+  constexpr int count = 2'000; // thread creation is slow under the sanitizers
+#else
+  constexpr int count = 10'000;
+#endif
+#else
+  constexpr int count = 10'000;
+#endif
+  Profiler profiler{"short_lived"};
+  profiler.start_timeline({8, overflow_policy::keep_first});
+  auto work = [&] {
+    for (int i = 0; i < 3; ++i) profiler.block(0, "short").close();
+  };
+  for (int i = 0; i < count; i += 4) {
+    std::thread a(work), b(work), c(work), d(work);
+    a.join(), b.join(), c.join(), d.join();
+  }
+  const auto r = profiler.get_results();
+  BOOST_TEST(r.find_block(0, "short")->hit_count == 3u * count); // nothing lost
+  const auto per = profiler.get_all_thread_data();
+  BOOST_TEST(per.size() == stichotrope::detail::max_exited_threads + 1); // recent ones, then one folded entry
+  BOOST_TEST(per.back().thread_name ==
+             "(" + std::to_string(count - stichotrope::detail::max_exited_threads) + " older exited threads)");
+  std::uint64_t hits = 0;
+  for (const auto& t : per) hits += t.results.total_hits();
+  BOOST_TEST(hits == 3u * count);
+  const auto timeline = profiler.get_timeline();
+  BOOST_TEST(timeline.threads.size() == stichotrope::detail::max_exited_timelines + 1);
+  std::uint64_t events = 0;
+  for (const auto& t : timeline.threads) events += t.events.size();
+  BOOST_TEST(events + timeline.dropped() == 3u * count); // kept or counted, never silently lost
+}
+
+BOOST_AUTO_TEST_SUITE_END()
