@@ -81,10 +81,11 @@ struct slot {
 
 enum class event_kind : std::uint8_t { block = 0, suspend = 1, resume = 2 };
 
-/// One timeline event, written by its thread only; relaxed atomics so that a
-/// reader racing with an overwrite sees a torn event it then discards, never
-/// a data race.
+/// One timeline event, written by its thread only, under a per-event
+/// sequence number: a reader racing with an overwrite sees a changed or zero
+/// `seq` and discards the event, never a torn one, never a data race.
 struct timeline_event {
+  std::atomic<std::uint64_t> seq{0};   // index + 1 of the event held; 0 while being written
   std::atomic<std::uint64_t> start{0}; // ticks (suspend/resume: the moment)
   std::atomic<std::uint64_t> end{0};   // ticks (suspend/resume: the arrow id)
   std::atomic<std::uint64_t> flow{0};  // flow id, 0 for the thread's own
@@ -112,10 +113,13 @@ struct timeline_ring {
       if (!keep_latest) return;
     }
     timeline_event& e = events[n % capacity];
+    e.seq.store(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
     e.start.store(start, std::memory_order_relaxed);
     e.end.store(end, std::memory_order_relaxed);
     e.flow.store(flow, std::memory_order_relaxed);
     e.meta.store(std::uint64_t{static_cast<std::uint8_t>(kind)} << 32 | site, std::memory_order_relaxed);
+    e.seq.store(n + 1, std::memory_order_release);
     written.store(n + 1, std::memory_order_release);
   }
 };

@@ -51,7 +51,7 @@ enum class overflow_policy {
 };
 
 /// Timeline capture settings: a thread's buffer holds `events_per_thread`
-/// events of 32 bytes (2 MiB per thread by default), created at the thread's
+/// events of 40 bytes (2.5 MiB per thread by default), created at the thread's
 /// first captured event with the settings in force then.
 struct TimelineOptions {
   std::uint64_t events_per_thread = std::uint64_t{1} << 16;

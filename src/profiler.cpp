@@ -230,34 +230,30 @@ ThreadTimeline read_timeline(const thread_buffer& buf, bool exited) {
   struct raw {
     std::uint64_t index, start, end, flow, meta;
   };
-  std::vector<raw> read;
-  read.reserve(static_cast<std::size_t>(n - first));
+  std::uint64_t discarded = 0;
   for (std::uint64_t i = first; i < n; ++i) {
     const timeline_event& e = ring->events[i % ring->capacity];
-    read.push_back({i, e.start.load(std::memory_order_relaxed), e.end.load(std::memory_order_relaxed),
-                    e.flow.load(std::memory_order_relaxed), e.meta.load(std::memory_order_relaxed)});
-  }
-  std::atomic_thread_fence(std::memory_order_acquire);
-  const std::uint64_t after = ring->written.load(std::memory_order_relaxed);
-  const std::uint64_t valid_from = ring->keep_latest && after > ring->capacity ? after - ring->capacity : 0;
-  std::uint64_t discarded = 0;
-  for (const raw& r : read) {
-    if (r.index < valid_from) { // overwritten while we read it
+    const std::uint64_t before = e.seq.load(std::memory_order_acquire);
+    raw r{i, e.start.load(std::memory_order_relaxed), e.end.load(std::memory_order_relaxed),
+          e.flow.load(std::memory_order_relaxed), e.meta.load(std::memory_order_relaxed)};
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (before != i + 1 || e.seq.load(std::memory_order_relaxed) != before) { // overwritten meanwhile
       ++discarded;
       continue;
     }
-    TimelineEvent e;
-    e.kind = static_cast<timeline_kind>(r.meta >> 32);
-    if (e.kind == timeline_kind::block) {
-      e.start_ns = ticks_to_ns(epoch, r.start);
-      e.end_ns = ticks_to_ns(epoch, r.end);
-      e.site_id = static_cast<std::uint32_t>(r.meta);
+    TimelineEvent ev;
+    ev.kind = static_cast<timeline_kind>(r.meta >> 32);
+    if (ev.kind == timeline_kind::block) {
+      ev.start_ns = ticks_to_ns(epoch, r.start);
+      // A block that hopped cores may read an end counter a little behind its start.
+      ev.end_ns = std::max(ev.start_ns, ticks_to_ns(epoch, r.end));
+      ev.site_id = static_cast<std::uint32_t>(r.meta);
     } else {
-      e.start_ns = e.end_ns = ticks_to_ns(epoch, r.start);
-      e.arrow_id = r.end;
+      ev.start_ns = ev.end_ns = ticks_to_ns(epoch, r.start);
+      ev.arrow_id = r.end;
     }
-    e.flow_id = r.flow;
-    t.events.push_back(e);
+    ev.flow_id = r.flow;
+    t.events.push_back(ev);
   }
   t.dropped = ring->dropped.load(std::memory_order_relaxed) + discarded;
   return t;
