@@ -4,7 +4,11 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <functional>
+#include <thread>
+#include <vector>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -168,6 +172,89 @@ BOOST_AUTO_TEST_CASE(an_existing_file_is_replaced_whole_and_keeps_its_mode) {
 BOOST_AUTO_TEST_CASE(an_empty_path_is_an_error) {
   Profiler p{"p"};
   BOOST_TEST(!p.export_csv(fs::path{}).has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(fault_injection)
+
+namespace {
+struct writer {
+  const char* what;
+  std::function<stichotrope::expected<void>(const fs::path&)> write;
+};
+std::vector<writer> every_writer(Profiler& p) {
+  p.start_timeline();
+  {
+    auto b = p.block(0, "x");
+  }
+  const auto r = p.get_results();
+  const auto t = p.get_timeline();
+  return {
+      {"csv", [r](const fs::path& f) { return export_csv(r, f); }},
+      {"json", [r](const fs::path& f) { return export_json(r, f); }},
+      {"chrome trace", [t](const fs::path& f) { return export_chrome_trace(t, f); }},
+      {"speedscope", [t](const fs::path& f) { return export_speedscope(t, f); }},
+      {"raw file", [](const fs::path& f) { return write_file(f, "content"); }},
+  };
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(every_writer_reports_every_fault_and_leaves_nothing_behind) {
+  scratch_dir dir;
+  fs::create_directory(dir.path / "a_directory");
+  const std::vector<std::pair<fs::path, std::string>> faults = {
+      {"/dev/full", "No space left on device"},                                  // full disk
+      {"/proc/stichotrope-fault.json", "/proc"},                                 // a read-only file system
+      {dir.path / "a_directory", "is a directory"},                              // a directory where a file is expected
+      {dir.path / std::string(300, 'n'), "File name too long"},                  // a name too long
+      {dir.path / std::string(5000, 'p').insert(100, "/"), "too long"},          // a path too long
+      {dir.path / "missing" / "parent" / "f.json", "No such file or directory"}, // a missing parent
+  };
+  Profiler p{"faults"};
+  for (const auto& w : every_writer(p))
+    for (const auto& [path, expect] : faults) {
+      if (path == "/dev/full" && !fs::exists(path)) continue;
+      const auto r = w.write(path);
+      BOOST_TEST_REQUIRE(!r.has_value(), w.what << " to " << path.string().substr(0, 80));
+      BOOST_TEST((r.error().code == errc::io_error));
+      BOOST_TEST(r.error().message.find(expect) != std::string::npos,
+                 w.what << ": '" << r.error().message.substr(0, 200) << "' lacks '" << expect << "'");
+    }
+  BOOST_TEST(dir.entries() == 1u); // only a_directory: no temporary left by any failure
+  BOOST_TEST(fs::is_directory(dir.path / "a_directory"));
+}
+
+BOOST_AUTO_TEST_CASE(a_file_replaced_while_others_read_it_is_always_whole) {
+  scratch_dir dir;
+  const auto target = dir.path / "shared.json";
+  Profiler p{"replaced"};
+  for (int i = 0; i < 50; ++i) p.block(i % 8, "block " + std::to_string(i)).close();
+  const auto r = p.get_results();
+  BOOST_REQUIRE(export_json(r, target).has_value());
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0}, torn{0};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      auto back = load_results_json(target);
+      if (back.has_value() && back->total_hits() == r.total_hits())
+        ++reads;
+      else
+        ++torn;
+    }
+  });
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 3; ++w)
+    writers.emplace_back([&] {
+      for (int i = 0; i < 50; ++i)
+        if (!export_json(r, target).has_value()) ++torn;
+    });
+  for (auto& t : writers) t.join();
+  stop = true;
+  reader.join();
+  BOOST_TEST(torn.load() == 0); // every read saw a whole file: the old one or the new one
+  BOOST_TEST(reads.load() > 0);
+  BOOST_TEST(dir.entries() == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

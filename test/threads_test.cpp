@@ -214,6 +214,31 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(bounds)
 
+BOOST_AUTO_TEST_CASE(a_hundred_thousand_call_sites_register_record_and_then_refuse_cleanly) {
+  Profiler profiler{"many_sites"};
+  std::vector<Site> sites;
+  sites.reserve(100'000);
+  for (int i = 0; i < 100'000; ++i) {
+    auto s = profiler.site(i % max_tracks, "site_" + std::to_string(i));
+    BOOST_TEST_REQUIRE(s.has_value());
+    sites.push_back(*s);
+  }
+  for (const auto& s : sites) profiler.block(s).close();
+  const auto r = profiler.get_results();
+  BOOST_TEST(r.total_hits() == 100'000u);
+  // Up to the limit, then an error value, never a crash.
+  for (std::uint32_t i = 100'000; i < max_sites; ++i)
+    BOOST_TEST_REQUIRE(profiler.site(0, "more_" + std::to_string(i)).has_value());
+  const auto refused = profiler.site(0, "one_too_many");
+  BOOST_REQUIRE(!refused.has_value());
+  BOOST_TEST((refused.error().code == errc::too_many_sites));
+  {
+    auto b = profiler.block(0, "also_too_many");
+    BOOST_TEST(!b.active());
+  }
+  BOOST_TEST(!profiler.get_results().diagnostics.empty());
+}
+
 BOOST_AUTO_TEST_CASE(thousands_of_short_lived_threads_keep_memory_bounded_and_counts_exact) {
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
