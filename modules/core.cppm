@@ -264,6 +264,31 @@ inline thread_buffer& buffer_for(profiler_core& core) {
   return find_buffer_slow(core);
 }
 
+/// This thread's buffer for `core`, emptied first if the profiler was
+/// cleared since the thread last wrote (the owner resets its own buffer, so
+/// clear() never waits for recorders).
+inline thread_buffer& current_buffer(profiler_core& core) {
+  thread_buffer& buf = buffer_for(core);
+  const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
+  if (buf.generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
+    buf.reset(gen);
+  return buf;
+}
+
+/// Brackets one write of a slot for the seqlock readers: the sequence is odd
+/// while the write is in progress.
+struct slot_write {
+  slot& s;
+  const std::uint32_t seq;
+  explicit slot_write(slot& written) noexcept : s(written), seq(written.seq.load(std::memory_order_relaxed)) {
+    s.seq.store(seq + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+  }
+  ~slot_write() { s.seq.store(seq + 2, std::memory_order_release); }
+  slot_write(const slot_write&) = delete;
+  slot_write& operator=(const slot_write&) = delete;
+};
+
 /// Registers a call site (or finds it) under the core's lock; invalid_site
 /// when the track or name is invalid (a diagnostic is kept in the results).
 std::uint32_t register_site(profiler_core& core, int track, std::string_view name, const char* file, std::uint32_t line,
@@ -335,10 +360,11 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
     s.histogram.store(hist, std::memory_order_release);
   }
 
+  // Written out rather than through current_buffer()/slot_write, so that the
+  // hot path stays the code that was benchmarked (docs/performance.md).
   const std::uint32_t seq = s.seq.load(std::memory_order_relaxed);
   s.seq.store(seq + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-
   bump(s.hits, 1);
   bump(s.total_ns, ns);
   if (ns < s.min_ns.load(std::memory_order_relaxed)) s.min_ns.store(ns, std::memory_order_relaxed);
@@ -367,7 +393,6 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
   const std::uint64_t pending = s.pending_ns.load(std::memory_order_relaxed);
   if (pending != no_sample) bump(hist[latency_histogram::bucket_of(pending)], 1);
   s.pending_ns.store(ns, std::memory_order_relaxed);
-
   s.seq.store(seq + 2, std::memory_order_release);
 }
 

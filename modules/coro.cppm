@@ -20,8 +20,6 @@ export namespace stichotrope::detail {
 /// suspension the coroutine may run elsewhere, and a thread-local address
 /// computed before it must never be reused (DESIGN.md invariant 5).
 const void* this_thread_id() noexcept;
-/// The calling thread's current flow, read out of line for the same reason.
-context& current_context_fresh() noexcept;
 
 /// Runs of a flow by an executor: enter_flow makes `c` current and returns
 /// what was current before, which leave_flow restores. Runs may nest (an

@@ -14,7 +14,6 @@ enum class errc {
   empty_name,     ///< a block or track name that is empty
   io_error,       ///< a file could not be created, written or renamed
   too_many_sites, ///< the profiler's call-site table is full
-  wrong_profiler, ///< a Site handle used with a profiler that did not make it
   invalid_input,  ///< a results file that is not valid JSON or not a results document
 };
 

@@ -279,6 +279,10 @@ public:
   /// Opens a block on `track`; it ends when the returned object is destroyed.
   /// An invalid track or empty name gives an inert block and a diagnostic in
   /// the results. Hot path after the site's first use: no lock, no allocation.
+  // The two named overloads keep the switches and the lookup written out
+  // rather than through named_site(): with the shared helpers here and in
+  // detail::record (measured together) the source_location path was 2-3 ns
+  // slower (21.0-21.3 -> 23.3-24.8 ns, three alternating runs).
   inline Block block(int track, std::string_view name, std::source_location loc = std::source_location::current()) {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
@@ -359,15 +363,12 @@ public:
     if constexpr (!instrumentation_compiled_in) {
       return static_cast<A&&>(awaitable);
     } else {
-      std::uint32_t id = detail::invalid_site;
-      if (detail::global_enabled.load(std::memory_order_relaxed) && is_track_enabled(track) && is_started()) {
-        detail::thread_buffer& buf = detail::buffer_for(*core_);
-        id = detail::site_for(buf, *core_, location_key(loc), track, name, loc.file_name(), loc.line(), loc.column(),
-                              loc.function_name());
-      } else if (!valid_track(track)) {
-        note_invalid_track(track, name, loc);
-      }
-      return timed_awaitable<A>(std::forward<A>(awaitable), id == detail::invalid_site ? nullptr : core_.get(), id);
+      detail::profiler_core& core = *core_;
+      const std::uint32_t id = named_site(core, track, name, loc, [&](detail::thread_buffer& buf) {
+        return detail::site_for(buf, core, location_key(loc), track, name, loc.file_name(), loc.line(), loc.column(),
+                                loc.function_name());
+      });
+      return timed_awaitable<A>(std::forward<A>(awaitable), id == detail::invalid_site ? nullptr : &core, id);
     }
   }
   /// As above, for a pre-registered site.
@@ -451,6 +452,22 @@ private:
       return loc.file_name();
   }
   Site site_or_invalid(int track, std::string_view name, const std::source_location& loc);
+
+  // The named entry points off the hottest path (wrap, record): the switches, then the
+  // site through the thread's cache (`find`). invalid_site when nothing is to
+  // be recorded; an invalid track also leaves a diagnostic.
+  template <class Name, class Find>
+  inline std::uint32_t named_site(detail::profiler_core& core, int track, const Name& name,
+                                  const std::source_location& loc, Find&& find) {
+    if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
+      return detail::invalid_site;
+    if (!valid_track(track) || !core.track_enabled[static_cast<unsigned>(track)].load(std::memory_order_relaxed) ||
+        !core.started.load(std::memory_order_relaxed)) [[unlikely]] {
+      if (!valid_track(track)) note_invalid_track(track, std::string_view(name), loc);
+      return detail::invalid_site;
+    }
+    return find(detail::buffer_for(core));
+  }
   void note_invalid_track(int track, std::string_view name, const std::source_location& loc);
 
   std::shared_ptr<detail::profiler_core> core_;

@@ -8,8 +8,6 @@ namespace stichotrope::detail {
 
 const void* this_thread_id() noexcept { return &thread_context; }
 
-context& current_context_fresh() noexcept { return current_context(); }
-
 namespace {
 /// The profiler that draws this flow's suspensions: that of its innermost
 /// open block, when its timeline capture is on.

@@ -308,15 +308,9 @@ thread_buffer::~thread_buffer() {
 }
 
 void record_abandoned(profiler_core& core, std::uint32_t site) {
-  thread_buffer& buf = buffer_for(core);
-  const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
-  if (buf.generation.load(std::memory_order_relaxed) != gen) buf.reset(gen);
-  slot& s = buf.slot_for(site);
-  const std::uint32_t seq = s.seq.load(std::memory_order_relaxed);
-  s.seq.store(seq + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
+  slot& s = current_buffer(core).slot_for(site);
+  const slot_write writing(s);
   bump(s.abandoned, 1);
-  s.seq.store(seq + 2, std::memory_order_release);
 }
 
 slot* thread_buffer::add_chunk(std::uint32_t index) {
@@ -331,9 +325,7 @@ void thread_buffer::reset(std::uint64_t new_generation) noexcept {
     if (chunk == nullptr) continue;
     for (std::uint32_t i = 0; i < chunk_slots; ++i) {
       slot& s = chunk[i];
-      const std::uint32_t seq = s.seq.load(std::memory_order_relaxed);
-      s.seq.store(seq + 1, std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_release);
+      const slot_write writing(s);
       s.hits.store(0, std::memory_order_relaxed);
       s.total_ns.store(0, std::memory_order_relaxed);
       s.min_ns.store(UINT64_MAX, std::memory_order_relaxed);
@@ -353,7 +345,6 @@ void thread_buffer::reset(std::uint64_t new_generation) noexcept {
       }
       if (auto* hist = s.histogram.load(std::memory_order_relaxed))
         for (unsigned b = 0; b < latency_histogram::bucket_count; ++b) hist[b].store(0, std::memory_order_relaxed);
-      s.seq.store(seq + 2, std::memory_order_release);
     }
   }
   if (timeline_ring* ring = timeline.load(std::memory_order_relaxed)) {
@@ -370,9 +361,7 @@ std::uint64_t next_timeline_id() noexcept {
 
 void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
                      std::uint64_t flow) noexcept {
-  thread_buffer& buf = buffer_for(core);
-  const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
-  if (buf.generation.load(std::memory_order_relaxed) != gen) buf.reset(gen);
+  thread_buffer& buf = current_buffer(core);
   timeline_ring* ring = buf.timeline.load(std::memory_order_relaxed);
   if (ring == nullptr) {
     ring = new (std::nothrow)
@@ -527,14 +516,11 @@ void Profiler::note_invalid_track(int track, std::string_view name, const std::s
 
 void Profiler::record(int track, std::string_view name, std::chrono::nanoseconds duration, std::source_location loc) {
   if constexpr (instrumentation_compiled_in) {
-    if (!is_global_enabled() || !is_started()) return;
-    if (!is_track_enabled(track)) {
-      if (!valid_track(track)) note_invalid_track(track, name, loc);
-      return;
-    }
-    auto& buf = detail::buffer_for(*core_);
-    const auto id = detail::site_for(buf, *core_, location_key(loc), track, name, loc.file_name(), loc.line(),
-                                     loc.column(), loc.function_name());
+    detail::profiler_core& core = *core_;
+    const std::uint32_t id = named_site(core, track, name, loc, [&](detail::thread_buffer& buf) {
+      return detail::site_for(buf, core, location_key(loc), track, name, loc.file_name(), loc.line(), loc.column(),
+                              loc.function_name());
+    });
     if (id == detail::invalid_site) return;
     const auto ns = duration.count() < 0 ? std::uint64_t{0} : static_cast<std::uint64_t>(duration.count());
     detail::record(*core_, id, ns, 0, 0, no_parent);

@@ -36,7 +36,7 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
   os << error;
   BOOST_TEST(os.str() == "m");
   for (auto code : {st::errc::invalid_track, st::errc::empty_name, st::errc::io_error, st::errc::too_many_sites,
-                    st::errc::wrong_profiler})
+                    st::errc::invalid_input})
     BOOST_TEST(static_cast<int>(code) >= 0);
 
   const st::clock_calibration& cal = st::calibrate_clock();
