@@ -20,7 +20,7 @@
 #include <stichotrope/asio.hpp>
 import stichotrope;
 
-namespace sa = stichotrope::asio;
+namespace sa = stichotrope::for_asio;
 using asio::awaitable;
 using asio::use_awaitable;
 using asio::ip::tcp;
@@ -94,7 +94,7 @@ awaitable<void> listener(tcp::acceptor& acceptor, int connections) {
     tcp::socket socket = co_await acceptor.async_accept(use_awaitable);
     accept.close();
     ++open_sessions;
-    asio::co_spawn(sa::with_flow(acceptor.get_executor()), session(std::move(socket)), asio::detached);
+    asio::co_spawn(acceptor.get_executor(), session(std::move(socket)), asio::detached);
   }
 }
 
@@ -156,9 +156,9 @@ int main(int argc, char** argv) {
     }
   });
   on_idle = [&] { asio::post(io, [&] { deadline.cancel(); }); };
-  asio::co_spawn(sa::with_flow(io.get_executor()), listener(acceptor, clients), asio::detached);
+  asio::co_spawn(io.get_executor(), listener(acceptor, clients), asio::detached);
   for (int c = 0; c < clients; ++c)
-    asio::co_spawn(sa::with_flow(io.get_executor()), client(server, c, requests, completed), asio::detached);
+    asio::co_spawn(io.get_executor(), client(server, c, requests, completed), asio::detached);
 
   std::vector<std::thread> pool;
   const auto started = std::chrono::steady_clock::now();

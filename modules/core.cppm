@@ -70,6 +70,8 @@ struct slot {
   std::atomic<std::uint64_t> suspensions{0};
   std::atomic<std::uint64_t> migrations{0}; // records whose flow resumed on another thread
   std::atomic<std::uint64_t> abandoned{0};  // blocks destroyed while their coroutine was suspended
+  std::atomic<std::uint64_t> outside_flow{0}; // records closed outside the flow that opened them
+  std::atomic<std::uint64_t> too_deep{0};     // records opened deeper than max_depth
   caller_slot callers[tracked_callers];
   // The newest sample waits here and enters the histogram at the next record:
   // a bucket address computed from the fresh timestamp would make every block
@@ -172,6 +174,7 @@ struct site_info {
 /// The state of a profiler shared with the threads that record into it.
 struct profiler_core : std::enable_shared_from_this<profiler_core> {
   const std::uint64_t id;
+  std::atomic<bool> dead{false}; // its Profiler was destroyed: records are dropped (the core itself is never freed)
   std::string name;
   std::atomic<bool> started{true};
   std::array<std::atomic<bool>, max_tracks> track_enabled;
@@ -200,31 +203,51 @@ struct profiler_core : std::enable_shared_from_this<profiler_core> {
   explicit profiler_core(std::string profiler_name);
 };
 
-/// The part of an open block that its children and its context see. It lives
-/// inside the Block object (and so in a coroutine frame when the Block does).
-struct open_frame {
-  profiler_core* core; // null in an inert Block
-  open_frame* parent;
-  std::uint32_t site;
-  std::uint64_t child_ns;
+/// Open blocks nest per flow, at most this deep; deeper blocks still record,
+/// as top-level blocks, and a diagnostic names them.
+inline constexpr std::uint32_t max_depth = 32;
+/// Set in a frame's serial once its block has closed (out of order, or in
+/// another flow): the entry is a hole, skipped as a parent, popped when on top.
+inline constexpr std::uint64_t closed_bit = std::uint64_t{1} << 63;
+
+/// One open block (or timed await) in its flow's stack. `serial` is the
+/// block's start timestamp: a block finds its entry only if the serial still
+/// matches, so a stale block never mistakes a newer entry for its own.
+struct frame_entry {
+  std::atomic<std::uint64_t> serial{0}; // written by the flow's thread; a block closed elsewhere sets closed_bit
+  profiler_core* core = nullptr;
+  std::uint32_t site = 0;
+  std::uint64_t child_ns = 0; // time of the closed children
 };
 
 /// A logical flow of control whose open blocks nest: a thread, or a coroutine
-/// chain, or a fiber. Only the thread currently running the flow touches it;
-/// the executor that moves a flow between threads orders those accesses.
+/// chain, or a fiber. Only the thread currently running the flow touches it
+/// (except for the atomic `serial` of a frame whose block closed elsewhere).
+/// Contexts come from a pool and are never freed (see acquire_context), so a
+/// block that outlives its flow can never reach freed memory.
 struct context {
-  open_frame* top = nullptr;
+  frame_entry frames[max_depth];
+  std::uint32_t depth = 0;         // frames in use (holes included)
+  std::uint32_t active = 0;        // runs in progress (an executor may run a flow inside itself)
   std::uint64_t suspended_ns = 0;  // total time spent suspended so far
   std::uint64_t suspensions = 0;   // how many times it suspended
   std::uint64_t migrations = 0;    // resumptions on a thread other than the previous one
   std::uint64_t suspend_begin = 0; // ticks when the current suspension began
   const void* thread = nullptr;    // the thread that last ran it
   context* saved = nullptr;        // what was current on the thread before this was entered
+  context* destroy_saved = nullptr; // what was current before its frames began to be destroyed
   std::uint64_t id = 0;            // timeline id, given at the first entry (0: a thread's own)
   std::uint64_t arrow = 0;         // timeline arrow from the current suspension to its resumption
-  std::uint32_t active = 0;        // runs in progress (an executor may run a flow inside itself)
   bool suspended = false;
+  bool destroying = false;         // its suspended frames are being destroyed (blocks count as abandoned)
+  bool is_thread = false;          // a thread's own context
 };
+
+/// A context from the pool, reset (never freed: blocks may refer to it after
+/// its flow ended). Cold: called once per flow.
+context* acquire_context();
+/// Returns a context to the pool once its flow has ended.
+void release_context(context* c) noexcept;
 
 /// What happened to a flow between two points: counters taken at a block's
 /// open and subtracted at its close.
@@ -238,12 +261,16 @@ struct flow_mark { // no default member initializers: an inert Block leaves it u
   }
 };
 
-inline constinit thread_local context thread_context{};
+/// The flow running on this thread; null until the thread's first block.
 inline constinit thread_local context* current_context_ptr = nullptr;
+/// Gives the calling thread its own context (cold, once per thread).
+context& init_thread_context() noexcept;
 
 inline context& current_context() noexcept {
   context* c = current_context_ptr;
-  return c != nullptr ? *c : thread_context;
+  if (c == nullptr) [[unlikely]]
+    return init_thread_context();
+  return *c;
 }
 
 struct buffer_cache {
@@ -347,6 +374,8 @@ void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, s
 inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, std::uint64_t child_ns,
                    std::uint64_t bytes, std::uint32_t parent_site, const flow_mark& flow = {},
                    std::uint64_t start_ticks = 0, std::uint64_t end_ticks = 0, std::uint64_t flow_id = 0) {
+  if (core.dead.load(std::memory_order_relaxed)) [[unlikely]]
+    return; // its profiler is gone
   if (end_ticks != 0 && core.timeline_on.load(std::memory_order_relaxed)) [[unlikely]]
     timeline_append(core, event_kind::block, site, start_ticks, end_ticks, flow_id);
   thread_buffer& buf = buffer_for(core);
@@ -402,5 +431,8 @@ std::uint64_t next_timeline_id() noexcept;
 /// Counts a block that never closed: its coroutine was destroyed while
 /// suspended. It is not a hit; its time is unknown.
 void record_abandoned(profiler_core& core, std::uint32_t site);
+
+/// Counts one record on a cold counter of its slot (outside_flow, too_deep).
+void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot::*counter);
 
 } // namespace stichotrope::detail

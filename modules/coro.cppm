@@ -18,7 +18,7 @@ export namespace stichotrope::detail {
 
 /// Identity of the calling thread. Out of line on purpose: after a
 /// suspension the coroutine may run elsewhere, and a thread-local address
-/// computed before it must never be reused (DESIGN.md invariant 5).
+/// computed before it must never be reused (docs/coroutines.md).
 const void* this_thread_id() noexcept;
 
 /// Runs of a flow by an executor: enter_flow makes `c` current and returns
@@ -31,11 +31,42 @@ void leave_flow(context& c, context* previous) noexcept;
 /// Makes `c` the current flow of the calling thread; if it was suspended,
 /// its suspension ends now (suspended time, count, thread change).
 void resume_flow(context& c) noexcept;
+/// As resume_flow, for a suspension that did not happen after all (the
+/// awaiter declined, or resumed the coroutine at once): nothing is counted.
+void resume_flow_uncounted(context& c) noexcept;
 /// The flow stops running on this thread: suspended from now on, and the
 /// thread's previous flow becomes current again.
 void suspend_flow(context& c) noexcept;
 /// The flow ended: the thread's previous flow becomes current again.
 void finish_flow(context& c) noexcept;
+/// The frames of suspended flow `c` are being destroyed on this thread: `c`
+/// becomes current (still suspended), so that its blocks, closed by their
+/// destructors, count as abandoned; leave_destroying restores the thread.
+void enter_destroying(context& c) noexcept;
+void leave_destroying(context& c) noexcept;
+
+/// Marks the flow whose await_suspend is running on this thread (and returns
+/// the previous mark): a resumption that finds its flow's mark happened
+/// inside that await_suspend, at once, and is not a suspension.
+const void* exchange_suspending(const void* flow) noexcept;
+/// The flow goes on running here (after an await): resumed if it was
+/// suspended, without counting a suspension that ended inside its own
+/// await_suspend.
+void continue_flow(context& c) noexcept;
+
+/// Closes an open frame of `opened_in` (see Block::close): every case, in
+/// any order, on any thread. Out of line: the timed awaiters' and the slow
+/// paths' way.
+void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
+                std::uint64_t start, std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open,
+                std::uint64_t child_ns_extra = 0) noexcept;
+/// An open frame whose coroutine was destroyed while suspended: counted as
+/// abandoned, its frame released (in its own flow or from anywhere).
+void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
+                  std::uint64_t start) noexcept;
+/// The innermost open block of `c` on `core` that is still open, if any:
+/// its frame index, or max_depth.
+std::uint32_t innermost_open(const context& c) noexcept;
 
 template <class A>
 concept has_member_co_await = requires(A&& a) { std::forward<A>(a).operator co_await(); };
@@ -114,28 +145,29 @@ export namespace stichotrope {
 /// No global lock: only the thread running the flow touches it.
 class Context {
 public:
-  Context() = default;
+  Context() : ctx_(detail::acquire_context()) {}
+  ~Context() { detail::release_context(ctx_); }
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
-  void enter() noexcept { detail::resume_flow(ctx_); }
-  void leave() noexcept { detail::suspend_flow(ctx_); }
+  void enter() noexcept { detail::resume_flow(*ctx_); }
+  void leave() noexcept { detail::suspend_flow(*ctx_); }
   /// The flow is done (no suspension is counted).
-  void finish() noexcept { detail::finish_flow(ctx_); }
+  void finish() noexcept { detail::finish_flow(*ctx_); }
 
-  bool suspended() const noexcept { return ctx_.suspended; }
-  std::uint64_t suspended_ns() const noexcept { return ctx_.suspended_ns; }
-  std::uint64_t suspensions() const noexcept { return ctx_.suspensions; }
-  std::uint64_t migrations() const noexcept { return ctx_.migrations; }
+  bool suspended() const noexcept { return ctx_->suspended; }
+  std::uint64_t suspended_ns() const noexcept { return ctx_->suspended_ns; }
+  std::uint64_t suspensions() const noexcept { return ctx_->suspensions; }
+  std::uint64_t migrations() const noexcept { return ctx_->migrations; }
 
-  detail::context& raw() noexcept { return ctx_; }
+  detail::context& raw() noexcept { return *ctx_; }
 
 private:
-  detail::context ctx_;
+  detail::context* ctx_;
 };
 
 /// True when the calling thread runs a flow other than its own (a task, a
-/// Context, an Asio coroutine spawned with_flow): blocks may span co_await.
+/// Context, an Asio coroutine): blocks may span co_await.
 bool in_flow() noexcept;
 
 /// Enters a Context for a scope (e.g. one run of a fiber) and leaves it.
@@ -152,27 +184,51 @@ private:
 
 /// Wraps an awaiter so that the flow `ctx` leaves the thread when the
 /// coroutine suspends and enters the resuming thread when it resumes. A
-/// promise's await_transform returns this for every co_await (see task).
+/// promise's await_transform returns this for every co_await that really
+/// leaves the flow (see task). An await that declines to suspend, or resumes
+/// the coroutine at once inside its await_suspend, is not a suspension.
 template <class Aw>
 class flow_awaiter {
 public:
   template <class X>
   flow_awaiter(X&& inner, detail::context& ctx) : inner_(static_cast<Aw&&>(inner)), ctx_(&ctx) {}
+  flow_awaiter(flow_awaiter&&) = default; // only before the await begins
+  flow_awaiter& operator=(const flow_awaiter&) = delete;
+  ~flow_awaiter() {
+    // Destroyed while its flow is suspended: the coroutine's frames are being
+    // destroyed, the flow's blocks (destroyed after this) count as abandoned.
+    // The owner of the flow calls leave_destroying when the last frame is
+    // gone. (A frame can also be dropped after its flow went on elsewhere, as
+    // Asio does with the frame of a completed operation: nothing to do then.)
+    if (suspended_ && ctx_->suspended && ctx_->active == 0) detail::enter_destroying(*ctx_);
+  }
 
   bool await_ready() { return static_cast<bool>(inner_.await_ready()); }
   template <class P>
   auto await_suspend(std::coroutine_handle<P> h) {
+    suspended_ = true;
     detail::suspend_flow(*ctx_); // before handing over: the coroutine may resume elsewhere at once
-    return detail::forward_suspend(inner_, h, [this] { detail::resume_flow(*ctx_); });
+    struct unmark { // touches only this thread's state, never *this: the frame may be gone
+      const void* previous;
+      ~unmark() { detail::exchange_suspending(previous); }
+    } restore{detail::exchange_suspending(ctx_)};
+    return detail::forward_suspend(inner_, h, [this] {
+      suspended_ = false;
+      detail::resume_flow_uncounted(*ctx_);
+    });
   }
   decltype(auto) await_resume() {
-    detail::resume_flow(*ctx_);
+    if (suspended_) {
+      suspended_ = false;
+      detail::continue_flow(*ctx_);
+    }
     return inner_.await_resume();
   }
 
 private:
   Aw inner_;
   detail::context* ctx_;
+  bool suspended_ = false;
 };
 
 /// `co_await on_flow(ctx, x)`: awaits x with ctx following the coroutine.
@@ -184,23 +240,29 @@ auto on_flow(Context& ctx, A&& a) {
 
 /// The awaiter of a timed co_await: one record of wall time, suspended
 /// time, suspension count and thread change, written to the buffer of the
-/// thread that resumes. Destroyed while suspended, it counts as abandoned.
+/// thread that resumes. In a flow it is a frame of the flow like a block
+/// (a task it awaits joins the flow and nests inside it; the flow's own
+/// suspensions are its suspended time); outside a flow it is a leaf that
+/// measures its own suspension. Destroyed while suspended, it counts as
+/// abandoned.
 template <class Aw>
 class timed_awaiter {
 public:
   template <class X>
   timed_awaiter(X&& inner, detail::profiler_core* core, std::uint32_t site, std::uint64_t start_ticks = 0)
-      : inner_(static_cast<Aw&&>(inner)), core_(core), start_(start_ticks) {
-    frame_.site = site;
-  }
+      : inner_(static_cast<Aw&&>(inner)), core_(core), site_(site), start_(start_ticks) {}
   timed_awaiter(timed_awaiter&&) = default; // only before the await begins
   timed_awaiter& operator=(const timed_awaiter&) = delete;
   ~timed_awaiter() {
-    if (core_ == nullptr) return;
-    if (state_ == state::suspended)
-      detail::record_abandoned(*core_, frame_.site);
-    else if (state_ == state::running && !detached_ && ctx_->top == &frame_) // await_ready threw
-      ctx_->top = frame_.parent;
+    if (core_ == nullptr || state_ == state::idle) return;
+    if (state_ == state::suspended) {
+      if (in_flow_)
+        detail::abandon_open(*core_, ctx_, depth_, site_, serial_);
+      else
+        detail::record_abandoned(*core_, site_);
+    } else if (in_flow_) { // await_ready or await_suspend threw: the frame goes, nothing is recorded
+      detail::abandon_open(*core_, ctx_, depth_, site_, serial_);
+    }
   }
 
   bool await_ready() {
@@ -212,19 +274,14 @@ public:
   auto await_suspend(std::coroutine_handle<P> h) {
     if (core_ != nullptr) {
       state_ = state::suspended;
-      if (ctx_ == &detail::thread_context) {
-        // A thread's own flow cannot follow the coroutine to another thread:
-        // the await is a leaf, so it leaves the thread's nesting now.
-        ctx_->top = frame_.parent;
-        frame_.parent = nullptr;
-        detached_ = true;
-      }
-      suspend_begin_ = detail::now_ticks();
-      if (detached_ && core_->timeline_on.load(std::memory_order_relaxed)) {
-        // A flow's suspensions are drawn by the flow; a detached await draws its own.
-        if (own_flow_ == 0) own_flow_ = detail::next_timeline_id();
-        arrow_ = detail::next_timeline_id();
-        detail::timeline_append(*core_, detail::event_kind::suspend, frame_.site, suspend_begin_, arrow_, own_flow_);
+      if (!in_flow_) {
+        suspend_begin_ = detail::now_ticks();
+        if (core_->timeline_on.load(std::memory_order_relaxed)) {
+          // A flow's suspensions are drawn by the flow; a leaf await draws its own.
+          if (own_flow_ == 0) own_flow_ = detail::next_timeline_id();
+          arrow_ = detail::next_timeline_id();
+          detail::timeline_append(*core_, detail::event_kind::suspend, site_, suspend_begin_, arrow_, own_flow_);
+        }
       } // nothing after this block: the coroutine may resume elsewhere at once
     }
     return detail::forward_suspend(inner_, h, [this] {
@@ -246,57 +303,88 @@ private:
   enum class state : unsigned char { idle, running, suspended };
 
   void begin() noexcept {
-    ctx_ = &detail::current_context();
-    frame_.core = core_;
-    frame_.parent = ctx_->top;
-    ctx_->top = &frame_;
-    parent_site_ = frame_.parent != nullptr ? frame_.parent->site : no_parent;
-    thread_ = &detail::thread_context;
+    detail::context& ctx = detail::current_context();
+    ctx_ = &ctx;
     state_ = state::running;
+    in_flow_ = !ctx.is_thread;
     if (start_ == 0) start_ = detail::now_ticks(); // else timing began when the operation was made
+    serial_ = start_;
+    if (in_flow_) {
+      mark_ = detail::flow_mark::of(ctx);
+      depth_ = ctx.depth;
+      if (depth_ < detail::max_depth) {
+        detail::frame_entry& f = ctx.frames[depth_];
+        f.serial.store(serial_, std::memory_order_relaxed);
+        f.core = core_;
+        f.site = site_;
+        f.child_ns = 0;
+        ctx.depth = depth_ + 1;
+      }
+    } else {
+      // A thread's own context cannot follow the coroutine to another
+      // thread: the await is a leaf and keeps its parent's identity only.
+      thread_ = &ctx;
+      thread_id_ = detail::this_thread_id();
+      const std::uint32_t p = detail::innermost_open(ctx);
+      if (p < detail::max_depth) {
+        parent_depth_ = p;
+        parent_serial_ = ctx.frames[p].serial.load(std::memory_order_relaxed);
+        if (ctx.frames[p].core == core_) parent_site_ = ctx.frames[p].site;
+      }
+    }
   }
   void resumed() noexcept {
+    state_ = state::running;
+    if (in_flow_) return; // the flow counted it
     const std::uint64_t now = detail::now_ticks();
     if (arrow_ != 0) {
-      detail::timeline_append(*core_, detail::event_kind::resume, frame_.site, now, arrow_, own_flow_);
+      detail::timeline_append(*core_, detail::event_kind::resume, site_, now, arrow_, own_flow_);
       arrow_ = 0;
     }
     suspended_ns_ += detail::ticks_to_ns(suspend_begin_, now);
     ++suspensions_;
     const void* now_on = detail::this_thread_id();
-    if (now_on != thread_) migrated_ = true;
-    thread_ = now_on;
-    state_ = state::running;
+    if (now_on != thread_id_) migrated_ = true;
   }
   void finish() noexcept {
     if (core_ == nullptr) return;
     const std::uint64_t end = detail::now_ticks();
-    const std::uint64_t ns = detail::ticks_to_ns(start_, end);
-    if (!detached_) {
-      ctx_->top = frame_.parent;
-      if (frame_.parent != nullptr) frame_.parent->child_ns += ns;
-    }
     detail::profiler_core& core = *core_;
     core_ = nullptr;
-    detail::record(core, frame_.site, ns, 0, 0, parent_site_,
-                   detail::flow_mark{suspended_ns_, suspensions_, migrated_ ? 1u : 0u}, start_, end,
-                   detached_ ? own_flow_ : ctx_->id);
+    if (in_flow_) {
+      detail::close_open(core, ctx_, depth_, site_, serial_, end, 0, mark_, 0);
+      return;
+    }
+    const std::uint64_t ns = detail::ticks_to_ns(start_, end);
+    detail::context& now_in = detail::current_context();
+    if (&now_in == thread_ && parent_depth_ < now_in.depth &&
+        now_in.frames[parent_depth_].serial.load(std::memory_order_relaxed) == parent_serial_)
+      now_in.frames[parent_depth_].child_ns += ns; // still under its parent, on the same thread
+    detail::record(core, site_, ns, 0, 0, parent_site_,
+                   detail::flow_mark{suspended_ns_, suspensions_, migrated_ ? 1u : 0u}, start_, end, own_flow_);
   }
 
   Aw inner_;
   detail::profiler_core* core_;
+  std::uint32_t site_;
+  std::uint64_t start_;
   detail::context* ctx_ = nullptr;
-  detail::open_frame frame_{};
-  std::uint32_t parent_site_ = no_parent;
+  std::uint64_t serial_ = 0;
+  detail::flow_mark mark_{0, 0, 0};
+  std::uint32_t depth_ = detail::max_depth;
   state state_ = state::idle;
-  bool detached_ = false;
+  bool in_flow_ = false;
   bool migrated_ = false;
-  const void* thread_ = nullptr;
-  std::uint64_t start_ = 0;
+  // Outside a flow only:
+  const detail::context* thread_ = nullptr;
+  const void* thread_id_ = nullptr;
+  std::uint32_t parent_depth_ = detail::max_depth;
+  std::uint64_t parent_serial_ = 0;
+  std::uint32_t parent_site_ = no_parent;
   std::uint64_t suspend_begin_ = 0;
   std::uint64_t suspended_ns_ = 0;
   std::uint64_t suspensions_ = 0;
-  std::uint64_t own_flow_ = 0; // timeline id of a detached await
+  std::uint64_t own_flow_ = 0; // timeline id of a leaf await
   std::uint64_t arrow_ = 0;    // timeline arrow of the current suspension
 };
 
@@ -312,6 +400,10 @@ public:
     using held = detail::held_t<detail::awaiter_t<A&&>>;
     return timed_awaiter<held>(detail::get_awaiter(static_cast<A&&>(awaitable_)), core_, site_, start_);
   }
+
+  /// The awaitable it times (a promise's await_transform may need to reach
+  /// a task inside, to make it join the flow).
+  A& inner() noexcept { return awaitable_; }
 
 private:
   A awaitable_;

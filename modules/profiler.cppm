@@ -75,12 +75,23 @@ private:
   int track_ = 0;
 };
 
+namespace detail {
+/// The slow ends of Block::close: out of order, in another flow, too deep,
+/// abandoned. Never touches a context other than the calling thread's current
+/// one, except for the atomic serial of the block's own frame.
+void close_block_slow(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
+                      std::uint64_t start, std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open) noexcept;
+} // namespace detail
+
 /// An open block: timing starts when it is made by Profiler::block and ends
-/// when it is destroyed (or close() is called). Move-only. Its parent link,
-/// start time and child time live in this object, not in thread-local state.
+/// when it is destroyed (or close() is called). Move-only. Its start time and
+/// the flow's counters at its start live in this object; its place in the
+/// flow's nesting is a frame of the flow (see detail::context), found again
+/// by its start time, so that closing, moving or destroying blocks in any
+/// order never touches another block's memory.
 class [[nodiscard]] Block {
 public:
-  inline Block() noexcept { frame_.core = nullptr; } ///< an inert block that records nothing
+  inline Block() noexcept : core_(nullptr) {} ///< an inert block that records nothing
 
   inline Block(Block&& other) noexcept { take(other); }
   inline Block& operator=(Block&& other) noexcept {
@@ -95,7 +106,7 @@ public:
   inline ~Block() { close(); }
 
   /// True while the block is open and will record.
-  inline bool active() const noexcept { return frame_.core != nullptr; }
+  inline bool active() const noexcept { return core_ != nullptr; }
 
   /// Adds to the byte count of this block (for throughput figures).
   inline void add_bytes(std::uint64_t n) noexcept { bytes_ += n; }
@@ -103,72 +114,74 @@ public:
   /// Ends the block now. Hot path: never locks; allocates only on the first
   /// record of its site in this thread.
   inline void close() noexcept {
-    if (frame_.core == nullptr) return;
-    detail::profiler_core* core = frame_.core;
+    if (core_ == nullptr) return;
+    detail::profiler_core* core = core_;
+    core_ = nullptr;
     const std::uint64_t end = detail::now_ticks();
-    if (ctx_->suspended) [[unlikely]] { // destroyed with its suspended coroutine
-      frame_.core = nullptr;
-      detail::record_abandoned(*core, frame_.site);
+    detail::context& ctx = detail::current_context();
+    // The common case: closed in its own flow, on top of the stack, below a
+    // parent that is still open.
+    if (&ctx == ctx_ && depth_ + 1 == ctx.depth && ctx.frames[depth_].serial.load(std::memory_order_relaxed) == start_ &&
+        !ctx.suspended && (depth_ == 0 || (ctx.frames[depth_ - 1].serial.load(std::memory_order_relaxed) &
+                                           detail::closed_bit) == 0)) [[likely]] {
+      const std::uint64_t ns = detail::ticks_to_ns(start_, end);
+      ctx.depth = depth_;
+      std::uint32_t parent_site = no_parent;
+      if (depth_ > 0) {
+        detail::frame_entry& parent = ctx.frames[depth_ - 1];
+        parent.child_ns += ns;
+        if (parent.core == core) parent_site = parent.site;
+      }
+      detail::record(*core, site_, ns, ctx.frames[depth_].child_ns, bytes_, parent_site,
+                     detail::flow_mark::of(ctx).since(flow_), start_, end, ctx.id);
       return;
     }
-    const std::uint64_t ns = detail::ticks_to_ns(start_, end);
-    ctx_->top = frame_.parent;
-    std::uint32_t parent_site = no_parent;
-    if (frame_.parent != nullptr) {
-      frame_.parent->child_ns += ns;
-      parent_site = frame_.parent->site;
-    }
-    frame_.core = nullptr;
-    detail::record(*core, frame_.site, ns, frame_.child_ns, bytes_, parent_site,
-                   detail::flow_mark::of(*ctx_).since(flow_), start_, end, ctx_->id);
+    detail::close_block_slow(*core, ctx_, depth_, site_, start_, end, bytes_, flow_);
   }
 
 private:
   friend class Profiler;
 
   inline Block(detail::profiler_core& core, std::uint32_t site) noexcept : Block(&core, site) {}
-  inline Block(detail::profiler_core* core, std::uint32_t site) noexcept {
-    frame_.core = core;
+  inline Block(detail::profiler_core* core, std::uint32_t site) noexcept : core_(core) {
     if (core == nullptr) return;
-    ctx_ = &detail::current_context();
+    detail::context& ctx = detail::current_context();
+    ctx_ = &ctx;
     bytes_ = 0;
-    frame_.site = site;
-    frame_.child_ns = 0;
-    frame_.parent = ctx_->top;
-    ctx_->top = &frame_;
-    flow_ = detail::flow_mark::of(*ctx_);
+    site_ = site;
+    depth_ = ctx.depth;
+    flow_ = detail::flow_mark::of(ctx);
     start_ = detail::now_ticks();
-  }
-
-  inline void take(Block& other) noexcept {
-    frame_.core = std::exchange(other.frame_.core, nullptr);
-    if (frame_.core == nullptr) return;
-    ctx_ = other.ctx_;
-    frame_.parent = other.frame_.parent;
-    frame_.site = other.frame_.site;
-    frame_.child_ns = other.frame_.child_ns;
-    start_ = other.start_;
-    bytes_ = other.bytes_;
-    flow_ = other.flow_;
-    // Re-point whoever referred to the old frame: the context, or a child.
-    if (ctx_->top == &other.frame_) {
-      ctx_->top = &frame_;
-    } else {
-      for (detail::open_frame* f = ctx_->top; f != nullptr; f = f->parent)
-        if (f->parent == &other.frame_) {
-          f->parent = &frame_;
-          break;
-        }
+    if (depth_ < detail::max_depth) [[likely]] {
+      detail::frame_entry& f = ctx.frames[depth_];
+      f.serial.store(start_, std::memory_order_relaxed);
+      f.core = core;
+      f.site = site;
+      f.child_ns = 0;
+      ctx.depth = depth_ + 1;
     }
   }
 
-  // Only frame_.core is set in an inert block (the disabled path writes
-  // nothing else); the other fields are read only while it is set.
-  detail::open_frame frame_;
-  detail::context* ctx_;
-  std::uint64_t start_;
+  inline void take(Block& other) noexcept {
+    core_ = std::exchange(other.core_, nullptr);
+    if (core_ == nullptr) return;
+    ctx_ = other.ctx_;
+    start_ = other.start_;
+    bytes_ = other.bytes_;
+    flow_ = other.flow_;
+    site_ = other.site_;
+    depth_ = other.depth_;
+  }
+
+  // Only core_ is set in an inert block (the disabled path writes nothing
+  // else); the other fields are read only while it is set.
+  detail::profiler_core* core_;
+  detail::context* ctx_; // where it opened: compared, dereferenced only when it is the current flow
+  std::uint64_t start_;  // also the serial of its frame
   std::uint64_t bytes_;
   detail::flow_mark flow_;
+  std::uint32_t site_;
+  std::uint32_t depth_; // its frame's index in ctx_ (max_depth when too deep to have one)
 };
 
 namespace detail {
@@ -200,6 +213,24 @@ template <class R>
 concept timed_result = !std::is_reference_v<R> && awaitable<R> && !requires { typename R::executor_type; };
 } // namespace detail
 
+/// Opens blocks on one pre-registered site, without needing the Profiler
+/// object: what a Tracked does for each call. Cheap to copy; it may outlive
+/// its profiler (its blocks are then inert).
+class BlockOpener {
+public:
+  BlockOpener() = default;
+  inline Block operator()() const noexcept;
+  const Site& site() const noexcept { return site_; }
+
+private:
+  friend class Profiler;
+  template <class G>
+  friend class Tracked;
+  BlockOpener(detail::profiler_core* core, Site s) noexcept : core_(core), site_(s) {}
+  detail::profiler_core* core_ = nullptr;
+  Site site_;
+};
+
 /// A callable wrapped by Profiler::track: same arguments, same result
 /// (references included), exceptions pass through; each call is one block.
 template <class F>
@@ -222,10 +253,14 @@ public:
   }
 
   const Site& site() const noexcept { return site_; }
+  /// Opens a block on this wrapper's site, as each call does.
+  BlockOpener opener() const noexcept { return {core_, site_}; }
+  /// The wrapped callable.
+  const F& callable() const noexcept { return fn_; }
 
 private:
   friend class Profiler;
-  Tracked(Profiler& p, Site s, F fn) : profiler_(&p), site_(s), fn_(std::move(fn)) {}
+  Tracked(detail::profiler_core& core, Site s, F fn) : core_(&core), site_(s), fn_(std::move(fn)) {}
   Block open() const noexcept;
 
   // A plain result: the call is one block. An awaitable result (a coroutine
@@ -245,7 +280,7 @@ private:
   template <class R>
   timed_awaitable<R> timed(R&& result, std::uint64_t start) const;
 
-  Profiler* profiler_;
+  detail::profiler_core* core_; // never freed: a Tracked may outlive its Profiler (it then records nothing)
   Site site_;
   F fn_;
 };
@@ -272,6 +307,9 @@ public:
   }
   expected<void> set_track_name(int track, std::string name);
   std::optional<std::string> track_name(int track) const;
+
+  /// Opens blocks on `s` later, even after this profiler is gone (inert then).
+  BlockOpener opener(const Site& s) noexcept { return {core_.get(), s}; }
 
   /// Registers a call site once, for the fastest block(Site) path.
   expected<Site> site(int track, std::string_view name, std::source_location loc = std::source_location::current());
@@ -333,24 +371,7 @@ public:
   }
 
   /// Opens a block for a pre-registered site (see site()).
-  inline Block block(const Site& s) noexcept {
-    if constexpr (!instrumentation_compiled_in) {
-      return Block{};
-    } else {
-      // One constructor for both outcomes: the "open" decision stays in a
-      // register, so a disabled block costs a load and a branch, no stores.
-      // The enabled path is laid out of line (one jump in a ~19 ns block) so
-      // that a disabled block falls through: measured 0.82 -> 0.55 ns.
-      detail::profiler_core* core = nullptr;
-      if (detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]] {
-        detail::profiler_core& c = *core_;
-        if (s.core_id_ == c.id && s.valid() && is_track_enabled(s.track_) && c.started.load(std::memory_order_relaxed))
-            [[likely]]
-          core = &c;
-      }
-      return Block{core, s.id_};
-    }
-  }
+  inline Block block(const Site& s) noexcept { return site_block(*core_, s); }
 
   /// Times a co_await: `co_await profiler.wrap(2, "backend", op)`. The record
   /// carries wall and suspended time, the suspension count and whether the
@@ -374,13 +395,7 @@ public:
   /// As above, for a pre-registered site.
   template <class A>
   decltype(auto) wrap(const Site& s, A&& awaitable, std::uint64_t start_ticks = 0) {
-    if constexpr (!instrumentation_compiled_in) {
-      return static_cast<A&&>(awaitable);
-    } else {
-      const bool on = detail::global_enabled.load(std::memory_order_relaxed) && s.core_id_ == core_->id && s.valid() &&
-                      is_track_enabled(s.track_) && is_started();
-      return timed_awaitable<A>(std::forward<A>(awaitable), on ? core_.get() : nullptr, s.id_, start_ticks);
-    }
+    return site_wrap(*core_, s, std::forward<A>(awaitable), start_ticks);
   }
 
   /// Wraps a callable so that every call is timed as block `name` on `track`.
@@ -389,7 +404,7 @@ public:
     if constexpr (!instrumentation_compiled_in) {
       return std::decay_t<F>(std::forward<F>(fn));
     } else {
-      return Tracked<std::decay_t<F>>(*this, site_or_invalid(track, name, loc), std::forward<F>(fn));
+      return Tracked<std::decay_t<F>>(*core_, site_or_invalid(track, name, loc), std::forward<F>(fn));
     }
   }
   /// As above, named after the callable: a lambda or functor by its type
@@ -444,6 +459,41 @@ public:
   friend std::ostream& operator<<(std::ostream& os, const Profiler& p) { return os << p.to_string(); }
 
 private:
+  template <class G>
+  friend class Tracked;
+  friend class BlockOpener;
+
+  // The Site paths, on a core that outlives its Profiler (Tracked keeps one).
+  inline static Block site_block(detail::profiler_core& c, const Site& s) noexcept {
+    if constexpr (!instrumentation_compiled_in) {
+      return Block{};
+    } else {
+      // One constructor for both outcomes: the "open" decision stays in a
+      // register, so a disabled block costs a load and a branch, no stores;
+      // the enabled path is laid out of line so that a disabled block falls
+      // through (docs/performance.md).
+      detail::profiler_core* core = nullptr;
+      if (detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]] {
+        if (s.core_id_ == c.id && s.valid() &&
+            c.track_enabled[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed) &&
+            c.started.load(std::memory_order_relaxed)) [[likely]]
+          core = &c;
+      }
+      return Block{core, s.id_};
+    }
+  }
+  template <class A>
+  static decltype(auto) site_wrap(detail::profiler_core& c, const Site& s, A&& awaitable, std::uint64_t start_ticks) {
+    if constexpr (!instrumentation_compiled_in) {
+      return static_cast<A&&>(awaitable);
+    } else {
+      const bool on = detail::global_enabled.load(std::memory_order_relaxed) && s.core_id_ == c.id && s.valid() &&
+                      c.track_enabled[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed) &&
+                      c.started.load(std::memory_order_relaxed);
+      return timed_awaitable<A>(std::forward<A>(awaitable), on ? &c : nullptr, s.id_, start_ticks);
+    }
+  }
+
   inline static bool valid_track(int track) noexcept { return static_cast<unsigned>(track) < unsigned{max_tracks}; }
   inline static const void* location_key(const std::source_location& loc) noexcept {
     if constexpr (sizeof(std::source_location) == sizeof(const void*))
@@ -473,14 +523,18 @@ private:
   std::shared_ptr<detail::profiler_core> core_;
 };
 
+inline Block BlockOpener::operator()() const noexcept {
+  return core_ == nullptr ? Block{} : Profiler::site_block(*core_, site_);
+}
+
 template <class F>
 Block Tracked<F>::open() const noexcept {
-  return profiler_->block(site_);
+  return Profiler::site_block(*core_, site_);
 }
 template <class F>
 template <class R>
 timed_awaitable<R> Tracked<F>::timed(R&& result, std::uint64_t start) const {
-  return profiler_->wrap(site_, std::forward<R>(result), start);
+  return Profiler::site_wrap(*core_, site_, std::forward<R>(result), start);
 }
 
 } // namespace stichotrope

@@ -93,6 +93,11 @@ struct BlockResults {
   std::uint64_t suspensions = 0;        ///< suspensions inside the block, all hits together
   std::uint64_t migrations = 0;         ///< hits that resumed on another thread at least once
   std::uint64_t abandoned = 0;          ///< blocks destroyed with their suspended coroutine (not hits)
+  /// Hits closed outside the flow that opened them (moved to another thread,
+  /// or spanning co_await in a coroutine without a flow): wall time only, no
+  /// parent, no suspended time. results.diagnostics names the site.
+  std::uint64_t outside_flow = 0;
+  std::uint64_t too_deep = 0; ///< hits opened deeper than max nesting: recorded without a parent
 
   /// Wall time minus suspended time: when the block's flow was running.
   std::uint64_t active_time_ns() const noexcept {

@@ -27,24 +27,42 @@ struct is_task : std::false_type {};
 template <class T>
 struct is_task<task<T>> : std::true_type {};
 
+template <class T>
+struct is_timed_task : std::false_type {};
+template <class T>
+struct is_timed_task<timed_awaitable<task<T>>> : std::true_type {};
+
 struct task_promise_base {
-  Context own;                // the flow, when this task is the root of its chain
-  context* flow = &own.raw(); // the flow it runs in: its own, or its awaiter's
+  context* own = nullptr;  // the flow, when this task is the root of its chain (from the pool)
+  context* flow = nullptr; // the flow it runs in: its own, or its awaiter's (set before it starts)
   std::coroutine_handle<> continuation{};
   std::exception_ptr error;
+
+  task_promise_base() = default;
+  task_promise_base(const task_promise_base&) = delete;
+  ~task_promise_base() {
+    if (own != nullptr) {
+      leave_destroying(*own); // its frames, destroyed while suspended, are gone now
+      release_context(own);
+    }
+  }
 
   struct initial_awaiter {
     task_promise_base* promise;
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<>) const noexcept {}
-    void await_resume() const noexcept { resume_flow(*promise->flow); }
+    void await_resume() const {
+      task_promise_base& p = *promise;
+      if (p.flow == nullptr) p.flow = p.own = acquire_context(); // started on its own: the root of a flow
+      resume_flow(*p.flow);
+    }
   };
   struct final_awaiter {
     bool await_ready() const noexcept { return false; }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) const noexcept {
       task_promise_base& p = h.promise();
-      if (p.flow == &p.own.raw()) finish_flow(*p.flow); // a root's flow ends here
+      if (p.flow == p.own) finish_flow(*p.flow); // a root's flow ends here
       return p.continuation ? p.continuation : std::noop_coroutine();
     }
     void await_resume() const noexcept {}
@@ -54,11 +72,15 @@ struct task_promise_base {
   final_awaiter final_suspend() noexcept { return {}; }
   void unhandled_exception() noexcept { error = std::current_exception(); }
 
-  /// Every co_await: a task joins this flow; anything else suspends it.
+  /// Every co_await: a task (timed or not) joins this flow and runs in it;
+  /// anything else suspends the flow.
   template <class A>
   decltype(auto) await_transform(A&& a) {
     if constexpr (is_task<std::remove_cvref_t<A>>::value) {
       a.handle_.promise().flow = flow; // the awaited task continues this chain's flow
+      return std::forward<A>(a).operator co_await();
+    } else if constexpr (is_timed_task<std::remove_cvref_t<A>>::value) {
+      a.inner().handle_.promise().flow = flow; // wrap(task) / track(): the task nests in the timed await
       return std::forward<A>(a).operator co_await();
     } else {
       using held = held_t<awaiter_t<A&&>>;
@@ -103,14 +125,12 @@ public:
   task(task&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
   task& operator=(task&& other) noexcept {
     if (this != &other) {
-      if (handle_) handle_.destroy();
+      destroy();
       handle_ = std::exchange(other.handle_, nullptr);
     }
     return *this;
   }
-  ~task() {
-    if (handle_) handle_.destroy(); // a suspended task's open blocks count as abandoned
-  }
+  ~task() { destroy(); }
 
   auto operator co_await() && noexcept {
     struct awaiter {
@@ -131,6 +151,17 @@ public:
 private:
   friend struct detail::task_promise<T>;
   friend struct detail::task_promise_base;
+
+  // A task destroyed while suspended: its flow becomes current (still
+  // suspended) while its frames go, so that their open blocks count as
+  // abandoned; the root's promise restores the thread (~task_promise_base).
+  void destroy() noexcept {
+    if (!handle_) return;
+    detail::context* flow = handle_.promise().flow;
+    if (flow != nullptr && !handle_.done() && flow->suspended && flow->active == 0) detail::enter_destroying(*flow);
+    // A joined task goes only with its caller's frame: the root leaves (its promise).
+    std::exchange(handle_, nullptr).destroy();
+  }
   explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
   std::coroutine_handle<promise_type> handle_;
 };

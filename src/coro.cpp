@@ -1,26 +1,123 @@
 module;
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <new>
 #include <utility>
+#include <vector>
 module stichotrope;
 
 namespace stichotrope::detail {
 
-const void* this_thread_id() noexcept { return &thread_context; }
-
 namespace {
+
+/// Contexts are pooled and never freed: a block or awaiter that outlives its
+/// flow may still compare against, or mark, a frame of its old context. The
+/// free list and every context stay reachable from this never-destroyed
+/// object (so leak checkers see no leak and static destruction never runs).
+struct context_pool {
+  std::mutex mutex;
+  std::vector<context*> free;
+};
+context_pool& pool() {
+  static context_pool* p = new context_pool;
+  return *p;
+}
+
+/// Returns the thread's own context to the pool when the thread ends.
+struct thread_context_owner {
+  context* ctx = nullptr;
+  ~thread_context_owner() {
+    if (ctx == nullptr) return;
+    if (current_context_ptr == ctx) current_context_ptr = nullptr;
+    release_context(std::exchange(ctx, nullptr));
+  }
+};
+thread_local thread_context_owner own_context;
+
+thread_local const void* suspending_awaiter = nullptr;
+
 /// The profiler that draws this flow's suspensions: that of its innermost
 /// open block, when its timeline capture is on.
 profiler_core* drawing(const context& c) noexcept {
-  if (c.top == nullptr || c.top->core == nullptr) return nullptr;
-  return c.top->core->timeline_on.load(std::memory_order_relaxed) ? c.top->core : nullptr;
+  if (c.depth == 0) return nullptr;
+  profiler_core* core = c.frames[c.depth - 1].core;
+  if (core == nullptr || core->dead.load(std::memory_order_relaxed)) return nullptr;
+  return core->timeline_on.load(std::memory_order_relaxed) ? core : nullptr;
 }
+
+bool is_hole(const frame_entry& f) noexcept { return (f.serial.load(std::memory_order_relaxed) & closed_bit) != 0; }
+
+/// Pops the closed frames on top of the stack.
+void pop_holes(context& c) noexcept {
+  while (c.depth > 0 && is_hole(c.frames[c.depth - 1])) --c.depth;
+}
+
+/// The nearest open frame below `depth`, or max_depth.
+std::uint32_t open_below(const context& c, std::uint32_t depth) noexcept {
+  for (std::uint32_t d = depth; d > 0; --d)
+    if (!is_hole(c.frames[d - 1])) return d - 1;
+  return max_depth;
+}
+
 } // namespace
+
+const void* this_thread_id() noexcept { return &own_context; }
+
+context* acquire_context() {
+  context* c = nullptr;
+  {
+    context_pool& p = pool();
+    std::lock_guard lock(p.mutex);
+    if (!p.free.empty()) {
+      c = p.free.back();
+      p.free.pop_back();
+    }
+  }
+  if (c == nullptr) return new context;
+  c->depth = 0;
+  c->active = 0;
+  c->suspended_ns = c->suspensions = c->migrations = c->suspend_begin = 0;
+  c->thread = nullptr;
+  c->saved = c->destroy_saved = nullptr;
+  c->id = c->arrow = 0;
+  c->suspended = c->destroying = c->is_thread = false;
+  return c;
+}
+
+void release_context(context* c) noexcept {
+  if (c == nullptr) return;
+  context_pool& p = pool();
+  std::lock_guard lock(p.mutex);
+  try {
+    p.free.push_back(c);
+  } catch (...) {
+    // No memory to keep it in the pool: it stays allocated (never freed by design).
+  }
+}
+
+context& init_thread_context() noexcept {
+  context* c = own_context.ctx;
+  if (c == nullptr) {
+    try {
+      c = acquire_context();
+    } catch (...) {
+      // Without memory for a context the thread cannot record nesting; a
+      // single static context would be shared by threads, so this aborts
+      // instead of racing.
+      std::terminate();
+    }
+    c->is_thread = true;
+    own_context.ctx = c;
+  }
+  current_context_ptr = c;
+  return *c;
+}
 
 context* enter_flow(context& c) noexcept {
   context* previous = current_context_ptr;
   current_context_ptr = &c;
-  const void* here = &thread_context;
+  const void* here = &own_context;
   if (c.id == 0) c.id = next_timeline_id();
   if (c.active++ == 0) {
     if (c.suspended) {
@@ -42,7 +139,7 @@ context* enter_flow(context& c) noexcept {
 void leave_flow(context& c, context* previous) noexcept {
   current_context_ptr = previous;
   if (c.active > 0 && --c.active == 0) {
-    c.thread = &thread_context;
+    c.thread = &own_context;
     c.suspended = true;
     c.suspend_begin = now_ticks();
     if (profiler_core* core = drawing(c)) {
@@ -54,6 +151,22 @@ void leave_flow(context& c, context* previous) noexcept {
 
 void resume_flow(context& c) noexcept {
   if (c.active > 0 && current_context_ptr == &c) return; // already running here (a task joining its chain)
+  c.saved = enter_flow(c);
+}
+
+void resume_flow_uncounted(context& c) noexcept {
+  if (c.active > 0 && current_context_ptr == &c) return;
+  if (c.suspended && c.active == 0) {
+    // Undo the suspension: no time, no count, no arrow.
+    c.suspended = false;
+    c.arrow = 0;
+    c.suspend_begin = now_ticks();
+    c.saved = current_context_ptr;
+    current_context_ptr = &c;
+    c.active = 1;
+    c.thread = &own_context;
+    return;
+  }
   c.saved = enter_flow(c);
 }
 
@@ -69,8 +182,110 @@ void finish_flow(context& c) noexcept {
   c.active = 0;
 }
 
+void enter_destroying(context& c) noexcept {
+  if (c.destroying) return;
+  c.destroying = true;
+  c.destroy_saved = current_context_ptr;
+  current_context_ptr = &c;
+}
+
+void leave_destroying(context& c) noexcept {
+  if (!c.destroying) return;
+  c.destroying = false;
+  current_context_ptr = std::exchange(c.destroy_saved, nullptr);
+}
+
+const void* exchange_suspending(const void* flow) noexcept { return std::exchange(suspending_awaiter, flow); }
+
+void continue_flow(context& c) noexcept {
+  if (c.active > 0 && current_context_ptr == &c) return;
+  if (suspending_awaiter == &c)
+    resume_flow_uncounted(c); // resumed inside its own await_suspend
+  else
+    resume_flow(c);
+}
+
+std::uint32_t innermost_open(const context& c) noexcept { return open_below(c, c.depth); }
+
+void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
+                std::uint64_t start, std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open,
+                std::uint64_t child_ns_extra) noexcept {
+  context& ctx = current_context();
+  const std::uint64_t ns = ticks_to_ns(start, end);
+  if (&ctx == opened_in && depth < max_depth && depth < ctx.depth &&
+      ctx.frames[depth].serial.load(std::memory_order_relaxed) == start) {
+    // In its own flow, on top or below blocks opened after it and still
+    // open (closed out of order: those become its siblings).
+    frame_entry& f = ctx.frames[depth];
+    if (ctx.suspended) { // its suspended coroutine is being destroyed
+      f.serial.store(start | closed_bit, std::memory_order_relaxed);
+      pop_holes(ctx);
+      record_abandoned(core, site);
+      return;
+    }
+    const std::uint64_t child_ns = f.child_ns + child_ns_extra;
+    f.serial.store(start | closed_bit, std::memory_order_relaxed);
+    std::uint32_t parent_site = no_parent;
+    const std::uint32_t p = open_below(ctx, depth);
+    if (p < max_depth) {
+      ctx.frames[p].child_ns += ns;
+      if (ctx.frames[p].core == &core) parent_site = ctx.frames[p].site;
+    }
+    pop_holes(ctx);
+    record(core, site, ns, child_ns, bytes, parent_site, flow_mark::of(ctx).since(at_open), start, end, ctx.id);
+    return;
+  }
+  if (&ctx == opened_in && depth >= max_depth) {
+    // Too deep to have a frame: its flow figures are right, its parent unknown.
+    if (ctx.suspended) {
+      record_abandoned(core, site);
+      return;
+    }
+    record(core, site, ns, child_ns_extra, bytes, no_parent, flow_mark::of(ctx).since(at_open), start, end, ctx.id);
+    record_note(core, site, &slot::too_deep);
+    return;
+  }
+  // Closed outside the flow that opened it: a block moved to another thread
+  // or flow, or spanning co_await in a coroutine without a flow. Its wall
+  // time is known; its parent, children and suspended time are not, so none
+  // is invented. Its frame in the old context is marked closed (the context
+  // is never freed; the serial tells whether the frame is still its own).
+  if (opened_in != nullptr && depth < max_depth) {
+    std::uint64_t expected = start;
+    opened_in->frames[depth].serial.compare_exchange_strong(expected, start | closed_bit, std::memory_order_relaxed);
+  }
+  record(core, site, ns, 0, bytes, no_parent, flow_mark{0, 0, 0}, start, end, ctx.id);
+  record_note(core, site, &slot::outside_flow);
+}
+
+void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
+                  std::uint64_t start) noexcept {
+  context& ctx = current_context();
+  if (opened_in != nullptr && depth < max_depth) {
+    if (&ctx == opened_in) {
+      if (depth < ctx.depth && ctx.frames[depth].serial.load(std::memory_order_relaxed) == start) {
+        ctx.frames[depth].serial.store(start | closed_bit, std::memory_order_relaxed);
+        pop_holes(ctx);
+      }
+    } else {
+      std::uint64_t expected = start;
+      opened_in->frames[depth].serial.compare_exchange_strong(expected, start | closed_bit,
+                                                              std::memory_order_relaxed);
+    }
+  }
+  record_abandoned(core, site);
+}
+
+void close_block_slow(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
+                      std::uint64_t start, std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open) noexcept {
+  close_open(core, opened_in, depth, site, start, end, bytes, at_open, 0);
+}
+
 } // namespace stichotrope::detail
 
 namespace stichotrope {
-bool in_flow() noexcept { return detail::current_context_ptr != nullptr; }
+bool in_flow() noexcept {
+  const detail::context* c = detail::current_context_ptr;
+  return c != nullptr && !c->is_thread;
+}
 } // namespace stichotrope

@@ -5,6 +5,7 @@ module;
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
@@ -32,7 +33,7 @@ std::atomic<std::uint64_t> next_core_id{1};
 struct thread_registry {
   struct entry {
     std::uint64_t core_id;
-    std::weak_ptr<profiler_core> core;
+    profiler_core* core; // never freed (see Profiler::~Profiler); dead once its Profiler is gone
     std::shared_ptr<thread_buffer> buffer;
   };
   std::vector<entry> entries;
@@ -49,6 +50,10 @@ std::string base_name(std::string_view path) {
 
 std::string where(const char* file, std::uint32_t line) { return base_name(file) + ":" + std::to_string(line); }
 
+void add_unique(std::vector<std::string>& list, std::string message) {
+  if (std::find(list.begin(), list.end(), message) == list.end()) list.push_back(std::move(message));
+}
+
 void add_diagnostic(profiler_core& core, std::string message) {
   if (std::find(core.diagnostics.begin(), core.diagnostics.end(), message) == core.diagnostics.end())
     core.diagnostics.push_back(std::move(message));
@@ -57,7 +62,7 @@ void add_diagnostic(profiler_core& core, std::string message) {
 /// A consistent copy of a slot's scalar fields (the seqlock read side).
 struct slot_values {
   std::uint64_t hits, total_ns, min_ns, max_ns, self_ns, bytes, other_callers;
-  std::uint64_t suspended_ns, suspensions, migrations, abandoned, pending_ns;
+  std::uint64_t suspended_ns, suspensions, migrations, abandoned, pending_ns, outside_flow, too_deep;
   std::uint32_t caller_tag[tracked_callers];
   std::uint64_t caller_hits[tracked_callers], caller_ns[tracked_callers];
 };
@@ -79,6 +84,8 @@ slot_values read_slot(const slot& s) {
     v.migrations = s.migrations.load(std::memory_order_relaxed);
     v.abandoned = s.abandoned.load(std::memory_order_relaxed);
     v.pending_ns = s.pending_ns.load(std::memory_order_relaxed);
+    v.outside_flow = s.outside_flow.load(std::memory_order_relaxed);
+    v.too_deep = s.too_deep.load(std::memory_order_relaxed);
     for (unsigned i = 0; i < tracked_callers; ++i) {
       v.caller_tag[i] = s.callers[i].parent_plus1.load(std::memory_order_relaxed);
       v.caller_hits[i] = s.callers[i].hits.load(std::memory_order_relaxed);
@@ -107,6 +114,8 @@ void merge_slot(BlockResults& b, const slot& s) {
   b.suspensions += v.suspensions;
   b.migrations += v.migrations;
   b.abandoned += v.abandoned;
+  b.outside_flow += v.outside_flow;
+  b.too_deep += v.too_deep;
   for (unsigned i = 0; i < tracked_callers; ++i) {
     if (v.caller_tag[i] == 0) continue;
     const std::uint32_t parent = v.caller_tag[i] == UINT32_MAX ? no_parent : v.caller_tag[i] - 1;
@@ -193,6 +202,17 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
     return *t;
   };
   for (auto& b : blocks) {
+    if (b.outside_flow > 0)
+      add_unique(r.diagnostics, "block '" + b.name + "' at " + where(b.file.c_str(), b.line) +
+                                    ": closed outside the flow that opened it (moved to another thread or flow, or "
+                                    "spanning co_await in a coroutine without a flow); such hits count their wall "
+                                    "time only, with no parent and no suspended time. Run the coroutine in a flow "
+                                    "(stichotrope::task, stichotrope/asio.hpp, Context) or close the block where "
+                                    "it opened");
+    if (b.too_deep > 0)
+      add_unique(r.diagnostics, "block '" + b.name + "' at " + where(b.file.c_str(), b.line) +
+                                    ": opened more than " + std::to_string(max_depth) +
+                                    " blocks deep in one flow; such hits are recorded without a parent");
     if (!keep_empty && b.hit_count == 0 && b.abandoned == 0) continue;
     track_at(core.sites[b.site_id].track).blocks.push_back(std::move(b));
   }
@@ -262,6 +282,7 @@ ThreadTimeline read_timeline(const thread_buffer& buf, bool exited) {
 /// Hands a thread's data over to the profiler when the thread ends.
 void retire(profiler_core& core, const std::shared_ptr<thread_buffer>& buf) {
   std::lock_guard lock(core.mutex);
+  if (core.dead.load(std::memory_order_relaxed)) return;
   if (buf->generation.load(std::memory_order_acquire) == core.generation.load(std::memory_order_relaxed)) {
     auto snapshot = thread_snapshot(core, *buf, true);
     if (!snapshot.results.tracks.empty()) core.exited.push_back(std::move(snapshot));
@@ -285,8 +306,7 @@ void retire(profiler_core& core, const std::shared_ptr<thread_buffer>& buf) {
 
 thread_registry::~thread_registry() {
   last_buffer = {};
-  for (auto& e : entries)
-    if (auto core = e.core.lock()) retire(*core, e.buffer);
+  for (auto& e : entries) retire(*e.core, e.buffer);
 }
 
 std::string thread_name_of_self() {
@@ -308,9 +328,17 @@ thread_buffer::~thread_buffer() {
 }
 
 void record_abandoned(profiler_core& core, std::uint32_t site) {
+  if (core.dead.load(std::memory_order_relaxed)) return;
   slot& s = current_buffer(core).slot_for(site);
   const slot_write writing(s);
   bump(s.abandoned, 1);
+}
+
+void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot::*counter) {
+  if (core.dead.load(std::memory_order_relaxed)) return;
+  slot& s = current_buffer(core).slot_for(site);
+  const slot_write writing(s);
+  bump(s.*counter, 1);
 }
 
 slot* thread_buffer::add_chunk(std::uint32_t index) {
@@ -337,6 +365,8 @@ void thread_buffer::reset(std::uint64_t new_generation) noexcept {
       s.suspensions.store(0, std::memory_order_relaxed);
       s.migrations.store(0, std::memory_order_relaxed);
       s.abandoned.store(0, std::memory_order_relaxed);
+      s.outside_flow.store(0, std::memory_order_relaxed);
+      s.too_deep.store(0, std::memory_order_relaxed);
       s.pending_ns.store(no_sample, std::memory_order_relaxed);
       for (auto& k : s.callers) {
         k.parent_plus1.store(0, std::memory_order_relaxed);
@@ -361,6 +391,7 @@ std::uint64_t next_timeline_id() noexcept {
 
 void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
                      std::uint64_t flow) noexcept {
+  if (core.dead.load(std::memory_order_relaxed)) return;
   thread_buffer& buf = current_buffer(core);
   timeline_ring* ring = buf.timeline.load(std::memory_order_relaxed);
   if (ring == nullptr) {
@@ -380,7 +411,7 @@ profiler_core::profiler_core(std::string profiler_name)
 thread_buffer& find_buffer_slow(profiler_core& core) {
   auto& entries = registry.entries;
   // Drop buffers of profilers that no longer exist.
-  std::erase_if(entries, [](const thread_registry::entry& e) { return e.core.expired(); });
+  std::erase_if(entries, [](const thread_registry::entry& e) { return e.core->dead.load(std::memory_order_relaxed); });
   for (auto& e : entries) {
     if (e.core_id == core.id) {
       last_buffer = {core.id, e.buffer.get()};
@@ -394,9 +425,9 @@ thread_buffer& find_buffer_slow(profiler_core& core) {
   {
     std::lock_guard lock(core.mutex);
     buf->generation.store(core.generation.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    core.buffers.push_back(buf);
+    if (!core.dead.load(std::memory_order_relaxed)) core.buffers.push_back(buf);
   }
-  entries.push_back({core.id, static_cast<profiler_core&>(core).weak_from_this(), buf});
+  entries.push_back({core.id, &core, buf});
   last_buffer = {core.id, buf.get()};
   return *buf;
 }
@@ -456,7 +487,48 @@ Profiler::Profiler(std::string name) {
   core_ = std::make_shared<detail::profiler_core>(std::move(name));
 }
 
-Profiler::~Profiler() = default;
+namespace {
+/// Cores of destroyed profilers. A core is small once emptied, and it is never
+/// freed: blocks, timed awaits and wrappers that outlive their profiler (on
+/// any thread, at static destruction time) still read its `dead` flag and
+/// then record nothing. Reachable from this never-destroyed list.
+struct core_graveyard {
+  std::mutex mutex;
+  std::vector<std::shared_ptr<detail::profiler_core>> cores;
+};
+core_graveyard& graveyard() {
+  static core_graveyard* g = new core_graveyard;
+  return *g;
+}
+} // namespace
+
+Profiler::~Profiler() {
+  if (!core_) return;
+  detail::profiler_core& core = *core_;
+  core.started.store(false, std::memory_order_relaxed);
+  core.timeline_on.store(false, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(core.mutex);
+    core.dead.store(true, std::memory_order_relaxed);
+    // Threads keep their own buffers until they next look one up or exit.
+    std::vector<std::shared_ptr<detail::thread_buffer>>().swap(core.buffers);
+    std::deque<ThreadResults>().swap(core.exited);
+    core.exited_folded = {};
+    std::deque<ThreadTimeline>().swap(core.exited_timelines);
+    core.site_index.clear();
+    std::deque<detail::site_info>().swap(core.sites);
+    std::vector<std::string>().swap(core.diagnostics);
+    for (auto& n : core.track_names) n.reset();
+  }
+  auto& g = graveyard();
+  std::lock_guard lock(g.mutex);
+  try {
+    g.cores.push_back(std::move(core_));
+  } catch (...) {
+    // Without memory to keep it, the core is kept alive by leaking one reference.
+    new (std::nothrow) std::shared_ptr<detail::profiler_core>(std::move(core_));
+  }
+}
 
 namespace {
 expected<void> check_track(int track) {

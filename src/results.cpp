@@ -86,6 +86,8 @@ void BlockResults::merge(const BlockResults& other) {
   suspensions += other.suspensions;
   migrations += other.migrations;
   abandoned += other.abandoned;
+  outside_flow += other.outside_flow;
+  too_deep += other.too_deep;
   for (const auto& c : other.callers) {
     auto it = std::lower_bound(callers.begin(), callers.end(), c.parent_site_id,
                                [](const caller_stats& a, std::uint32_t id) { return a.parent_site_id < id; });

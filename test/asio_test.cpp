@@ -1,9 +1,11 @@
-// Asio integration: coroutines spawned with_flow get flows of their own, so
-// blocks that span co_await nest per session and split active/suspended time.
+// Asio integration: every coroutine started by co_spawn is a flow of its own
+// (whatever executor it was spawned on), a coroutine it awaits joins it, and
+// blocks that span co_await nest per flow and split active/suspended time.
 #define BOOST_TEST_MODULE asio
 #include <boost/test/unit_test.hpp>
 
 #include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -18,7 +20,7 @@ using namespace std::chrono_literals;
 using stichotrope::BlockResults;
 using stichotrope::Profiler;
 using stichotrope::ProfilerResults;
-namespace sa = stichotrope::asio;
+namespace sa = stichotrope::for_asio;
 
 namespace {
 
@@ -57,7 +59,7 @@ BOOST_AUTO_TEST_CASE(a_block_spanning_an_asio_timer_splits_active_and_suspended_
     co_await timer.async_wait(asio::use_awaitable);
     busy_for(3ms);
   };
-  asio::co_spawn(sa::with_flow(io.get_executor()), session(), asio::detached);
+  asio::co_spawn(io.get_executor(), session(), asio::detached);
   run(io, 2);
   const auto r = p.get_results();
   const auto& b = only(r, 0, "span");
@@ -80,7 +82,7 @@ BOOST_AUTO_TEST_CASE(sessions_interleaving_on_one_thread_keep_their_own_nesting)
     }
     ++sessions_done;
   };
-  for (int id = 0; id < 3; ++id) asio::co_spawn(sa::with_flow(io.get_executor()), session(id), asio::detached);
+  for (int id = 0; id < 3; ++id) asio::co_spawn(io.get_executor(), session(id), asio::detached);
   run(io, 1);
   BOOST_TEST(sessions_done.load() == 3);
   const auto r = p.get_results();
@@ -105,7 +107,7 @@ BOOST_AUTO_TEST_CASE(track_times_functions_returning_asio_awaitables) {
   auto call = sa::track(p, 2, "call_backend", [](int ms) { return backend(std::chrono::milliseconds(ms)); });
   int result = 0;
   auto main_flow = [&]() -> asio::awaitable<void> { result = co_await call(10); };
-  asio::co_spawn(sa::with_flow(io.get_executor()), main_flow(), asio::detached);
+  asio::co_spawn(io.get_executor(), main_flow(), asio::detached);
   run(io, 1);
   BOOST_TEST(result == 7);
   const auto r = p.get_results();
@@ -115,15 +117,225 @@ BOOST_AUTO_TEST_CASE(track_times_functions_returning_asio_awaitables) {
   BOOST_TEST(b.suspended_time_ns >= 10'000'000u);
 }
 
-BOOST_AUTO_TEST_CASE(timed_without_a_flow_records_wall_time_only) {
+BOOST_AUTO_TEST_CASE(a_coroutine_spawned_on_a_plain_executor_has_a_flow) {
   asio::io_context io(2);
-  Profiler p{"asio_no_flow"};
-  auto plain = [&]() -> asio::awaitable<void> { co_await sa::timed(p, 0, "unflowed", backend(5ms)); };
+  Profiler p{"asio_plain"};
+  auto plain = [&]() -> asio::awaitable<void> { co_await sa::timed(p, 0, "timed", backend(5ms)); };
   asio::co_spawn(io, plain(), asio::detached);
   run(io, 2);
   const auto r = p.get_results();
-  const auto& b = only(r, 0, "unflowed");
+  const auto& b = only(r, 0, "timed");
   BOOST_TEST(b.hit_count == 1u);
   BOOST_TEST(b.total_time_ns >= 5'000'000u);
-  BOOST_TEST(b.suspensions == 0u); // not observable without a flow
+  BOOST_TEST(b.suspensions >= 1u);
+  BOOST_TEST(b.suspended_time_ns >= 5'000'000u);
+  BOOST_TEST(b.outside_flow == 0u);
+}
+
+// Children spawned from inside a coroutine with co_await this_coro::executor
+// (the idiom of Asio's examples) on a 3-thread pool: each child is a flow of
+// its own, concurrent siblings never become each other's parents, and the
+// parent is charged neither their CPU time nor their waits.
+BOOST_AUTO_TEST_CASE(nested_co_spawn_from_this_coro_executor_gives_each_child_its_own_flow) {
+  asio::io_context io(3);
+  Profiler p{"nested_spawn"};
+  constexpr int children = 12;
+  std::atomic<int> done{0};
+  auto child = [&](int i) -> asio::awaitable<void> {
+    auto b = p.block(1, "child");
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(20 + i % 3));
+    co_await timer.async_wait(asio::use_awaitable);
+    busy_for(2ms);
+    {
+      auto inner = p.block(2, "child_inner");
+      busy_for(1ms);
+    }
+    ++done;
+  };
+  auto parent = [&]() -> asio::awaitable<void> {
+    auto b = p.block(0, "parent");
+    for (int i = 0; i < children; ++i) asio::co_spawn(co_await asio::this_coro::executor, child(i), asio::detached);
+    asio::steady_timer timer(co_await asio::this_coro::executor, 60ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  };
+  asio::co_spawn(io, parent(), asio::detached);
+  run(io, 3);
+  BOOST_TEST(done.load() == children);
+  const auto r = p.get_results();
+  const auto& par = only(r, 0, "parent");
+  const auto& ch = only(r, 1, "child");
+  const auto& inner = only(r, 2, "child_inner");
+  BOOST_TEST(par.hit_count == 1u);
+  BOOST_TEST(ch.hit_count == unsigned(children));
+  BOOST_TEST(inner.hit_count == unsigned(children));
+  // No child has a parent: each one is the root of its own flow.
+  BOOST_REQUIRE(ch.callers.size() == 1u);
+  BOOST_TEST(ch.callers[0].parent_site_id == stichotrope::no_parent);
+  BOOST_REQUIRE(inner.callers.size() == 1u);
+  BOOST_TEST(inner.callers[0].parent_site_id == ch.site_id);
+  // Each child: suspended about its timer (>= 20 ms), active about its spins (>= 3 ms).
+  BOOST_TEST(ch.suspended_time_ns >= children * 20'000'000ull);
+  BOOST_TEST(ch.active_time_ns() >= children * 3'000'000ull);
+  BOOST_TEST(ch.suspended_time_ns < children * (20'000'000ull + 100'000'000ull)); // wide slack: shared machine
+  BOOST_TEST(ch.suspensions >= unsigned(children));
+  // The parent waited 60 ms; it is not charged its children's 36 ms of spinning.
+  BOOST_TEST(par.suspended_time_ns >= 60'000'000u);
+  BOOST_TEST(par.active_time_ns() < 20'000'000u);
+  BOOST_TEST(par.active_time_ns() + par.suspended_time_ns == par.total_time_ns);
+  BOOST_TEST(ch.outside_flow == 0u);
+  BOOST_TEST(r.diagnostics.empty());
+}
+
+asio::awaitable<void> wait_then_spin(Profiler& p, std::string_view name, std::chrono::milliseconds wait,
+                                     std::chrono::milliseconds spin) {
+  auto b = p.block(1, name);
+  asio::steady_timer timer(co_await asio::this_coro::executor, wait);
+  co_await timer.async_wait(asio::use_awaitable);
+  busy_for(spin);
+}
+
+BOOST_AUTO_TEST_CASE(awaitable_operators_run_each_operand_in_its_own_flow) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::io_context io(2);
+  Profiler p{"operators"};
+  bool finished = false;
+  auto parent = [&]() -> asio::awaitable<void> {
+    {
+      auto both = p.block(0, "both");
+      co_await (wait_then_spin(p, "a", 20ms, 4ms) && wait_then_spin(p, "b", 30ms, 4ms));
+    }
+    {
+      auto either = p.block(0, "either");
+      // The 200 ms operand loses and is cancelled: its block closes by the exception.
+      co_await (wait_then_spin(p, "fast", 10ms, 2ms) || wait_then_spin(p, "slow", 200ms, 0ms));
+    }
+    finished = true;
+  };
+  asio::co_spawn(io, parent(), asio::detached);
+  run(io, 2);
+  BOOST_TEST(finished);
+  const auto r = p.get_results();
+  const auto& both = only(r, 0, "both");
+  const auto& either = only(r, 0, "either");
+  for (const char* name : {"a", "b", "fast", "slow"}) {
+    const auto& b = only(r, 1, name);
+    BOOST_TEST(b.hit_count == 1u, name);
+    BOOST_REQUIRE(b.callers.size() == 1u);
+    BOOST_TEST(b.callers[0].parent_site_id == stichotrope::no_parent, name); // a flow of its own
+  }
+  BOOST_TEST(only(r, 1, "a").suspended_time_ns >= 20'000'000u);
+  BOOST_TEST(only(r, 1, "a").active_time_ns() >= 4'000'000u);
+  BOOST_TEST(only(r, 1, "b").suspended_time_ns >= 30'000'000u);
+  BOOST_TEST(only(r, 1, "slow").total_time_ns < 150'000'000u); // cancelled, not waited for
+  BOOST_TEST(both.suspended_time_ns >= 30'000'000u);
+  BOOST_TEST(both.active_time_ns() < 4'000'000u); // the operands' 8 ms of spinning are theirs
+  BOOST_TEST(either.suspended_time_ns >= 10'000'000u);
+  BOOST_TEST(either.active_time_ns() < 2'000'000u);
+  BOOST_TEST(r.diagnostics.empty());
+}
+
+// An echo server as in Asio's C++20 examples: a listener co_spawns a session
+// on each accepted socket's executor; clients talk to it concurrently.
+asio::awaitable<void> echo_session(Profiler& p, asio::ip::tcp::socket socket) {
+  auto session = p.block(0, "session");
+  char data[64];
+  try {
+    for (;;) {
+      std::size_t n = 0;
+      {
+        auto rd = p.block(1, "read");
+        n = co_await socket.async_read_some(asio::buffer(data), asio::use_awaitable);
+      }
+      auto wr = p.block(1, "write");
+      co_await asio::async_write(socket, asio::buffer(data, n), asio::use_awaitable);
+    }
+  } catch (const std::exception&) {
+    // the client closed the connection
+  }
+}
+
+asio::awaitable<void> echo_listener(Profiler& p, asio::ip::tcp::acceptor& acceptor, int sessions) {
+  auto listen = p.block(2, "listen");
+  for (int i = 0; i < sessions; ++i) {
+    auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+    auto ex = socket.get_executor();
+    asio::co_spawn(ex, echo_session(p, std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> echo_client(Profiler& p, asio::ip::tcp::endpoint server, int messages, std::atomic<int>& ok) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::ip::tcp::socket socket(ex);
+  co_await socket.async_connect(server, asio::use_awaitable);
+  char reply[5];
+  for (int i = 0; i < messages; ++i) {
+    auto rt = p.block(3, "round_trip");
+    co_await asio::async_write(socket, asio::buffer("hello", 5), asio::use_awaitable);
+    co_await asio::async_read(socket, asio::buffer(reply), asio::use_awaitable);
+    if (std::string_view(reply, 5) == "hello") ++ok;
+  }
+}
+
+BOOST_AUTO_TEST_CASE(an_echo_server_in_the_style_of_asio_examples_keeps_sessions_apart) {
+  asio::io_context io(3);
+  Profiler p{"echo"};
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  const auto server = acceptor.local_endpoint();
+  constexpr int clients = 6, messages = 20;
+  std::atomic<int> ok{0};
+  asio::co_spawn(io, echo_listener(p, acceptor, clients), asio::detached);
+  for (int c = 0; c < clients; ++c) asio::co_spawn(io, echo_client(p, server, messages, ok), asio::detached);
+  run(io, 3);
+  BOOST_TEST(ok.load() == clients * messages);
+  const auto r = p.get_results();
+  const auto& session = only(r, 0, "session");
+  const auto& rd = only(r, 1, "read");
+  const auto& wr = only(r, 1, "write");
+  const auto& listen = only(r, 2, "listen");
+  const auto& rt = only(r, 3, "round_trip");
+  BOOST_TEST(session.hit_count == unsigned(clients));
+  BOOST_TEST(listen.hit_count == 1u);
+  BOOST_TEST(rt.hit_count == unsigned(clients * messages));
+  BOOST_TEST(wr.hit_count == unsigned(clients * messages));
+  BOOST_TEST(rd.hit_count == unsigned(clients * messages + clients)); // the last read sees the close
+  // Sessions are flows of their own: never children of the listener.
+  BOOST_REQUIRE(session.callers.size() == 1u);
+  BOOST_TEST(session.callers[0].parent_site_id == stichotrope::no_parent);
+  BOOST_REQUIRE(rd.callers.size() == 1u);
+  BOOST_TEST(rd.callers[0].parent_site_id == session.site_id);
+  BOOST_REQUIRE(wr.callers.size() == 1u);
+  BOOST_TEST(wr.callers[0].parent_site_id == session.site_id);
+  // The listener only waited for connections: its resumptions are its own accepts.
+  BOOST_TEST(listen.suspensions <= unsigned(clients + 1));
+  for (const auto* b : {&session, &rd, &wr, &listen, &rt}) {
+    BOOST_TEST(b->active_time_ns() + b->suspended_time_ns == b->total_time_ns);
+    BOOST_TEST(b->outside_flow == 0u);
+  }
+  BOOST_TEST(r.diagnostics.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_coroutine_destroyed_while_suspended_abandons_its_blocks) {
+  Profiler p{"asio_abandon"};
+  {
+    asio::io_context io(1);
+    auto stuck = [&]() -> asio::awaitable<void> {
+      auto outer = p.block(0, "outer");
+      co_await [&]() -> asio::awaitable<void> {
+        auto inner = p.block(0, "inner");
+        asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::hours(1));
+        co_await timer.async_wait(asio::use_awaitable);
+      }();
+    };
+    asio::co_spawn(io, stuck(), asio::detached);
+    io.run_for(20ms); // the timer never fires; destroying io destroys the coroutine
+  }
+  {
+    auto after = p.block(1, "after"); // the thread's own nesting is intact
+  }
+  const auto r = p.get_results();
+  BOOST_TEST(only(r, 0, "outer").abandoned == 1u);
+  BOOST_TEST(only(r, 0, "inner").abandoned == 1u);
+  BOOST_TEST(only(r, 0, "outer").hit_count == 0u);
+  BOOST_TEST(only(r, 1, "after").hit_count == 1u);
+  BOOST_TEST(only(r, 1, "after").callers.at(0).parent_site_id == stichotrope::no_parent);
 }

@@ -217,14 +217,14 @@ BOOST_AUTO_TEST_SUITE(memory)
 
 BOOST_AUTO_TEST_CASE(documented_sizes_hold) {
   // README "Memory": what one (thread, site) and one thread buffer cost.
-  static_assert(sizeof(stichotrope::detail::slot) == 208);
+  static_assert(sizeof(stichotrope::detail::slot) == 224);
   static_assert(latency_histogram::bucket_count * sizeof(std::uint64_t) == 2496);
   static_assert(stichotrope::detail::max_chunks * sizeof(void*) == 16 * 1024);
   BOOST_TEST(stichotrope::max_sites == 131072u);
-  BOOST_TEST(sizeof(stichotrope::Block) == 80u);
-  BOOST_TEST(sizeof(stichotrope::detail::context) == 80u);
+  BOOST_TEST(sizeof(stichotrope::Block) == 64u);
+  BOOST_TEST(sizeof(stichotrope::detail::context) == 1112u); // 32 frames of 32 B: one per flow, pooled
   BOOST_TEST(sizeof(stichotrope::detail::thread_buffer) == 18496u);
-  BOOST_TEST(stichotrope::detail::chunk_slots * sizeof(stichotrope::detail::slot) == 13312u);
+  BOOST_TEST(stichotrope::detail::chunk_slots * sizeof(stichotrope::detail::slot) == 14336u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
