@@ -1,6 +1,5 @@
 # All install logic: the library, its module sources, the exported targets
 # (namespace stichotrope::) and the package config and version files.
-include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(STICHOTROPE_CONFIG_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/stichotrope)
@@ -9,8 +8,7 @@ install(TARGETS stichotrope EXPORT stichotrope-targets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   FILE_SET CXX_MODULES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope/modules)
-if(TARGET stichotrope_asio)
-  install(TARGETS stichotrope_asio EXPORT stichotrope-targets)
+if(STICHOTROPE_HAS_ASIO)
   install(FILES ${PROJECT_SOURCE_DIR}/include/stichotrope/asio.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope)
 endif()
 install(TARGETS stichotrope_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

@@ -1,5 +1,7 @@
 module;
 #include <atomic>
+#include <exception>
+#include <memory>
 #include <cstdint>
 #include <mutex>
 #include <new>
@@ -18,6 +20,7 @@ namespace {
 struct context_pool {
   std::mutex mutex;
   std::vector<context*> free;
+  std::vector<context*> all; // every context ever made: all stay reachable
 };
 context_pool& pool() {
   static context_pool* p = new context_pool;
@@ -25,9 +28,11 @@ context_pool& pool() {
 }
 
 /// Returns the thread's own context to the pool when the thread ends.
+constinit thread_local bool own_context_gone = false;
 struct thread_context_owner {
   context* ctx = nullptr;
   ~thread_context_owner() {
+    own_context_gone = true;
     if (ctx == nullptr) return;
     if (current_context_ptr == ctx) current_context_ptr = nullptr;
     release_context(std::exchange(ctx, nullptr));
@@ -74,7 +79,15 @@ context* acquire_context() {
       p.free.pop_back();
     }
   }
-  if (c == nullptr) return new context;
+  if (c == nullptr) {
+    auto fresh = std::make_unique<context>();
+    context_pool& p = pool();
+    std::lock_guard lock(p.mutex);
+    p.all.reserve(p.all.size() + 1);
+    p.free.reserve(p.all.size() + 1); // release_context never allocates
+    p.all.push_back(fresh.get());
+    return fresh.release();
+  }
   c->depth = 0;
   c->active = 0;
   c->suspended_ns = c->suspensions = c->migrations = c->suspend_begin = 0;
@@ -89,14 +102,23 @@ void release_context(context* c) noexcept {
   if (c == nullptr) return;
   context_pool& p = pool();
   std::lock_guard lock(p.mutex);
-  try {
-    p.free.push_back(c);
-  } catch (...) {
-    // No memory to keep it in the pool: it stays allocated (never freed by design).
-  }
+  p.free.push_back(c); // capacity reserved when it was made
 }
 
 context& init_thread_context() noexcept {
+  if (own_context_gone) {
+    // A block opened while the thread's storage is torn down (by another
+    // thread_local's destructor): a context of its own, never returned.
+    context* late = nullptr;
+    try {
+      late = acquire_context();
+    } catch (...) {
+      std::terminate();
+    }
+    late->is_thread = true;
+    current_context_ptr = late;
+    return *late;
+  }
   context* c = own_context.ctx;
   if (c == nullptr) {
     try {

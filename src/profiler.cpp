@@ -42,6 +42,27 @@ struct thread_registry {
 };
 
 thread_local thread_registry registry;
+constinit thread_local bool registry_gone = false;
+
+/// Buffers for records made after the thread's registry was torn down (a
+/// block closed by another thread_local's destructor): they go nowhere. Kept
+/// reachable here, never freed.
+struct late_buffers {
+  std::mutex mutex;
+  std::vector<thread_buffer*> buffers;
+};
+thread_buffer& late_buffer(profiler_core& core) {
+  static late_buffers* all = new late_buffers;
+  auto* buf = new thread_buffer;
+  buf->core_id = core.id;
+  buf->generation.store(core.generation.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  {
+    std::lock_guard lock(all->mutex);
+    all->buffers.push_back(buf);
+  }
+  last_buffer = {core.id, buf};
+  return *buf;
+}
 
 std::string base_name(std::string_view path) {
   const auto slash = path.find_last_of('/');
@@ -305,6 +326,7 @@ void retire(profiler_core& core, const std::shared_ptr<thread_buffer>& buf) {
 }
 
 thread_registry::~thread_registry() {
+  registry_gone = true;
   last_buffer = {};
   for (auto& e : entries) retire(*e.core, e.buffer);
 }
@@ -409,6 +431,7 @@ profiler_core::profiler_core(std::string profiler_name)
 }
 
 thread_buffer& find_buffer_slow(profiler_core& core) {
+  if (registry_gone) return late_buffer(core);
   auto& entries = registry.entries;
   // Drop buffers of profilers that no longer exist.
   std::erase_if(entries, [](const thread_registry::entry& e) { return e.core->dead.load(std::memory_order_relaxed); });
