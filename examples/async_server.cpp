@@ -1,9 +1,11 @@
 // The demo: an Asio server on loopback with a thread pool and a built-in
 // client load, profiled per track (accept, read, handle, backend, write).
-// Each session runs in a flow of its own (stichotrope::asio::with_flow), so
-// blocks that span co_await are timed across threads, with their wall time
-// split into active and suspended time. Bounded: a fixed number of clients
-// and requests, a 30 s safety deadline, loopback only.
+// Every coroutine started by co_spawn is a flow of its own (including the
+// sessions the listener spawns and the audit tasks each session spawns from
+// this_coro::executor), so blocks that span co_await are timed across
+// threads, with their wall time split into active and suspended time.
+// Bounded: a fixed number of clients and requests, a 30 s safety deadline,
+// loopback only.
 #include <asio.hpp>
 
 #include <atomic>
@@ -28,15 +30,16 @@ using namespace std::chrono_literals;
 
 namespace {
 
-enum track : int { accept_track, read_track, handle_track, backend_track, write_track, client_track };
+enum track : int { accept_track, read_track, handle_track, backend_track, write_track, client_track, audit_track };
 
 stichotrope::Profiler profiler{"AsyncServer"};
 std::atomic<int> open_sessions{0};
+std::atomic<int> open_audits{0};
 std::atomic<int> clients_left{0};
 std::function<void()> on_idle; // set by main: ends the run once clients and sessions are done
 
 void maybe_idle() {
-  if (clients_left.load() == 0 && open_sessions.load() == 0) on_idle();
+  if (clients_left.load() == 0 && open_sessions.load() == 0 && open_audits.load() == 0) on_idle();
 }
 
 std::uint64_t parse(const std::string& line) {
@@ -51,6 +54,15 @@ awaitable<std::string> backend_call(std::uint64_t key) {
   asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::microseconds(1000 + key * 7919 % 3000));
   co_await timer.async_wait(use_awaitable);
   co_return "value-" + std::to_string(key * key % 1000);
+}
+
+// Spawned by a session for every request, and not awaited: a flow of its own.
+awaitable<void> audit(std::uint64_t key) {
+  auto record = profiler.block(audit_track, "audit_record");
+  asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::microseconds(200 + key % 300));
+  co_await timer.async_wait(use_awaitable);
+  --open_audits;
+  maybe_idle();
 }
 
 awaitable<void> session(tcp::socket socket) {
@@ -75,6 +87,8 @@ awaitable<void> session(tcp::socket socket) {
         key = parse(buffer.substr(0, length));
         buffer.erase(0, length);
       }
+      ++open_audits;
+      asio::co_spawn(co_await asio::this_coro::executor, audit(key), asio::detached);
       reply = co_await sa::timed(profiler, backend_track, "backend_call", backend_call(key));
       reply += '\n';
     }
@@ -138,6 +152,7 @@ int main(int argc, char** argv) {
   (void)profiler.set_track_name(backend_track, "Backend");
   (void)profiler.set_track_name(write_track, "Write");
   (void)profiler.set_track_name(client_track, "Client");
+  (void)profiler.set_track_name(audit_track, "Audit");
 
   profiler.start_timeline(); // every block, suspension and resumption, per thread (bounded)
   asio::io_context io(threads);
@@ -169,14 +184,23 @@ int main(int argc, char** argv) {
 
   profiler.print_results();
   const auto results = profiler.get_results();
-  bool consistent = true;
+  bool consistent = results.diagnostics.empty();
   for (const auto& t : results.tracks)
     for (const auto& b : t.blocks)
-      consistent = consistent && b.active_time_ns() + b.suspended_time_ns == b.total_time_ns;
+      consistent = consistent && b.active_time_ns() + b.suspended_time_ns == b.total_time_ns && b.outside_flow == 0 &&
+                   b.abandoned == 0;
+  // Each session's blocks nest in its own flow: a request's handling is never
+  // the child of another session's block, nor of the audit it spawned.
+  const auto* handle = results.find_block(handle_track, "handle_request");
+  const auto* audit_block = results.find_block(audit_track, "audit_record");
+  consistent = consistent && handle != nullptr && audit_block != nullptr && audit_block->callers.size() == 1 &&
+               audit_block->callers[0].parent_site_id == stichotrope::no_parent &&
+               audit_block->hit_count == static_cast<std::uint64_t>(clients) * static_cast<std::uint64_t>(requests);
   std::cout << completed.load() << " requests in "
             << stichotrope::format_time_ns(
                    static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()))
-            << "; active + suspended = wall for every block: " << (consistent ? "yes" : "NO") << '\n';
+            << "; active + suspended = wall for every block, each session and audit in its own flow: "
+            << (consistent ? "yes" : "NO") << '\n';
 
   const auto csv = out_dir / "async_server.csv", json = out_dir / "async_server.json";
   const auto trace = out_dir / "async_server.trace.json", speedscope = out_dir / "async_server.speedscope.json";

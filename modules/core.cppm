@@ -233,6 +233,7 @@ struct context {
   std::uint64_t suspensions = 0;   // how many times it suspended
   std::uint64_t migrations = 0;    // resumptions on a thread other than the previous one
   std::uint64_t suspend_begin = 0; // ticks when the current suspension began
+  std::uint64_t interrupted_at = 0; // ticks when another flow began to run inside this one's run (0: not)
   const void* thread = nullptr;    // the thread that last ran it
   context* saved = nullptr;        // what was current on the thread before this was entered
   context* destroy_saved = nullptr; // what was current before its frames began to be destroyed

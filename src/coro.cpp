@@ -90,7 +90,7 @@ context* acquire_context() {
   }
   c->depth = 0;
   c->active = 0;
-  c->suspended_ns = c->suspensions = c->migrations = c->suspend_begin = 0;
+  c->suspended_ns = c->suspensions = c->migrations = c->suspend_begin = c->interrupted_at = 0;
   c->thread = nullptr;
   c->saved = c->destroy_saved = nullptr;
   c->id = c->arrow = 0;
@@ -136,8 +136,27 @@ context& init_thread_context() noexcept {
   return *c;
 }
 
+/// Another flow starts running inside the run of `previous` on this thread
+/// (Asio starts a co_spawned coroutine inline; a handler of another flow may
+/// be dispatched inside this one's): that time is not `previous`'s own.
+void interrupt(context* previous, const context& c) noexcept {
+  if (previous != nullptr && previous != &c && !previous->is_thread && previous->active > 0 &&
+      previous->interrupted_at == 0)
+    previous->interrupted_at = now_ticks();
+}
+
+/// `previous` is current again: the time another flow ran inside it counts
+/// as its suspended time (not as a suspension).
+void uninterrupt(context* previous) noexcept {
+  if (previous != nullptr && previous->interrupted_at != 0) {
+    previous->suspended_ns += ticks_to_ns(previous->interrupted_at, now_ticks());
+    previous->interrupted_at = 0;
+  }
+}
+
 context* enter_flow(context& c) noexcept {
   context* previous = current_context_ptr;
+  interrupt(previous, c);
   current_context_ptr = &c;
   const void* here = &own_context;
   if (c.id == 0) c.id = next_timeline_id();
@@ -160,6 +179,7 @@ context* enter_flow(context& c) noexcept {
 
 void leave_flow(context& c, context* previous) noexcept {
   current_context_ptr = previous;
+  uninterrupt(previous);
   if (c.active > 0 && --c.active == 0) {
     c.thread = &own_context;
     c.suspended = true;
@@ -184,6 +204,7 @@ void resume_flow_uncounted(context& c) noexcept {
     c.arrow = 0;
     c.suspend_begin = now_ticks();
     c.saved = current_context_ptr;
+    interrupt(c.saved, c);
     current_context_ptr = &c;
     c.active = 1;
     c.thread = &own_context;
@@ -201,6 +222,7 @@ void suspend_flow(context& c) noexcept {
 void finish_flow(context& c) noexcept {
   if (c.active == 0) return;
   current_context_ptr = std::exchange(c.saved, nullptr);
+  uninterrupt(current_context_ptr);
   c.active = 0;
 }
 

@@ -143,6 +143,7 @@ BOOST_AUTO_TEST_CASE(nested_co_spawn_from_this_coro_executor_gives_each_child_it
   std::atomic<int> done{0};
   auto child = [&](int i) -> asio::awaitable<void> {
     auto b = p.block(1, "child");
+    busy_for(2ms); // Asio runs a spawned coroutine inline until it first suspends: inside the parent's run
     asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(20 + i % 3));
     co_await timer.async_wait(asio::use_awaitable);
     busy_for(2ms);
@@ -173,14 +174,15 @@ BOOST_AUTO_TEST_CASE(nested_co_spawn_from_this_coro_executor_gives_each_child_it
   BOOST_TEST(ch.callers[0].parent_site_id == stichotrope::no_parent);
   BOOST_REQUIRE(inner.callers.size() == 1u);
   BOOST_TEST(inner.callers[0].parent_site_id == ch.site_id);
-  // Each child: suspended about its timer (>= 20 ms), active about its spins (>= 3 ms).
+  // Each child: suspended about its timer (>= 20 ms), active about its spins (>= 5 ms).
   BOOST_TEST(ch.suspended_time_ns >= children * 20'000'000ull);
-  BOOST_TEST(ch.active_time_ns() >= children * 3'000'000ull);
+  BOOST_TEST(ch.active_time_ns() >= children * 5'000'000ull);
   BOOST_TEST(ch.suspended_time_ns < children * (20'000'000ull + 100'000'000ull)); // wide slack: shared machine
   BOOST_TEST(ch.suspensions >= unsigned(children));
-  // The parent waited 60 ms; it is not charged its children's 36 ms of spinning.
+  // The parent waited 60 ms; it is not charged its children's 60 ms of spinning,
+  // not even the 24 ms they spun inline, inside its own run, before suspending.
   BOOST_TEST(par.suspended_time_ns >= 60'000'000u);
-  BOOST_TEST(par.active_time_ns() < 20'000'000u);
+  BOOST_TEST(par.active_time_ns() < 12'000'000u);
   BOOST_TEST(par.active_time_ns() + par.suspended_time_ns == par.total_time_ns);
   BOOST_TEST(ch.outside_flow == 0u);
   BOOST_TEST(r.diagnostics.empty());
