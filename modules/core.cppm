@@ -68,8 +68,8 @@ struct slot {
   std::atomic<std::uint64_t> other_callers{0};
   std::atomic<std::uint64_t> suspended_ns{0}; // time the block's flow spent suspended inside it
   std::atomic<std::uint64_t> suspensions{0};
-  std::atomic<std::uint64_t> migrations{0}; // records whose flow resumed on another thread
-  std::atomic<std::uint64_t> abandoned{0};  // blocks destroyed while their coroutine was suspended
+  std::atomic<std::uint64_t> migrations{0};   // records whose flow resumed on another thread
+  std::atomic<std::uint64_t> abandoned{0};    // blocks destroyed while their coroutine was suspended
   std::atomic<std::uint64_t> outside_flow{0}; // records closed outside the flow that opened them
   std::atomic<std::uint64_t> too_deep{0};     // records opened deeper than max_depth
   caller_slot callers[tracked_callers];
@@ -227,21 +227,21 @@ struct frame_entry {
 /// block that outlives its flow can never reach freed memory.
 struct context {
   frame_entry frames[max_depth];
-  std::uint32_t depth = 0;         // frames in use (holes included)
-  std::uint32_t active = 0;        // runs in progress (an executor may run a flow inside itself)
-  std::uint64_t suspended_ns = 0;  // total time spent suspended so far
-  std::uint64_t suspensions = 0;   // how many times it suspended
-  std::uint64_t migrations = 0;    // resumptions on a thread other than the previous one
-  std::uint64_t suspend_begin = 0; // ticks when the current suspension began
+  std::uint32_t depth = 0;          // frames in use (holes included)
+  std::uint32_t active = 0;         // runs in progress (an executor may run a flow inside itself)
+  std::uint64_t suspended_ns = 0;   // total time spent suspended so far
+  std::uint64_t suspensions = 0;    // how many times it suspended
+  std::uint64_t migrations = 0;     // resumptions on a thread other than the previous one
+  std::uint64_t suspend_begin = 0;  // ticks when the current suspension began
   std::uint64_t interrupted_at = 0; // ticks when another flow began to run inside this one's run (0: not)
-  const void* thread = nullptr;    // the thread that last ran it
-  context* saved = nullptr;        // what was current on the thread before this was entered
+  const void* thread = nullptr;     // the thread that last ran it
+  context* saved = nullptr;         // what was current on the thread before this was entered
   context* destroy_saved = nullptr; // what was current before its frames began to be destroyed
-  std::uint64_t id = 0;            // timeline id, given at the first entry (0: a thread's own)
-  std::uint64_t arrow = 0;         // timeline arrow from the current suspension to its resumption
+  std::uint64_t id = 0;             // timeline id, given at the first entry (0: a thread's own)
+  std::uint64_t arrow = 0;          // timeline arrow from the current suspension to its resumption
   bool suspended = false;
-  bool destroying = false;         // its suspended frames are being destroyed (blocks count as abandoned)
-  bool is_thread = false;          // a thread's own context
+  bool destroying = false; // its suspended frames are being destroyed (blocks count as abandoned)
+  bool is_thread = false;  // a thread's own context
 };
 
 /// A context from the pool, reset (never freed: blocks may refer to it after
@@ -434,6 +434,6 @@ std::uint64_t next_timeline_id() noexcept;
 void record_abandoned(profiler_core& core, std::uint32_t site);
 
 /// Counts one record on a cold counter of its slot (outside_flow, too_deep).
-void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot::*counter);
+void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot::* counter);
 
 } // namespace stichotrope::detail

@@ -57,8 +57,8 @@ void continue_flow(context& c) noexcept;
 /// Closes an open frame of `opened_in` (see Block::close): every case, in
 /// any order, on any thread. Out of line: the timed awaiters' and the slow
 /// paths' way.
-void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
-                std::uint64_t start, std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open,
+void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site, std::uint64_t start,
+                std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open,
                 std::uint64_t child_ns_extra = 0) noexcept;
 /// An open frame whose coroutine was destroyed while suspended: counted as
 /// abandoned, its frame released (in its own flow or from anywhere).
@@ -208,7 +208,7 @@ public:
   auto await_suspend(std::coroutine_handle<P> h) {
     suspended_ = true;
     detail::suspend_flow(*ctx_); // before handing over: the coroutine may resume elsewhere at once
-    struct unmark { // touches only this thread's state, never *this: the frame may be gone
+    struct unmark {              // touches only this thread's state, never *this: the frame may be gone
       const void* previous;
       ~unmark() { detail::exchange_suspending(previous); }
     } restore{detail::exchange_suspending(ctx_)};

@@ -121,9 +121,10 @@ public:
     detail::context& ctx = detail::current_context();
     // The common case: closed in its own flow, on top of the stack, below a
     // parent that is still open.
-    if (&ctx == ctx_ && depth_ + 1 == ctx.depth && ctx.frames[depth_].serial.load(std::memory_order_relaxed) == start_ &&
-        !ctx.suspended && (depth_ == 0 || (ctx.frames[depth_ - 1].serial.load(std::memory_order_relaxed) &
-                                           detail::closed_bit) == 0)) [[likely]] {
+    if (&ctx == ctx_ && depth_ + 1 == ctx.depth &&
+        ctx.frames[depth_].serial.load(std::memory_order_relaxed) == start_ && !ctx.suspended &&
+        (depth_ == 0 || (ctx.frames[depth_ - 1].serial.load(std::memory_order_relaxed) & detail::closed_bit) == 0))
+        [[likely]] {
       const std::uint64_t ns = detail::ticks_to_ns(start_, end);
       ctx.depth = depth_;
       std::uint32_t parent_site = no_parent;

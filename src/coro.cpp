@@ -251,8 +251,8 @@ void continue_flow(context& c) noexcept {
 
 std::uint32_t innermost_open(const context& c) noexcept { return open_below(c, c.depth); }
 
-void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
-                std::uint64_t start, std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open,
+void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site, std::uint64_t start,
+                std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open,
                 std::uint64_t child_ns_extra) noexcept {
   context& ctx = current_context();
   const std::uint64_t ns = ticks_to_ns(start, end);
@@ -313,8 +313,7 @@ void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, 
       }
     } else {
       std::uint64_t expected = start;
-      opened_in->frames[depth].serial.compare_exchange_strong(expected, start | closed_bit,
-                                                              std::memory_order_relaxed);
+      opened_in->frames[depth].serial.compare_exchange_strong(expected, start | closed_bit, std::memory_order_relaxed);
     }
   }
   record_abandoned(core, site);

@@ -231,8 +231,8 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
                                     "(stichotrope::task, stichotrope/asio.hpp, Context) or close the block where "
                                     "it opened");
     if (b.too_deep > 0)
-      add_unique(r.diagnostics, "block '" + b.name + "' at " + where(b.file.c_str(), b.line) +
-                                    ": opened more than " + std::to_string(max_depth) +
+      add_unique(r.diagnostics, "block '" + b.name + "' at " + where(b.file.c_str(), b.line) + ": opened more than " +
+                                    std::to_string(max_depth) +
                                     " blocks deep in one flow; such hits are recorded without a parent");
     if (!keep_empty && b.hit_count == 0 && b.abandoned == 0) continue;
     track_at(core.sites[b.site_id].track).blocks.push_back(std::move(b));
@@ -356,7 +356,7 @@ void record_abandoned(profiler_core& core, std::uint32_t site) {
   bump(s.abandoned, 1);
 }
 
-void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot::*counter) {
+void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot::* counter) {
   if (core.dead.load(std::memory_order_relaxed)) return;
   slot& s = current_buffer(core).slot_for(site);
   const slot_write writing(s);

@@ -11,7 +11,8 @@ import stichotrope;
 
 namespace {
 stichotrope::Profiler global_profiler{"global"};
-std::optional<stichotrope::Block> static_block; // closed by static destruction, after the profiler? before? either is fine
+std::optional<stichotrope::Block>
+    static_block; // closed by static destruction, after the profiler? before? either is fine
 std::atomic<int> started{0};
 } // namespace
 

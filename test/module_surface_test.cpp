@@ -57,6 +57,15 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
   st::Tracked<int (*)(int)> tracked = profiler.track(0, "t", +[](int x) { return x; });
   BOOST_TEST(tracked(3) == 3);
   BOOST_TEST(tracked.site().valid());
+  BOOST_TEST(tracked.callable()(4) == 4);
+  st::Site other_site = *profiler.site(1, "opened");
+  st::BlockOpener opener = profiler.opener(other_site);
+  BOOST_TEST(opener.site().id() == other_site.id());
+  {
+    st::Block b = opener();
+    BOOST_TEST(b.active());
+  }
+  BOOST_TEST(tracked.opener().site().id() == tracked.site().id());
 
   st::ProfilerResults results = profiler.get_results();
   std::vector<st::ThreadResults> threads = profiler.get_all_thread_data();
@@ -68,6 +77,8 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
   st::latency_histogram h = block.histogram;
   BOOST_TEST(p.p50_ns <= block.max_time_ns);
   BOOST_TEST(c.parent_site_id == st::no_parent);
+  BOOST_TEST(block.outside_flow == 0u);
+  BOOST_TEST(block.too_deep == 0u);
   BOOST_TEST(h.total() == 1u);
 
   BOOST_TEST(!st::format_time_ns(1).empty());

@@ -225,9 +225,9 @@ BOOST_AUTO_TEST_CASE(wrap_of_a_task_counts_its_computing_as_active_and_nests_its
   const auto r = p.get_results();
   const auto &outer = only(r, 0, "outer"), &wrapped = only(r, 2, "wrapped"), &inner = only(r, 1, "inner");
   BOOST_TEST(wrapped.hit_count == 1u);
-  BOOST_TEST(wrapped.active_time_ns() >= 10'000'000u);   // the child's spin
-  BOOST_TEST(wrapped.active_time_ns() < 60'000'000u);    // wide slack, not its 20 ms wait
-  BOOST_TEST(wrapped.suspended_time_ns >= 20'000'000u);  // the child's timer
+  BOOST_TEST(wrapped.active_time_ns() >= 10'000'000u);  // the child's spin
+  BOOST_TEST(wrapped.active_time_ns() < 60'000'000u);   // wide slack, not its 20 ms wait
+  BOOST_TEST(wrapped.suspended_time_ns >= 20'000'000u); // the child's timer
   BOOST_TEST(wrapped.suspended_time_ns < 120'000'000u);
   BOOST_TEST(wrapped.suspensions == 1u);
   BOOST_TEST(parent_of(wrapped) == outer.site_id);

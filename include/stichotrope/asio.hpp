@@ -189,8 +189,7 @@ auto track(Profiler& profiler, int track, std::string_view name, F fn,
 // every coroutine a program writes.
 template <class T, class... Args>
 struct std::coroutine_traits<::asio::awaitable<T, ::asio::any_io_executor>, Args...> {
-  using promise_type =
-      std::conditional_t<std::is_same_v<T, ::asio::detail::awaitable_thread_entry_point>,
-                         ::asio::detail::awaitable_frame<T, ::asio::any_io_executor>,
-                         stichotrope::for_asio::detail::flow_frame<T, ::asio::any_io_executor>>;
+  using promise_type = std::conditional_t<std::is_same_v<T, ::asio::detail::awaitable_thread_entry_point>,
+                                          ::asio::detail::awaitable_frame<T, ::asio::any_io_executor>,
+                                          stichotrope::for_asio::detail::flow_frame<T, ::asio::any_io_executor>>;
 };
