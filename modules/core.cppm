@@ -172,7 +172,7 @@ struct site_info {
 };
 
 /// The state of a profiler shared with the threads that record into it.
-struct profiler_core : std::enable_shared_from_this<profiler_core> {
+struct profiler_core {
   const std::uint64_t id;
   std::atomic<bool> dead{false}; // its Profiler was destroyed: records are dropped (the core itself is never freed)
   std::string name;

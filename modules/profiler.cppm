@@ -310,7 +310,7 @@ public:
   std::optional<std::string> track_name(int track) const;
 
   /// Opens blocks on `s` later, even after this profiler is gone (inert then).
-  BlockOpener opener(const Site& s) noexcept { return {core_.get(), s}; }
+  BlockOpener opener(const Site& s) noexcept { return {core_, s}; }
 
   /// Registers a call site once, for the fastest block(Site) path.
   expected<Site> site(int track, std::string_view name, std::source_location loc = std::source_location::current());
@@ -521,7 +521,10 @@ private:
   }
   void note_invalid_track(int track, std::string_view name, const std::source_location& loc);
 
-  std::shared_ptr<detail::profiler_core> core_;
+  // Never freed, and left in place by the destructor: blocks, wrappers and
+  // even threads still calling this (destroyed) object at static destruction
+  // find a stopped, dead core (docs/coroutines.md).
+  detail::profiler_core* core_;
 };
 
 inline Block BlockOpener::operator()() const noexcept {

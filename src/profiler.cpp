@@ -458,6 +458,7 @@ thread_buffer& find_buffer_slow(profiler_core& core) {
 std::uint32_t register_site(profiler_core& core, int track, std::string_view name, const char* file, std::uint32_t line,
                             std::uint32_t column, const char* function, const std::string** registered_name) {
   std::lock_guard lock(core.mutex);
+  if (core.dead.load(std::memory_order_relaxed)) return invalid_site; // its profiler is gone
   if (static_cast<unsigned>(track) >= unsigned{max_tracks}) {
     add_diagnostic(core, "block '" + std::string(name) + "' at " + where(file, line) + ": track index " +
                              std::to_string(track) + " is out of range [0, " + std::to_string(max_tracks) + ")");
@@ -507,7 +508,7 @@ namespace stichotrope {
 
 Profiler::Profiler(std::string name) {
   calibrate_clock();
-  core_ = std::make_shared<detail::profiler_core>(std::move(name));
+  core_ = new detail::profiler_core(std::move(name)); // owned by the graveyard once the profiler is gone
 }
 
 namespace {
@@ -517,7 +518,7 @@ namespace {
 /// then record nothing. Reachable from this never-destroyed list.
 struct core_graveyard {
   std::mutex mutex;
-  std::vector<std::shared_ptr<detail::profiler_core>> cores;
+  std::vector<detail::profiler_core*> cores;
 };
 core_graveyard& graveyard() {
   static core_graveyard* g = new core_graveyard;
@@ -526,7 +527,6 @@ core_graveyard& graveyard() {
 } // namespace
 
 Profiler::~Profiler() {
-  if (!core_) return;
   detail::profiler_core& core = *core_;
   core.started.store(false, std::memory_order_relaxed);
   core.timeline_on.store(false, std::memory_order_relaxed);
@@ -539,17 +539,17 @@ Profiler::~Profiler() {
     core.exited_folded = {};
     std::deque<ThreadTimeline>().swap(core.exited_timelines);
     core.site_index.clear();
-    std::deque<detail::site_info>().swap(core.sites);
+    // Sites stay: a thread that passed the switches just before this may
+    // still compare a call site's name through its cache.
     std::vector<std::string>().swap(core.diagnostics);
     for (auto& n : core.track_names) n.reset();
   }
   auto& g = graveyard();
   std::lock_guard lock(g.mutex);
   try {
-    g.cores.push_back(std::move(core_));
+    g.cores.push_back(core_);
   } catch (...) {
-    // Without memory to keep it, the core is kept alive by leaking one reference.
-    new (std::nothrow) std::shared_ptr<detail::profiler_core>(std::move(core_));
+    // Without memory to list it, the core is simply never freed (unlisted).
   }
 }
 
