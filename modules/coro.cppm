@@ -275,6 +275,7 @@ public:
     if (core_ != nullptr) {
       state_ = state::suspended;
       if (!in_flow_) {
+        thread_id_ = detail::this_thread_id();
         suspend_begin_ = detail::now_ticks();
         if (core_->timeline_on.load(std::memory_order_relaxed)) {
           // A flow's suspensions are drawn by the flow; a leaf await draws its own.
@@ -324,8 +325,7 @@ private:
       // A thread's own context cannot follow the coroutine to another
       // thread: the await is a leaf and keeps its parent's identity only.
       thread_ = &ctx;
-      thread_id_ = detail::this_thread_id();
-      const std::uint32_t p = detail::innermost_open(ctx);
+      const std::uint32_t p = ctx.depth == 0 ? detail::max_depth : detail::innermost_open(ctx);
       if (p < detail::max_depth) {
         parent_depth_ = p;
         parent_serial_ = ctx.frames[p].serial.load(std::memory_order_relaxed);

@@ -103,7 +103,9 @@ public:
   }
   Block(const Block&) = delete;
   Block& operator=(const Block&) = delete;
-  inline ~Block() { close(); }
+  [[gnu::always_inline]] inline ~Block() {
+    if (core_ != nullptr) finish(); // an inert block: one load and a branch, no call
+  }
 
   /// True while the block is open and will record.
   inline bool active() const noexcept { return core_ != nullptr; }
@@ -113,8 +115,14 @@ public:
 
   /// Ends the block now. Hot path: never locks; allocates only on the first
   /// record of its site in this thread.
-  inline void close() noexcept {
-    if (core_ == nullptr) return;
+  [[gnu::always_inline]] inline void close() noexcept {
+    if (core_ != nullptr) finish();
+  }
+
+private:
+  friend class Profiler;
+
+  [[gnu::always_inline]] inline void finish() noexcept {
     detail::profiler_core* core = core_;
     core_ = nullptr;
     const std::uint64_t end = detail::now_ticks();
@@ -139,9 +147,6 @@ public:
     }
     detail::close_block_slow(*core, ctx_, depth_, site_, start_, end, bytes_, flow_);
   }
-
-private:
-  friend class Profiler;
 
   inline Block(detail::profiler_core& core, std::uint32_t site) noexcept : Block(&core, site) {}
   inline Block(detail::profiler_core* core, std::uint32_t site) noexcept : core_(core) {

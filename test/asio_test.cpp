@@ -166,6 +166,10 @@ BOOST_AUTO_TEST_CASE(nested_co_spawn_from_this_coro_executor_gives_each_child_it
   const auto& par = only(r, 0, "parent");
   const auto& ch = only(r, 1, "child");
   const auto& inner = only(r, 2, "child_inner");
+  BOOST_TEST_MESSAGE("measured: parent active "
+                     << par.active_time_ns() << " ns, suspended " << par.suspended_time_ns << " ns; " << ch.hit_count
+                     << " children, mean active " << ch.active_time_ns() / children << " ns, mean suspended "
+                     << ch.suspended_time_ns / children << " ns, parents " << ch.callers.size() << " (no_parent)");
   BOOST_TEST(par.hit_count == 1u);
   BOOST_TEST(ch.hit_count == unsigned(children));
   BOOST_TEST(inner.hit_count == unsigned(children));
@@ -219,6 +223,11 @@ BOOST_AUTO_TEST_CASE(awaitable_operators_run_each_operand_in_its_own_flow) {
   const auto r = p.get_results();
   const auto& both = only(r, 0, "both");
   const auto& either = only(r, 0, "either");
+  BOOST_TEST_MESSAGE("measured: a && b: block active "
+                     << both.active_time_ns() << " ns, suspended " << both.suspended_time_ns
+                     << " ns; fast || slow: active " << either.active_time_ns() << " ns, suspended "
+                     << either.suspended_time_ns << " ns; slow (cancelled) " << only(r, 1, "slow").total_time_ns
+                     << " ns");
   for (const char* name : {"a", "b", "fast", "slow"}) {
     const auto& b = only(r, 1, name);
     BOOST_TEST(b.hit_count == 1u, name);
@@ -295,6 +304,9 @@ BOOST_AUTO_TEST_CASE(an_echo_server_in_the_style_of_asio_examples_keeps_sessions
   const auto& wr = only(r, 1, "write");
   const auto& listen = only(r, 2, "listen");
   const auto& rt = only(r, 3, "round_trip");
+  BOOST_TEST_MESSAGE("measured: " << session.hit_count << " sessions, " << rd.hit_count << " reads, " << wr.hit_count
+                                  << " writes, " << rt.hit_count << " round trips; listener suspensions "
+                                  << listen.suspensions << "; session parents: " << session.callers.size());
   BOOST_TEST(session.hit_count == unsigned(clients));
   BOOST_TEST(listen.hit_count == 1u);
   BOOST_TEST(rt.hit_count == unsigned(clients * messages));

@@ -124,6 +124,8 @@ BOOST_AUTO_TEST_CASE(a_block_moved_to_another_thread_is_counted_with_a_diagnosti
   }
   const auto r = p.get_results();
   const auto& moved = only(r, 0, "moved");
+  BOOST_TEST_MESSAGE("measured: moved block: " << moved.hit_count << " hit, outside_flow " << moved.outside_flow << ", "
+                                               << r.diagnostics.size() << " diagnostic(s)");
   BOOST_TEST(moved.hit_count == 1u);
   BOOST_TEST(moved.outside_flow == 1u);
   BOOST_TEST(moved.total_time_ns >= 1'000'000u);
@@ -190,6 +192,8 @@ BOOST_AUTO_TEST_CASE(a_block_spanning_co_await_in_a_coroutine_without_a_flow_is_
   }
   const auto r = p.get_results();
   const auto& span = only(r, 0, "span");
+  BOOST_TEST_MESSAGE("measured: no-flow span: " << span.hit_count << " hit, outside_flow " << span.outside_flow
+                                                << ", diagnostic: " << (r.diagnostics.empty() ? "" : r.diagnostics[0]));
   BOOST_TEST(span.hit_count == 1u);
   BOOST_TEST(span.outside_flow == 1u);
   BOOST_TEST(span.suspended_time_ns == 0u); // unknown, not invented
@@ -224,6 +228,8 @@ BOOST_AUTO_TEST_CASE(wrap_of_a_task_counts_its_computing_as_active_and_nests_its
   BOOST_TEST(value == 3);
   const auto r = p.get_results();
   const auto &outer = only(r, 0, "outer"), &wrapped = only(r, 2, "wrapped"), &inner = only(r, 1, "inner");
+  BOOST_TEST_MESSAGE("measured: wrap(task): active " << wrapped.active_time_ns() << " ns (spin 10 ms), suspended "
+                                                     << wrapped.suspended_time_ns << " ns (timer 20 ms)");
   BOOST_TEST(wrapped.hit_count == 1u);
   BOOST_TEST(wrapped.active_time_ns() >= 10'000'000u);  // the child's spin
   BOOST_TEST(wrapped.active_time_ns() < 60'000'000u);   // wide slack, not its 20 ms wait
@@ -251,6 +257,8 @@ BOOST_AUTO_TEST_CASE(track_of_a_task_function_counts_its_computing_as_active) {
   BOOST_TEST(value == 3);
   const auto r = p.get_results();
   const auto &outer = only(r, 0, "outer"), &t = only(r, 2, "tracked"), &inner = only(r, 1, "inner");
+  BOOST_TEST_MESSAGE("measured: track(task fn): active " << t.active_time_ns() << " ns (spin 10 ms), suspended "
+                                                         << t.suspended_time_ns << " ns (timer 20 ms)");
   BOOST_TEST(t.hit_count == 1u);
   BOOST_TEST(t.active_time_ns() >= 10'000'000u);
   BOOST_TEST(t.active_time_ns() < 60'000'000u);
