@@ -33,7 +33,7 @@ if(count EQUAL 0)
 endif()
 set(failed "")
 foreach(c IN LISTS cases)
-  execute_process(COMMAND "${EXE}" "--run_test=${c}" --log_level=message --report_level=short
+  execute_process(COMMAND "${EXE}" "--run_test=${c}" --log_level=all --report_level=short
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(rc EQUAL 0)
     message(STATUS "passed: ${c}")
@@ -43,7 +43,9 @@ foreach(c IN LISTS cases)
   endif()
   set(text "${out}${err}")
   string(REPLACE ";" "," text "${text}") # a CMake list separator otherwise
-  string(REGEX MATCHALL "measured:[^\n\x1b]*" figures "${text}")
+  string(ASCII 27 escape)
+  string(REGEX REPLACE "${escape}\\[[0-9,]*m" "" text "${text}") # colour codes
+  string(REGEX MATCHALL "measured:[^\n]*" figures "${text}")
   foreach(f IN LISTS figures)
     message(STATUS "  ${f}")
   endforeach()
