@@ -146,7 +146,10 @@ export namespace stichotrope {
 class Context {
 public:
   Context() : ctx_(detail::acquire_context()) {}
-  ~Context() { detail::release_context(ctx_); }
+  ~Context() {
+    if (detail::current_context_ptr == ctx_) detail::finish_flow(*ctx_); // destroyed while entered here
+    detail::release_context(ctx_);
+  }
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 

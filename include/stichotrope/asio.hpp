@@ -165,9 +165,13 @@ template <class T>
 template <class T>
 ::asio::awaitable<T> timed(Profiler& profiler, int track, std::string_view name, ::asio::awaitable<T> op,
                            std::source_location loc = std::source_location::current()) {
-  auto site = profiler.site(track, name, loc);
-  if (!site) return op;
-  return detail::timed_impl(profiler.opener(*site), std::move(op));
+  if constexpr (!instrumentation_compiled_in) {
+    return op;
+  } else {
+    auto site = profiler.site(track, name, loc);
+    if (!site) return op;
+    return detail::timed_impl(profiler.opener(*site), std::move(op));
+  }
 }
 
 /// Wraps a function returning an Asio awaitable, so that each call is timed
@@ -177,19 +181,26 @@ template <class T>
 template <class F>
 auto track(Profiler& profiler, int track, std::string_view name, F fn,
            std::source_location loc = std::source_location::current()) {
-  return [tracked = profiler.track(track, name, std::move(fn), loc)](auto&&... args) {
-    return detail::timed_impl(tracked.opener(), std::invoke(tracked.callable(), std::forward<decltype(args)>(args)...));
-  };
+  if constexpr (!instrumentation_compiled_in) {
+    return fn;
+  } else {
+    return [tracked = profiler.track(track, name, std::move(fn), loc)](auto&&... args) {
+      return detail::timed_impl(tracked.opener(),
+                                std::invoke(tracked.callable(), std::forward<decltype(args)>(args)...));
+    };
+  }
 }
 
 } // namespace stichotrope::for_asio
 
 // The promise of asio::awaitable<T> with Asio's default executor: Asio's own
 // frame type for the entry point of an awaitable thread, the flow frame for
-// every coroutine a program writes.
+// every coroutine a program writes. Instrumentation compiled out: Asio's own.
+#if !defined(STICHOTROPE_COMPILED_OUT)
 template <class T, class... Args>
 struct std::coroutine_traits<::asio::awaitable<T, ::asio::any_io_executor>, Args...> {
   using promise_type = std::conditional_t<std::is_same_v<T, ::asio::detail::awaitable_thread_entry_point>,
                                           ::asio::detail::awaitable_frame<T, ::asio::any_io_executor>,
                                           stichotrope::for_asio::detail::flow_frame<T, ::asio::any_io_executor>>;
 };
+#endif
