@@ -193,9 +193,10 @@ int main(int argc, char** argv) {
   // the child of another session's block, nor of the audit it spawned.
   const auto* handle = results.find_block(handle_track, "handle_request");
   const auto* audit_block = results.find_block(audit_track, "audit_record");
-  consistent = consistent && handle != nullptr && audit_block != nullptr && audit_block->callers.size() == 1 &&
-               audit_block->callers[0].parent_site_id == stichotrope::no_parent &&
-               audit_block->hit_count == static_cast<std::uint64_t>(clients) * static_cast<std::uint64_t>(requests);
+  if (stichotrope::instrumentation_compiled_in)
+    consistent = consistent && handle != nullptr && audit_block != nullptr && audit_block->callers.size() == 1 &&
+                 audit_block->callers[0].parent_site_id == stichotrope::no_parent &&
+                 audit_block->hit_count == static_cast<std::uint64_t>(clients) * static_cast<std::uint64_t>(requests);
   std::cout << completed.load() << " requests in "
             << stichotrope::format_time_ns(
                    static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()))
