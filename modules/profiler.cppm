@@ -377,7 +377,7 @@ public:
   }
 
   /// Opens a block for a pre-registered site (see site()).
-  inline Block block(const Site& s) noexcept { return site_block(*core_, s); }
+  inline Block block(const Site& s) noexcept { return site_block(&core_, s); }
 
   /// Times a co_await: `co_await profiler.wrap(2, "backend", op)`. The record
   /// carries wall and suspended time, the suspension count and whether the
@@ -470,7 +470,9 @@ private:
   friend class BlockOpener;
 
   // The Site paths, on a core that outlives its Profiler (Tracked keeps one).
-  inline static Block site_block(detail::profiler_core& c, const Site& s) noexcept {
+  // `slot` holds the core pointer: it is read only once the global switch is
+  // on (reading it first measured 0.55 -> 0.58 ns for a disabled block).
+  inline static Block site_block(detail::profiler_core* const* slot, const Site& s) noexcept {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
@@ -480,6 +482,7 @@ private:
       // through (docs/performance.md).
       detail::profiler_core* core = nullptr;
       if (detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]] {
+        detail::profiler_core& c = **slot;
         if (s.core_id_ == c.id && s.valid() &&
             c.track_enabled[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed) &&
             c.started.load(std::memory_order_relaxed)) [[likely]]
@@ -533,12 +536,12 @@ private:
 };
 
 inline Block BlockOpener::operator()() const noexcept {
-  return core_ == nullptr ? Block{} : Profiler::site_block(*core_, site_);
+  return core_ == nullptr ? Block{} : Profiler::site_block(&core_, site_);
 }
 
 template <class F>
 Block Tracked<F>::open() const noexcept {
-  return Profiler::site_block(*core_, site_);
+  return Profiler::site_block(&core_, site_);
 }
 template <class F>
 template <class R>

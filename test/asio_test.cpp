@@ -353,3 +353,38 @@ BOOST_AUTO_TEST_CASE(a_coroutine_destroyed_while_suspended_abandons_its_blocks) 
   BOOST_TEST(only(r, 1, "after").hit_count == 1u);
   BOOST_TEST(only(r, 1, "after").callers.at(0).parent_site_id == stichotrope::no_parent);
 }
+
+// co_spawn with use_awaitable (the child is awaited, but started on its own:
+// a flow of its own), and coroutines on a strand of a pool.
+BOOST_AUTO_TEST_CASE(a_child_spawned_and_awaited_or_on_a_strand_is_a_flow_of_its_own) {
+  asio::io_context io(2);
+  Profiler p{"spawn_await"};
+  int value = 0;
+  auto child = [&]() -> asio::awaitable<int> {
+    auto b = p.block(1, "spawned_child");
+    busy_for(3ms);
+    asio::steady_timer timer(co_await asio::this_coro::executor, 15ms);
+    co_await timer.async_wait(asio::use_awaitable);
+    co_return 42;
+  };
+  auto parent = [&]() -> asio::awaitable<void> {
+    auto b = p.block(0, "awaiting_parent");
+    value = co_await asio::co_spawn(asio::make_strand(io), child(), asio::use_awaitable);
+  };
+  asio::co_spawn(asio::make_strand(io), parent(), asio::detached);
+  run(io, 2);
+  BOOST_TEST(value == 42);
+  const auto r = p.get_results();
+  const auto& par = only(r, 0, "awaiting_parent");
+  const auto& ch = only(r, 1, "spawned_child");
+  BOOST_TEST_MESSAGE("measured: co_spawn(use_awaitable): parent active "
+                     << par.active_time_ns() << " ns, suspended " << par.suspended_time_ns << " ns, child active "
+                     << ch.active_time_ns());
+  BOOST_REQUIRE(ch.callers.size() == 1u);
+  BOOST_TEST(ch.callers[0].parent_site_id == stichotrope::no_parent);
+  BOOST_TEST(ch.active_time_ns() >= 3'000'000u);
+  BOOST_TEST(ch.suspended_time_ns >= 15'000'000u);
+  BOOST_TEST(par.suspended_time_ns >= 15'000'000u);
+  BOOST_TEST(par.active_time_ns() < 3'000'000u); // the child's spin is the child's
+  BOOST_TEST(r.diagnostics.empty());
+}
