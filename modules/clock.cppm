@@ -1,4 +1,6 @@
 module;
+#include <optional>
+#include <span>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -29,6 +31,22 @@ struct clock_calibration {
 /// Detects the counter and calibrates it once per process (about 20 ms the
 /// first time, nothing afterwards). Every Profiler calls it on construction.
 const clock_calibration& calibrate_clock();
+
+/// One counter read bracketed by two clock reads (ns): the narrower the
+/// bracket, the better the pair ties the counter to the clock.
+struct clock_pair {
+  std::uint64_t ns_before = 0;
+  std::uint64_t ticks = 0;
+  std::uint64_t ns_after = 0;
+};
+
+/// Counters per ns from pairs taken at the two ends of a window: at each end
+/// the narrowest pair is kept; a window whose best pair is wider than
+/// `max_bracket_ns` (the thread was preempted while taking every pair) gives
+/// nothing, and the caller measures again. Pure, so that tests can feed it
+/// a preemption.
+std::optional<double> ticks_per_ns_from(std::span<const clock_pair> start, std::span<const clock_pair> end,
+                                        std::uint64_t max_bracket_ns);
 
 } // namespace stichotrope
 
