@@ -7,6 +7,7 @@ module;
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -150,14 +151,17 @@ struct thread_buffer {
   thread_buffer& operator=(const thread_buffer&) = delete;
   ~thread_buffer();
 
-  /// The slot of `site`, creating its chunk on first use (the only allocation).
-  inline slot& slot_for(std::uint32_t site) {
+  /// The slot of `site`, creating its chunk on first use (the only
+  /// allocation); null when there is no memory for it.
+  inline slot* slot_for(std::uint32_t site) noexcept {
     slot* chunk = chunks[site / chunk_slots].load(std::memory_order_relaxed);
-    if (chunk == nullptr) [[unlikely]]
+    if (chunk == nullptr) [[unlikely]] {
       chunk = add_chunk(site / chunk_slots);
-    return chunk[site % chunk_slots];
+      if (chunk == nullptr) return nullptr;
+    }
+    return chunk + site % chunk_slots;
   }
-  slot* add_chunk(std::uint32_t index);
+  slot* add_chunk(std::uint32_t index) noexcept;
   /// Zeroes every slot for a new generation (after Profiler::clear). Owner only.
   void reset(std::uint64_t new_generation) noexcept;
 };
@@ -175,6 +179,7 @@ struct site_info {
 struct profiler_core {
   const std::uint64_t id;
   std::atomic<bool> dead{false}; // its Profiler was destroyed: records are dropped (the core itself is never freed)
+  std::atomic<std::uint64_t> dropped_no_memory{0}; // records dropped: no memory for a buffer, chunk or histogram
   std::string name;
   std::atomic<bool> started{true};
   std::array<std::atomic<bool>, max_tracks> track_enabled;
@@ -292,14 +297,24 @@ inline thread_buffer& buffer_for(profiler_core& core) {
   return find_buffer_slow(core);
 }
 
+/// As find_buffer_slow, for the recording paths: null when there is no
+/// memory for the buffer (the record is dropped and counted, never thrown).
+thread_buffer* find_buffer_nothrow(profiler_core& core) noexcept;
+
+/// Counts a record dropped for want of memory (cold).
+void note_no_memory(profiler_core& core) noexcept;
+
 /// This thread's buffer for `core`, emptied first if the profiler was
 /// cleared since the thread last wrote (the owner resets its own buffer, so
-/// clear() never waits for recorders).
-inline thread_buffer& current_buffer(profiler_core& core) {
-  thread_buffer& buf = buffer_for(core);
+/// clear() never waits for recorders); null without memory.
+inline thread_buffer* current_buffer(profiler_core& core) noexcept {
+  const buffer_cache c = last_buffer;
+  thread_buffer* buf = c.core_id == core.id ? c.buffer : find_buffer_nothrow(core);
+  if (buf == nullptr) [[unlikely]]
+    return nullptr;
   const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
-  if (buf.generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
-    buf.reset(gen);
+  if (buf->generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
+    buf->reset(gen);
   return buf;
 }
 
@@ -379,14 +394,21 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
     return; // its profiler is gone
   if (end_ticks != 0 && core.timeline_on.load(std::memory_order_relaxed)) [[unlikely]]
     timeline_append(core, event_kind::block, site, start_ticks, end_ticks, flow_id);
-  thread_buffer& buf = buffer_for(core);
+  const buffer_cache cached = last_buffer;
+  thread_buffer* buf = cached.core_id == core.id ? cached.buffer : find_buffer_nothrow(core);
+  if (buf == nullptr) [[unlikely]]
+    return note_no_memory(core);
   const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
-  if (buf.generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
-    buf.reset(gen);
-  slot& s = buf.slot_for(site);
+  if (buf->generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
+    buf->reset(gen);
+  slot* sp = buf->slot_for(site);
+  if (sp == nullptr) [[unlikely]]
+    return note_no_memory(core);
+  slot& s = *sp;
   std::atomic<std::uint64_t>* hist = s.histogram.load(std::memory_order_relaxed);
   if (hist == nullptr) [[unlikely]] {
-    hist = new std::atomic<std::uint64_t>[latency_histogram::bucket_count] {};
+    hist = new (std::nothrow) std::atomic<std::uint64_t>[latency_histogram::bucket_count] {};
+    if (hist == nullptr) return note_no_memory(core);
     s.histogram.store(hist, std::memory_order_release);
   }
 

@@ -137,6 +137,7 @@ struct ProfilerResults {
   // Extensions.
   clock_source clock = clock_source::steady_clock;
   std::vector<std::string> diagnostics; ///< rejected call sites and similar
+  std::uint64_t dropped_records = 0;    ///< records dropped for want of memory (never a crash)
 
   std::uint64_t total_time_ns() const noexcept;
   std::uint64_t total_hits() const noexcept;

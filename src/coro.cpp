@@ -42,6 +42,18 @@ thread_local thread_context_owner own_context;
 
 thread_local const void* suspending_awaiter = nullptr;
 
+/// A thread that cannot get a context from the pool (no memory) nests in
+/// this one, its own: blocks still nest and record. (A block moved off such a
+/// thread and closed after the thread ended would mark freed storage: that
+/// takes running out of memory, moving blocks away and the thread ending.)
+constinit thread_local context no_memory_context{};
+
+context& fallback_context() noexcept {
+  no_memory_context.is_thread = true;
+  current_context_ptr = &no_memory_context;
+  return no_memory_context;
+}
+
 /// The profiler that draws this flow's suspensions: that of its innermost
 /// open block, when its timeline capture is on.
 profiler_core* drawing(const context& c) noexcept {
@@ -113,7 +125,7 @@ context& init_thread_context() noexcept {
     try {
       late = acquire_context();
     } catch (...) {
-      std::terminate();
+      return fallback_context();
     }
     late->is_thread = true;
     current_context_ptr = late;
@@ -124,10 +136,7 @@ context& init_thread_context() noexcept {
     try {
       c = acquire_context();
     } catch (...) {
-      // Without memory for a context the thread cannot record nesting; a
-      // single static context would be shared by threads, so this aborts
-      // instead of racing.
-      std::terminate();
+      return fallback_context();
     }
     c->is_thread = true;
     own_context.ctx = c;

@@ -211,6 +211,10 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
   r.profiler_name = core.name;
   r.clock = calibrate_clock().source;
   r.diagnostics = core.diagnostics;
+  r.dropped_records = core.dropped_no_memory.load(std::memory_order_relaxed);
+  if (r.dropped_records > 0)
+    r.diagnostics.push_back(std::to_string(r.dropped_records) +
+                            " records dropped: no memory for a thread buffer, slot chunk or histogram");
   std::vector<std::optional<TrackResults>> tracks(max_tracks);
   auto track_at = [&](int idx) -> TrackResults& {
     auto& t = tracks[static_cast<unsigned>(idx)];
@@ -349,23 +353,30 @@ thread_buffer::~thread_buffer() {
   delete timeline.load(std::memory_order_relaxed);
 }
 
-void record_abandoned(profiler_core& core, std::uint32_t site) {
-  if (core.dead.load(std::memory_order_relaxed)) return;
-  slot& s = current_buffer(core).slot_for(site);
-  const slot_write writing(s);
-  bump(s.abandoned, 1);
-}
+void record_abandoned(profiler_core& core, std::uint32_t site) { record_note(core, site, &slot::abandoned); }
 
 void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot::* counter) {
   if (core.dead.load(std::memory_order_relaxed)) return;
-  slot& s = current_buffer(core).slot_for(site);
-  const slot_write writing(s);
-  bump(s.*counter, 1);
+  thread_buffer* buf = current_buffer(core);
+  slot* s = buf != nullptr ? buf->slot_for(site) : nullptr;
+  if (s == nullptr) return note_no_memory(core);
+  const slot_write writing(*s);
+  bump((*s).*counter, 1);
 }
 
-slot* thread_buffer::add_chunk(std::uint32_t index) {
-  slot* chunk = new slot[chunk_slots];
-  chunks[index].store(chunk, std::memory_order_release);
+void note_no_memory(profiler_core& core) noexcept { core.dropped_no_memory.fetch_add(1, std::memory_order_relaxed); }
+
+thread_buffer* find_buffer_nothrow(profiler_core& core) noexcept {
+  try {
+    return &find_buffer_slow(core);
+  } catch (...) { // std::bad_alloc: no buffer, the record is dropped and counted
+    return nullptr;
+  }
+}
+
+slot* thread_buffer::add_chunk(std::uint32_t index) noexcept {
+  slot* chunk = new (std::nothrow) slot[chunk_slots];
+  if (chunk != nullptr) chunks[index].store(chunk, std::memory_order_release);
   return chunk;
 }
 
@@ -414,7 +425,9 @@ std::uint64_t next_timeline_id() noexcept {
 void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
                      std::uint64_t flow) noexcept {
   if (core.dead.load(std::memory_order_relaxed)) return;
-  thread_buffer& buf = current_buffer(core);
+  thread_buffer* bp = current_buffer(core);
+  if (bp == nullptr) return note_no_memory(core);
+  thread_buffer& buf = *bp;
   timeline_ring* ring = buf.timeline.load(std::memory_order_relaxed);
   if (ring == nullptr) {
     ring = new (std::nothrow)
@@ -665,6 +678,7 @@ std::vector<ThreadResults> Profiler::get_all_thread_data() const {
 void Profiler::clear() {
   std::lock_guard lock(core_->mutex);
   core_->generation.fetch_add(1, std::memory_order_release);
+  core_->dropped_no_memory.store(0, std::memory_order_relaxed);
   core_->exited.clear();
   core_->exited_folded = {};
   core_->exited_folded_count = 0;

@@ -1,0 +1,94 @@
+// An allocation failure on the recording path (a thread's buffer, a chunk of
+// slots, a histogram, a timeline ring) drops that record and counts it:
+// never std::terminate, never a crash. This program replaces the global
+// operator new so that the test decides when memory runs out.
+#define BOOST_TEST_MODULE alloc_failure
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <string>
+#include <thread>
+
+import stichotrope;
+
+namespace {
+thread_local bool out_of_memory = false; // only this thread's allocations fail
+std::atomic<int> refused{0};
+
+void* allocate(std::size_t n) noexcept {
+  if (out_of_memory) {
+    ++refused;
+    return nullptr;
+  }
+  return std::malloc(n == 0 ? 1 : n);
+}
+} // namespace
+
+void* operator new(std::size_t n) {
+  if (void* p = allocate(n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) {
+  if (void* p = allocate(n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return allocate(n); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return allocate(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+using namespace stichotrope;
+
+BOOST_AUTO_TEST_CASE(a_thread_without_memory_drops_its_records_and_counts_them) {
+  Profiler p{"oom"};
+  auto a = p.site(0, "a");
+  auto b = p.site(0, "b");
+  BOOST_REQUIRE(a && b);
+  std::thread t([&] {
+    out_of_memory = true; // the thread has no buffer yet: it cannot get one
+    for (int i = 0; i < 10; ++i) {
+      auto x = p.block(*a);
+      auto y = p.block(*b);
+    }
+    out_of_memory = false;
+    for (int i = 0; i < 5; ++i) auto x = p.block(*a); // memory is back: records land
+  });
+  t.join();
+  const auto r = p.get_results();
+  BOOST_TEST(r.dropped_records == 20u);
+  BOOST_TEST(r.find_block(0, "a")->hit_count == 5u);
+  BOOST_TEST(refused.load() > 0);
+  BOOST_TEST(!r.diagnostics.empty());
+}
+
+BOOST_AUTO_TEST_CASE(no_memory_for_a_new_chunk_or_histogram_drops_only_those_records) {
+  Profiler p{"oom_chunk"};
+  auto first = p.site(0, "first");
+  BOOST_REQUIRE(first);
+  std::vector<Site> far;
+  for (int i = 0; i < 100; ++i) far.push_back(*p.site(1, "far" + std::to_string(i))); // a second chunk of slots
+  {
+    auto warm = p.block(*first); // buffer, first chunk and its histogram exist
+  }
+  out_of_memory = true;
+  {
+    auto again = p.block(*first); // no allocation needed: recorded
+  }
+  {
+    auto x = p.block(far.back()); // needs a new chunk: dropped
+  }
+  p.start_timeline({.events_per_thread = 16});
+  {
+    auto y = p.block(*first); // needs a timeline ring: the event is dropped, the record stays
+  }
+  out_of_memory = false;
+  p.stop_timeline();
+  const auto r = p.get_results();
+  BOOST_TEST(r.find_block(0, "first")->hit_count == 3u);
+  BOOST_TEST(r.find_block(1, "far99")->hit_count == 0u);
+  BOOST_TEST(r.dropped_records >= 1u);
+}
