@@ -186,7 +186,7 @@ BOOST_AUTO_TEST_CASE(nested_co_spawn_from_this_coro_executor_gives_each_child_it
   // The parent waited 60 ms; it is not charged its children's 60 ms of spinning,
   // not even the 24 ms they spun inline, inside its own run, before suspending.
   BOOST_TEST(par.suspended_time_ns >= 60'000'000u);
-  BOOST_TEST(par.active_time_ns() < 12'000'000u);
+  BOOST_TEST(par.active_time_ns() < 20'000'000u); // charged, it would be >= 24 ms; wide for loaded machines
   BOOST_TEST(par.active_time_ns() + par.suspended_time_ns == par.total_time_ns);
   BOOST_TEST(ch.outside_flow == 0u);
   BOOST_TEST(r.diagnostics.empty());
@@ -208,12 +208,12 @@ BOOST_AUTO_TEST_CASE(awaitable_operators_run_each_operand_in_its_own_flow) {
   auto parent = [&]() -> asio::awaitable<void> {
     {
       auto both = p.block(0, "both");
-      co_await (wait_then_spin(p, "a", 20ms, 4ms) && wait_then_spin(p, "b", 30ms, 4ms));
+      co_await (wait_then_spin(p, "a", 20ms, 10ms) && wait_then_spin(p, "b", 30ms, 10ms));
     }
     {
       auto either = p.block(0, "either");
       // The 200 ms operand loses and is cancelled: its block closes by the exception.
-      co_await (wait_then_spin(p, "fast", 10ms, 2ms) || wait_then_spin(p, "slow", 200ms, 0ms));
+      co_await (wait_then_spin(p, "fast", 10ms, 10ms) || wait_then_spin(p, "slow", 200ms, 0ms));
     }
     finished = true;
   };
@@ -235,13 +235,13 @@ BOOST_AUTO_TEST_CASE(awaitable_operators_run_each_operand_in_its_own_flow) {
     BOOST_TEST(b.callers[0].parent_site_id == stichotrope::no_parent, name); // a flow of its own
   }
   BOOST_TEST(only(r, 1, "a").suspended_time_ns >= 20'000'000u);
-  BOOST_TEST(only(r, 1, "a").active_time_ns() >= 4'000'000u);
+  BOOST_TEST(only(r, 1, "a").active_time_ns() >= 10'000'000u);
   BOOST_TEST(only(r, 1, "b").suspended_time_ns >= 30'000'000u);
   BOOST_TEST(only(r, 1, "slow").total_time_ns < 150'000'000u); // cancelled, not waited for
   BOOST_TEST(both.suspended_time_ns >= 30'000'000u);
-  BOOST_TEST(both.active_time_ns() < 4'000'000u); // the operands' 8 ms of spinning are theirs
+  BOOST_TEST(both.active_time_ns() < 10'000'000u); // the operands' 20 ms of spinning are theirs
   BOOST_TEST(either.suspended_time_ns >= 10'000'000u);
-  BOOST_TEST(either.active_time_ns() < 2'000'000u);
+  BOOST_TEST(either.active_time_ns() < 10'000'000u);
   BOOST_TEST(r.diagnostics.empty());
 }
 
@@ -362,7 +362,7 @@ BOOST_AUTO_TEST_CASE(a_child_spawned_and_awaited_or_on_a_strand_is_a_flow_of_its
   int value = 0;
   auto child = [&]() -> asio::awaitable<int> {
     auto b = p.block(1, "spawned_child");
-    busy_for(3ms);
+    busy_for(10ms); // inline, inside the parent's co_spawn
     asio::steady_timer timer(co_await asio::this_coro::executor, 15ms);
     co_await timer.async_wait(asio::use_awaitable);
     co_return 42;
@@ -382,9 +382,9 @@ BOOST_AUTO_TEST_CASE(a_child_spawned_and_awaited_or_on_a_strand_is_a_flow_of_its
                      << ch.active_time_ns());
   BOOST_REQUIRE(ch.callers.size() == 1u);
   BOOST_TEST(ch.callers[0].parent_site_id == stichotrope::no_parent);
-  BOOST_TEST(ch.active_time_ns() >= 3'000'000u);
+  BOOST_TEST(ch.active_time_ns() >= 10'000'000u);
   BOOST_TEST(ch.suspended_time_ns >= 15'000'000u);
   BOOST_TEST(par.suspended_time_ns >= 15'000'000u);
-  BOOST_TEST(par.active_time_ns() < 3'000'000u); // the child's spin is the child's
+  BOOST_TEST(par.active_time_ns() < 10'000'000u); // the child's spin is the child's
   BOOST_TEST(r.diagnostics.empty());
 }

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support/async.hpp"
@@ -67,7 +68,11 @@ BOOST_AUTO_TEST_CASE(reassigning_an_open_block_closes_it_and_opens_a_sibling) {
   BOOST_TEST(parent_of(two) == outer.site_id); // a sibling, not a child of "one", not its own parent
   BOOST_TEST(parent_of(only(r, 0, "child")) == two.site_id);
   BOOST_TEST(parent_of(only(r, 0, "after")) == no_parent);
-  BOOST_TEST(outer.self_time_ns + one.total_time_ns + two.total_time_ns == outer.total_time_ns);
+  // Both are children of "outer" (their time is its child time). They overlap
+  // by the moment between opening "two" and closing "one", so under a loaded
+  // machine outer's self time may reach 0; it is never negative.
+  const std::uint64_t children = one.total_time_ns + two.total_time_ns;
+  BOOST_TEST(outer.self_time_ns == (outer.total_time_ns > children ? outer.total_time_ns - children : 0u));
   BOOST_TEST(r.diagnostics.empty());
 }
 
@@ -371,16 +376,22 @@ BOOST_AUTO_TEST_CASE(profilers_destroyed_in_every_order_while_threads_record) {
       BOOST_REQUIRE(s);
       openers[static_cast<std::size_t>(i)] = raw[static_cast<std::size_t>(i)]->opener(*s);
     }
+    std::atomic<int> recorded{0};
     for (int t = 0; t < 3; ++t)
       threads.emplace_back([&, t] {
         std::size_t k = static_cast<std::size_t>(t);
+        bool first = true;
         while (!stop.load(std::memory_order_relaxed)) {
-          auto a = (*openers[k])();
-          auto b = (*openers[(k + 1) % 3])();
-          auto c = (*openers[(k + 2) % 3])();
+          {
+            auto a = (*openers[k])();
+            auto b = (*openers[(k + 1) % 3])();
+            auto c = (*openers[(k + 2) % 3])();
+          }
+          if (std::exchange(first, false)) ++recorded; // every thread recorded into every profiler once
         }
       });
-    std::this_thread::sleep_for(2ms);
+    while (recorded.load() < 3) std::this_thread::yield();
+    std::this_thread::sleep_for(1ms);
     // Destroy in an order that depends on the round.
     const std::size_t first = static_cast<std::size_t>(round % 3);
     profilers[first].reset();
