@@ -103,6 +103,12 @@ def main():
         added = (ns(coro, wrapped) - ns(coro, plain)) / empty
         row(f"wrapped co_await, {case}", f"+{ns(coro, wrapped) - ns(coro, plain):.2f} ns",
             f"{added:.2f} x empty block", "<= 2", added <= 2.0)
+    many, one = ns(block, "block_many_named_sites"), ns(block, "block_one_named_site")
+    row("one thread alternating among 1,000 hot named sites", f"{many:.2f} ns", f"{many / one:.2f} x one hot site",
+        "<= 1.3", many / one <= 1.3)
+    h = ns(block, "block_many_site_handles")
+    row("the same 1,000 sites by Site handle (no lookup)", f"{h:.2f} ns",
+        f"{h / ns(block, 'block_explicit_site'):.2f} x one site", "-", "info")
     first = ns(block, "block_first_use/iterations:50000")
     row("first use of a call site", f"{first:.0f} ns", "-", "-", "info")
     t = ns(block, "tracked_function") - ns(block, "baseline_function")

@@ -175,6 +175,46 @@ struct site_info {
   std::uint32_t column = 0;
 };
 
+/// A call site already registered, keyed by what a thread's cache misses on:
+/// (source location, track, name). Immutable once published.
+struct site_link {
+  const void* location;
+  int track;
+  std::uint32_t site;
+  const std::string* name; // the registered name (stable: sites are never freed)
+};
+
+/// Open-addressing table of site links, read without a lock (a thread whose
+/// cache misses on a site registered before finds it here); written under the
+/// profiler's mutex, replaced by a table twice as large at half load (old
+/// tables are kept: a reader may still be probing one).
+struct site_table {
+  explicit site_table(std::size_t capacity)
+      : slots(new std::atomic<const site_link*>[capacity] {}), mask(capacity - 1) {}
+  std::unique_ptr<std::atomic<const site_link*>[]> slots;
+  const std::size_t mask;
+  std::size_t used = 0; // under the profiler's mutex
+};
+
+inline std::size_t link_hash(const void* location, int track, std::string_view name) noexcept {
+  std::uint64_t h = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(location)) * 0x9E3779B97F4A7C15ull;
+  h ^= (static_cast<std::uint64_t>(static_cast<unsigned>(track)) << 32 | name.size()) * 0xC2B2AE3D27D4EB4Full;
+  const char* p = name.data();
+  std::size_t n = name.size();
+  for (; n >= 8; p += 8, n -= 8) { // eight bytes a step: names are hashed on every cache miss
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 32;
+  }
+  if (n != 0) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+  }
+  return static_cast<std::size_t>(h ^ (h >> 29));
+}
+
 /// The state of a profiler shared with the threads that record into it.
 struct profiler_core {
   const std::uint64_t id;
@@ -187,9 +227,12 @@ struct profiler_core {
   std::atomic<bool> timeline_on{false}; // checked once per block close
   std::atomic<std::uint64_t> timeline_capacity{std::uint64_t{1} << 16};
   std::atomic<bool> timeline_keep_latest{true};
+  std::atomic<const site_table*> links{nullptr}; // registered sites, lock-free to read
 
-  mutable std::mutex mutex;    // guards everything below; never taken on the hot path
-  std::deque<site_info> sites; // index = site id; deque keeps names at stable addresses
+  mutable std::mutex mutex;                        // guards everything below; never taken on the hot path
+  std::deque<site_link> link_store;                // what `links` points to
+  std::vector<std::unique_ptr<site_table>> tables; // the current table and the ones it replaced
+  std::deque<site_info> sites;                     // index = site id; deque keeps names at stable addresses
   std::map<std::tuple<int, std::string_view, std::string_view, std::uint32_t, std::uint32_t, std::string_view>,
            std::uint32_t>
       site_index; // keys view into `sites`
@@ -335,12 +378,32 @@ struct slot_write {
 /// Registers a call site (or finds it) under the core's lock; invalid_site
 /// when the track or name is invalid (a diagnostic is kept in the results).
 std::uint32_t register_site(profiler_core& core, int track, std::string_view name, const char* file, std::uint32_t line,
-                            std::uint32_t column, const char* function, const std::string** registered_name);
+                            std::uint32_t column, const char* function, const std::string** registered_name,
+                            const void* location = nullptr);
+
+/// A call site registered before (by any thread), found without a lock;
+/// invalid_site if it never was.
+inline std::uint32_t find_link(const profiler_core& core, const void* location, int track, std::string_view name,
+                               const std::string** registered_name) noexcept {
+  const site_table* t = core.links.load(std::memory_order_acquire);
+  if (t == nullptr) return invalid_site;
+  for (std::size_t i = link_hash(location, track, name) & t->mask;; i = (i + 1) & t->mask) {
+    const site_link* l = t->slots[i].load(std::memory_order_acquire);
+    if (l == nullptr) return invalid_site;
+    if (l->location == location && l->track == track && l->name->size() == name.size() &&
+        std::memcmp(l->name->data(), name.data(), name.size()) == 0) {
+      *registered_name = l->name;
+      return l->site;
+    }
+  }
+}
 
 inline std::size_t cache_index(const void* location, int track, std::string_view name) noexcept {
   auto h = reinterpret_cast<std::uintptr_t>(location) >> 4;
   h ^= static_cast<std::uintptr_t>(track) * 0x9e37u;
-  h ^= name.size() * 31u + (name.empty() ? 0u : static_cast<unsigned char>(name[0]));
+  h ^= name.size() * 31u;
+  if (!name.empty())
+    h ^= static_cast<unsigned char>(name.front()) * 131u ^ static_cast<unsigned char>(name.back()) * 7u;
   h ^= h >> 7;
   return h % site_cache_size;
 }
@@ -355,7 +418,9 @@ inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const voi
       std::memcmp(e.name->data(), name.data(), name.size()) == 0) [[likely]]
     return e.site;
   const std::string* registered = nullptr;
-  const std::uint32_t site = register_site(core, track, name, file, line, column, function, &registered);
+  std::uint32_t site = find_link(core, location, track, name, &registered); // no lock once registered
+  if (site == invalid_site)
+    site = register_site(core, track, name, file, line, column, function, &registered, location);
   if (site != invalid_site) e = {location, registered, nullptr, track, site};
   return site;
 }
@@ -373,8 +438,10 @@ inline std::uint32_t site_for_literal(thread_buffer& buf, profiler_core& core, c
   std::size_t length = 0;
   while (length < capacity && text[length] != '\0') ++length;
   const std::string* registered = nullptr;
-  const std::uint32_t site =
-      register_site(core, track, std::string_view(text, length), file, line, column, function, &registered);
+  const std::string_view name(text, length);
+  std::uint32_t site = find_link(core, location, track, name, &registered); // no lock once registered
+  if (site == invalid_site)
+    site = register_site(core, track, name, file, line, column, function, &registered, location);
   if (site != invalid_site) e = {location, registered, text, track, site};
   return site;
 }

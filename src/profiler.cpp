@@ -468,8 +468,42 @@ thread_buffer& find_buffer_slow(profiler_core& core) {
   return *buf;
 }
 
+namespace {
+void insert_link(site_table& t, const site_link* l) {
+  for (std::size_t i = link_hash(l->location, l->track, *l->name) & t.mask;; i = (i + 1) & t.mask)
+    if (t.slots[i].load(std::memory_order_relaxed) == nullptr) {
+      t.slots[i].store(l, std::memory_order_release);
+      ++t.used;
+      return;
+    }
+}
+
+/// Makes a registered site findable without the lock (core.mutex held).
+void publish_link(profiler_core& core, const void* location, int track, const std::string* name, std::uint32_t site) {
+  if (location == nullptr) return;
+  site_table* t = core.tables.empty() ? nullptr : core.tables.back().get();
+  if (t != nullptr) // another thread may have published it since this one looked
+    for (std::size_t i = link_hash(location, track, *name) & t->mask;; i = (i + 1) & t->mask) {
+      const site_link* l = t->slots[i].load(std::memory_order_relaxed);
+      if (l == nullptr) break;
+      if (l->location == location && l->track == track && *l->name == *name) return;
+    }
+  if (t == nullptr || (t->used + 1) * 2 > t->mask + 1) {
+    auto bigger = std::make_unique<site_table>(t == nullptr ? 256 : (t->mask + 1) * 2);
+    if (t != nullptr)
+      for (std::size_t i = 0; i <= t->mask; ++i)
+        if (const site_link* l = t->slots[i].load(std::memory_order_relaxed)) insert_link(*bigger, l);
+    t = bigger.get();
+    core.tables.push_back(std::move(bigger));
+    core.links.store(t, std::memory_order_release); // the old table stays: a reader may be probing it
+  }
+  insert_link(*t, &core.link_store.emplace_back(site_link{location, track, site, name}));
+}
+} // namespace
+
 std::uint32_t register_site(profiler_core& core, int track, std::string_view name, const char* file, std::uint32_t line,
-                            std::uint32_t column, const char* function, const std::string** registered_name) {
+                            std::uint32_t column, const char* function, const std::string** registered_name,
+                            const void* location) {
   std::lock_guard lock(core.mutex);
   if (core.dead.load(std::memory_order_relaxed)) return invalid_site; // its profiler is gone
   if (static_cast<unsigned>(track) >= unsigned{max_tracks}) {
@@ -485,6 +519,7 @@ std::uint32_t register_site(profiler_core& core, int track, std::string_view nam
   const auto key = std::make_tuple(track, name, std::string_view(file), line, column, std::string_view(function));
   if (auto it = core.site_index.find(key); it != core.site_index.end()) {
     *registered_name = &core.sites[it->second].name;
+    publish_link(core, location, track, *registered_name, it->second);
     return it->second;
   }
   if (core.sites.size() >= max_sites) {
@@ -498,6 +533,7 @@ std::uint32_t register_site(profiler_core& core, int track, std::string_view nam
                                           std::string_view(s.function)),
                           id);
   *registered_name = &s.name;
+  publish_link(core, location, track, &s.name, id);
   return id;
 }
 
