@@ -327,7 +327,8 @@ public:
   // rather than through named_site(): with the shared helpers here and in
   // detail::record (measured together) the source_location path was 2-3 ns
   // slower (21.0-21.3 -> 23.3-24.8 ns, three alternating runs).
-  inline Block block(int track, std::string_view name, std::source_location loc = std::source_location::current()) {
+  [[gnu::always_inline]] inline Block block(int track, std::string_view name,
+                                            std::source_location loc = std::source_location::current()) {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
@@ -350,7 +351,8 @@ public:
   /// As above for a string literal or const array: found by address, the
   /// fastest name path.
   template <std::size_t N>
-  inline Block block(int track, const char (&name)[N], std::source_location loc = std::source_location::current()) {
+  [[gnu::always_inline]] inline Block block(int track, const char (&name)[N],
+                                            std::source_location loc = std::source_location::current()) {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
