@@ -21,13 +21,6 @@ export namespace stichotrope::detail {
 /// computed before it must never be reused (docs/coroutines.md).
 const void* this_thread_id() noexcept;
 
-/// Runs of a flow by an executor: enter_flow makes `c` current and returns
-/// what was current before, which leave_flow restores. Runs may nest (an
-/// executor may run a flow's handler inside another of its handlers); the
-/// flow is suspended when its outermost run ends.
-context* enter_flow(context& c) noexcept;
-void leave_flow(context& c, context* previous) noexcept;
-
 /// Makes `c` the current flow of the calling thread; if it was suspended,
 /// its suspension ends now (suspended time, count, thread change).
 void resume_flow(context& c) noexcept;

@@ -75,14 +75,6 @@ private:
   int track_ = 0;
 };
 
-namespace detail {
-/// The slow ends of Block::close: out of order, in another flow, too deep,
-/// abandoned. Never touches a context other than the calling thread's current
-/// one, except for the atomic serial of the block's own frame.
-void close_block_slow(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
-                      std::uint64_t start, std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open) noexcept;
-} // namespace detail
-
 /// An open block: timing starts when it is made by Profiler::block and ends
 /// when it is destroyed (or close() is called). Move-only. Its start time and
 /// the flow's counters at its start live in this object; its place in the
@@ -145,7 +137,7 @@ private:
                      detail::flow_mark::of(ctx).since(flow_), start_, end, ctx.id);
       return;
     }
-    detail::close_block_slow(*core, ctx_, depth_, site_, start_, end, bytes_, flow_);
+    detail::close_open(*core, ctx_, depth_, site_, start_, end, bytes_, flow_); // the other cases, out of line
   }
 
   inline Block(detail::profiler_core& core, std::uint32_t site) noexcept : Block(&core, site) {}

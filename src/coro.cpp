@@ -145,6 +145,8 @@ context& init_thread_context() noexcept {
   return *c;
 }
 
+namespace {
+
 /// Another flow starts running inside the run of `previous` on this thread
 /// (Asio starts a co_spawned coroutine inline; a handler of another flow may
 /// be dispatched inside this one's): that time is not `previous`'s own.
@@ -163,6 +165,10 @@ void uninterrupt(context* previous) noexcept {
   }
 }
 
+/// Runs of a flow: enter_flow makes `c` current and returns what was current
+/// before, which leave_flow restores. Runs may nest (an executor may run a
+/// flow's handler inside another of its handlers); the flow is suspended when
+/// its outermost run ends.
 context* enter_flow(context& c) noexcept {
   context* previous = current_context_ptr;
   interrupt(previous, c);
@@ -199,6 +205,8 @@ void leave_flow(context& c, context* previous) noexcept {
     } // last: once suspended, another thread may resume the flow
   }
 }
+
+} // namespace
 
 void resume_flow(context& c) noexcept {
   if (c.active > 0 && current_context_ptr == &c) return; // already running here (a task joining its chain)
@@ -326,11 +334,6 @@ void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, 
     }
   }
   record_abandoned(core, site);
-}
-
-void close_block_slow(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
-                      std::uint64_t start, std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open) noexcept {
-  close_open(core, opened_in, depth, site, start, end, bytes, at_open, 0);
 }
 
 } // namespace stichotrope::detail

@@ -220,6 +220,27 @@ task<int> compute_then_wait(Profiler& p, timer_service& timers) {
   co_return 3;
 }
 
+/// The record of a task that spun 10 ms then waited 20 ms, run in its
+/// caller's flow (inside block "outer"): the spin is active time of the record
+/// and of "outer", the wait is suspended time, its block "inner" nests in it.
+void check_task_record(const Profiler& p, std::string_view name) {
+  const auto r = p.get_results();
+  const auto &outer = only(r, 0, "outer"), &rec = only(r, 2, name), &inner = only(r, 1, "inner");
+  BOOST_TEST_MESSAGE("measured: " << name << ": active " << rec.active_time_ns() << " ns (spin 10 ms), suspended "
+                                  << rec.suspended_time_ns << " ns (timer 20 ms)");
+  BOOST_TEST(rec.hit_count == 1u);
+  BOOST_TEST(rec.active_time_ns() >= 10'000'000u);  // the child's spin
+  BOOST_TEST(rec.active_time_ns() < 60'000'000u);   // wide slack, not its 20 ms wait
+  BOOST_TEST(rec.suspended_time_ns >= 20'000'000u); // the child's timer
+  BOOST_TEST(rec.suspended_time_ns < 120'000'000u);
+  BOOST_TEST(rec.suspensions == 1u);
+  BOOST_TEST(parent_of(rec) == outer.site_id);
+  BOOST_TEST(parent_of(inner) == rec.site_id);
+  BOOST_TEST(outer.active_time_ns() >= 10'000'000u);
+  BOOST_TEST(outer.suspended_time_ns >= 20'000'000u);
+  BOOST_TEST(rec.self_time_ns + inner.total_time_ns == rec.total_time_ns);
+}
+
 BOOST_AUTO_TEST_CASE(wrap_of_a_task_counts_its_computing_as_active_and_nests_its_blocks) {
   thread_pool pool(2);
   timer_service timers(pool);
@@ -231,21 +252,7 @@ BOOST_AUTO_TEST_CASE(wrap_of_a_task_counts_its_computing_as_active_and_nests_its
   };
   sync_wait(parent());
   BOOST_TEST(value == 3);
-  const auto r = p.get_results();
-  const auto &outer = only(r, 0, "outer"), &wrapped = only(r, 2, "wrapped"), &inner = only(r, 1, "inner");
-  BOOST_TEST_MESSAGE("measured: wrap(task): active " << wrapped.active_time_ns() << " ns (spin 10 ms), suspended "
-                                                     << wrapped.suspended_time_ns << " ns (timer 20 ms)");
-  BOOST_TEST(wrapped.hit_count == 1u);
-  BOOST_TEST(wrapped.active_time_ns() >= 10'000'000u);  // the child's spin
-  BOOST_TEST(wrapped.active_time_ns() < 60'000'000u);   // wide slack, not its 20 ms wait
-  BOOST_TEST(wrapped.suspended_time_ns >= 20'000'000u); // the child's timer
-  BOOST_TEST(wrapped.suspended_time_ns < 120'000'000u);
-  BOOST_TEST(wrapped.suspensions == 1u);
-  BOOST_TEST(parent_of(wrapped) == outer.site_id);
-  BOOST_TEST(parent_of(inner) == wrapped.site_id);
-  BOOST_TEST(outer.active_time_ns() >= 10'000'000u);
-  BOOST_TEST(outer.suspended_time_ns >= 20'000'000u);
-  BOOST_TEST(wrapped.self_time_ns + inner.total_time_ns == wrapped.total_time_ns);
+  check_task_record(p, "wrapped");
 }
 
 BOOST_AUTO_TEST_CASE(track_of_a_task_function_counts_its_computing_as_active) {
@@ -260,16 +267,7 @@ BOOST_AUTO_TEST_CASE(track_of_a_task_function_counts_its_computing_as_active) {
   };
   sync_wait(parent());
   BOOST_TEST(value == 3);
-  const auto r = p.get_results();
-  const auto &outer = only(r, 0, "outer"), &t = only(r, 2, "tracked"), &inner = only(r, 1, "inner");
-  BOOST_TEST_MESSAGE("measured: track(task fn): active " << t.active_time_ns() << " ns (spin 10 ms), suspended "
-                                                         << t.suspended_time_ns << " ns (timer 20 ms)");
-  BOOST_TEST(t.hit_count == 1u);
-  BOOST_TEST(t.active_time_ns() >= 10'000'000u);
-  BOOST_TEST(t.active_time_ns() < 60'000'000u);
-  BOOST_TEST(t.suspended_time_ns >= 20'000'000u);
-  BOOST_TEST(parent_of(t) == outer.site_id);
-  BOOST_TEST(parent_of(inner) == t.site_id);
+  check_task_record(p, "tracked");
 }
 
 BOOST_AUTO_TEST_CASE(an_await_that_declines_or_resumes_at_once_is_not_a_suspension) {
