@@ -37,8 +37,9 @@ inline constexpr std::uint32_t max_chunks = max_sites / chunk_slots;
 inline constexpr unsigned tracked_callers = 4;
 inline constexpr unsigned site_cache_size = 64;
 inline constexpr std::uint64_t no_sample = UINT64_MAX;
-/// Exited threads kept one by one (older ones are folded together).
-inline constexpr std::size_t max_exited_threads = 256;
+/// Exited threads whose statistics are kept one by one, per interval (older
+/// ones are folded into one entry per site).
+inline constexpr std::size_t max_exited_threads = 16;
 /// Exited threads' timelines kept (older ones are dropped and counted).
 inline constexpr std::size_t max_exited_timelines = 64;
 
@@ -55,31 +56,109 @@ struct caller_slot {
   std::atomic<std::uint64_t> total_ns{0};
 };
 
-/// Statistics of one call site in one thread. Written only by its thread,
-/// read by aggregators under the seqlock `seq` (odd while a record is being
-/// written), so a snapshot never shows half a record.
-struct slot {
-  std::atomic<std::uint32_t> seq{0};
-  std::atomic<std::uint64_t> hits{0};
-  std::atomic<std::uint64_t> total_ns{0};
-  std::atomic<std::uint64_t> min_ns{UINT64_MAX};
-  std::atomic<std::uint64_t> max_ns{0};
-  std::atomic<std::uint64_t> self_ns{0};
+/// The histogram is kept in pages of one octave: eight buckets of
+/// latency_histogram (values below 16 ns: octaves 0 and 1), 39 octaves in all.
+inline constexpr unsigned page_buckets = 8;
+inline constexpr unsigned octaves = latency_histogram::bucket_count / page_buckets;
+static_assert(octaves * page_buckets == latency_histogram::bucket_count);
+inline constexpr unsigned dir_entries = 8;
+/// A directory entry: (octave + 1) << 56 | wide_page << 55 | page address
+/// (user-space addresses fit in 47 bits); 0 = unused.
+inline constexpr std::uint64_t page_wide = std::uint64_t{1} << 55;
+inline constexpr std::uint64_t page_address = (std::uint64_t{1} << 55) - 1;
+
+/// Eight 32-bit bucket counters (32 B). A counter that would pass UINT32_MAX
+/// turns its page wide (64-bit counters, a copy) instead: a narrow counter
+/// never wraps, so a reader that still holds the narrow page sees a count
+/// that was true a moment ago.
+struct narrow_page {
+  std::atomic<std::uint32_t> n[page_buckets];
+};
+struct wide_page {
+  std::atomic<std::uint64_t> n[page_buckets];
+};
+
+/// The cold statistics of a slot in one interval, allocated at their first
+/// use: most blocks never suspend, count bytes or have a second caller.
+struct slot_ext {
   std::atomic<std::uint64_t> bytes{0};
-  std::atomic<std::uint64_t> other_callers{0};
   std::atomic<std::uint64_t> suspended_ns{0}; // time the block's flow spent suspended inside it
   std::atomic<std::uint64_t> suspensions{0};
   std::atomic<std::uint64_t> migrations{0};   // records whose flow resumed on another thread
   std::atomic<std::uint64_t> abandoned{0};    // blocks destroyed while their coroutine was suspended
   std::atomic<std::uint64_t> outside_flow{0}; // records closed outside the flow that opened them
   std::atomic<std::uint64_t> too_deep{0};     // records opened deeper than max_depth
-  caller_slot callers[tracked_callers];
+  std::atomic<std::uint64_t> other_callers{0};
+  std::atomic<std::uint64_t> other_callers_ns{0};
+  // Callers after the first (whose hits and time are the slot's minus these).
+  caller_slot callers[tracked_callers - 1];
+  // Octaves beyond the directory's eight entries, by octave (allocated when needed).
+  std::atomic<std::atomic<std::uint64_t>*> more_pages{nullptr};
+};
+
+struct sealed_slot;
+
+/// A slot's histogram pages and cold statistics for one interval. 88 B.
+struct slot_dir {
+  std::atomic<std::uint64_t> pages[dir_entries]{}; // probed from octave % dir_entries
+  std::atomic<slot_ext*> ext{nullptr};
+  std::atomic<sealed_slot*> sealed{nullptr};  // the slot's previous interval, once there was one
+  std::atomic<std::uint32_t> first_caller{0}; // caller tag of the interval's first record (0: none yet)
+};
+
+/// A slot's values at the end of its previous interval (written when its
+/// thread first records in a new one; see docs/performance.md, "Intervals").
+struct sealed_slot {
+  std::atomic<std::uint32_t> interval{0};
+  std::atomic<std::uint64_t> hits{0}, total_ns{0}, min_ns{UINT64_MAX}, max_ns{0}, self_ns{0};
+  std::atomic<std::uint64_t> pending_ns{no_sample};
+  std::atomic<slot_dir*> dir{nullptr};
+};
+
+/// Statistics of one call site in one thread for the current interval: one
+/// cache line. Written only by its thread, read by aggregators under the
+/// seqlock `seq` (odd while a record is being written), so a snapshot never
+/// shows half a record.
+struct alignas(64) slot {
+  std::atomic<std::uint32_t> seq{0};
+  std::atomic<std::uint32_t> interval{0}; // the profiler's interval these values belong to (0: none yet)
+  std::atomic<std::uint64_t> hits{0};
+  std::atomic<std::uint64_t> total_ns{0};
+  std::atomic<std::uint64_t> min_ns{UINT64_MAX};
+  std::atomic<std::uint64_t> max_ns{0};
+  std::atomic<std::uint64_t> self_ns{0};
   // The newest sample waits here and enters the histogram at the next record:
   // a bucket address computed from the fresh timestamp would make every block
   // wait for the counter read (7 ns measured); the previous sample is ready.
   std::atomic<std::uint64_t> pending_ns{no_sample};
-  // Allocated on the slot's first record; latency_histogram::bucket_count counters.
-  std::atomic<std::atomic<std::uint64_t>*> histogram{nullptr};
+  std::atomic<slot_dir*> dir{nullptr};
+};
+static_assert(sizeof(slot) == 64);
+
+/// Memory of one thread buffer: blocks taken from the global allocator and
+/// handed out by bumping a pointer; freed all at once with the buffer. Owner
+/// only, no lock. Null when there is no memory.
+struct arena {
+  static constexpr std::size_t block_size = 64 * 1024;
+  std::byte* next = nullptr;
+  std::byte* end = nullptr;
+  void* blocks = nullptr;              // each block begins with a pointer to the previous one
+  std::atomic<std::uint64_t> bytes{0}; // allocated from the global allocator, for memory reports
+
+  arena() = default;
+  arena(const arena&) = delete;
+  arena& operator=(const arena&) = delete;
+  ~arena();
+  void* allocate(std::size_t size, std::size_t align) noexcept {
+    auto p = reinterpret_cast<std::uintptr_t>(next);
+    p = (p + align - 1) & ~(std::uintptr_t{align} - 1);
+    if (next != nullptr && p + size <= reinterpret_cast<std::uintptr_t>(end)) {
+      next = reinterpret_cast<std::byte*>(p + size);
+      return reinterpret_cast<void*>(p);
+    }
+    return allocate_slow(size, align);
+  }
+  void* allocate_slow(std::size_t size, std::size_t align) noexcept;
 };
 
 enum class event_kind : std::uint8_t { block = 0, suspend = 1, resume = 2 };
@@ -141,7 +220,8 @@ struct thread_buffer {
   std::uint64_t core_id = 0;
   std::uint64_t os_thread_id = 0;
   std::string thread_name;
-  std::atomic<std::uint64_t> generation{0};
+  std::atomic<std::uint64_t> generation{0}; // the profiler's clear() count its timeline belongs to
+  arena memory;                             // chunks, directories, pages: freed with the buffer
   std::array<std::atomic<slot*>, max_chunks> chunks{};
   std::array<cache_entry, site_cache_size> cache{}; // touched by the owner only
   std::atomic<timeline_ring*> timeline{nullptr};    // created at the thread's first event
@@ -162,8 +242,6 @@ struct thread_buffer {
     return chunk + site % chunk_slots;
   }
   slot* add_chunk(std::uint32_t index) noexcept;
-  /// Zeroes every slot for a new generation (after Profiler::clear). Owner only.
-  void reset(std::uint64_t new_generation) noexcept;
 };
 
 struct site_info {
@@ -215,6 +293,13 @@ inline std::size_t link_hash(const void* location, int track, std::string_view n
   return static_cast<std::size_t>(h ^ (h >> 29));
 }
 
+/// The statistics a thread left when it ended (only the sites it used).
+struct exited_thread {
+  std::uint64_t os_thread_id = 0;
+  std::string thread_name;
+  std::vector<BlockResults> blocks; // site_id set, names empty
+};
+
 /// The state of a profiler shared with the threads that record into it.
 struct profiler_core {
   const std::uint64_t id;
@@ -223,7 +308,10 @@ struct profiler_core {
   std::string name;
   std::atomic<bool> started{true};
   std::array<std::atomic<bool>, max_tracks> track_enabled;
-  std::atomic<std::uint64_t> generation{1};
+  std::atomic<std::uint64_t> generation{1}; // clear() count: timelines older than it are emptied
+  // The interval records land in: take_results() and clear() begin a new one.
+  // A slot still tagged with an older interval holds nothing of this one.
+  std::atomic<std::uint32_t> interval{1};
   std::atomic<bool> timeline_on{false}; // checked once per block close
   std::atomic<std::uint64_t> timeline_capacity{std::uint64_t{1} << 16};
   std::atomic<bool> timeline_keep_latest{true};
@@ -238,12 +326,15 @@ struct profiler_core {
       site_index; // keys view into `sites`
   std::array<std::optional<std::string>, max_tracks> track_names;
   std::vector<std::shared_ptr<thread_buffer>> buffers; // live threads
-  // Threads that ended since the last clear: the most recent ones one by one,
-  // older ones folded into one entry, so that memory stays bounded however
-  // many short-lived threads come and go.
-  std::deque<ThreadResults> exited;
-  ThreadResults exited_folded; // thread_id 0, "(N older exited threads)"
+  // Threads that ended in the current interval: the most recent ones one by
+  // one, older ones folded into one entry, so that memory stays bounded
+  // however many short-lived threads come and go. No names: they are added
+  // when results are assembled.
+  std::deque<exited_thread> exited;
+  exited_thread exited_folded; // "(N older exited threads)"
   std::uint64_t exited_folded_count = 0;
+  std::vector<BlockResults> taken; // the intervals taken since the last clear(), summed (used sites, no names)
+  std::uint64_t dropped_taken = 0; // dropped_no_memory of those intervals
   std::deque<ThreadTimeline> exited_timelines; // their timelines (when capture was on), most recent only
   std::uint64_t exited_timeline_events_dropped = 0;
   std::vector<std::string> diagnostics;
@@ -347,33 +438,59 @@ thread_buffer* find_buffer_nothrow(profiler_core& core) noexcept;
 /// Counts a record dropped for want of memory (cold).
 void note_no_memory(profiler_core& core) noexcept;
 
-/// This thread's buffer for `core`, emptied first if the profiler was
-/// cleared since the thread last wrote (the owner resets its own buffer, so
-/// clear() never waits for recorders); null without memory.
+/// This thread's buffer for `core`; null without memory.
 inline thread_buffer* current_buffer(profiler_core& core) noexcept {
   const buffer_cache c = last_buffer;
-  thread_buffer* buf = c.core_id == core.id ? c.buffer : find_buffer_nothrow(core);
-  if (buf == nullptr) [[unlikely]]
-    return nullptr;
-  const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
-  if (buf->generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
-    buf->reset(gen);
-  return buf;
+  return c.core_id == core.id ? c.buffer : find_buffer_nothrow(core);
 }
 
-/// Brackets one write of a slot for the seqlock readers: the sequence is odd
-/// while the write is in progress.
-struct slot_write {
-  slot& s;
-  const std::uint32_t seq;
-  explicit slot_write(slot& written) noexcept : s(written), seq(written.seq.load(std::memory_order_relaxed)) {
-    s.seq.store(seq + 1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
-  }
-  ~slot_write() { s.seq.store(seq + 2, std::memory_order_release); }
-  slot_write(const slot_write&) = delete;
-  slot_write& operator=(const slot_write&) = delete;
-};
+/// Moves a slot to interval `now`: seals its values for the reader of the
+/// interval that ended and starts empty. Cold: once per slot and interval.
+slot_dir* begin_interval(thread_buffer& buf, slot& s, std::uint32_t now) noexcept;
+
+/// Opens a slot for writing: makes the sequence odd, then reads the
+/// profiler's interval. The order matters to take_results(), which publishes
+/// a new interval and then makes every thread's pending stores visible (a
+/// process-wide barrier, see issue_barrier): a record either shows an odd
+/// sequence to the reader, which waits for it, or sees the new interval. On
+/// this side a compiler barrier is enough, so the hot path has no fence
+/// instruction. Returns the slot's directory for this interval (switching the
+/// slot over if the interval changed); null without memory.
+inline slot_dir* open_slot(profiler_core& core, thread_buffer& buf, slot& s, std::uint32_t seq) noexcept {
+  s.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  const std::uint32_t now = core.interval.load(std::memory_order_relaxed);
+  slot_dir* d = s.dir.load(std::memory_order_relaxed);
+  if (s.interval.load(std::memory_order_relaxed) != now) [[unlikely]]
+    d = begin_interval(buf, s, now);
+  return d;
+}
+
+/// Counts one sample in a directory's pages when the page is there and not
+/// full; false sends the caller to add_sample_slow.
+inline bool add_sample_fast(slot_dir& d, std::uint64_t ns) noexcept {
+  const unsigned b = latency_histogram::bucket_of(ns);
+  const unsigned octave = b / page_buckets;
+  const std::uint64_t e = d.pages[octave % dir_entries].load(std::memory_order_relaxed);
+  if ((e >> 55) != std::uint64_t{octave + 1} << 1) return false; // another octave, or a wide page
+  auto& counter = reinterpret_cast<narrow_page*>(e & page_address)->n[b % page_buckets];
+  const std::uint32_t c = counter.load(std::memory_order_relaxed);
+  if (c == UINT32_MAX) return false;
+  counter.store(c + 1, std::memory_order_relaxed);
+  return true;
+}
+/// The rest of add_sample: probing, a new page, a page turning wide. False
+/// without memory.
+bool add_sample_slow(thread_buffer& buf, slot_dir& d, std::uint64_t ns) noexcept;
+
+/// The cold part of a record: bytes, suspensions, callers after the first.
+void record_cold(profiler_core& core, thread_buffer& buf, slot_dir& d, std::uint64_t ns, std::uint64_t bytes,
+                 const flow_mark& flow, std::uint32_t caller_tag) noexcept;
+
+/// The cold statistics of a directory, allocated at their first use; null
+/// without memory.
+slot_ext* ext_of(thread_buffer& buf, slot_dir& d) noexcept;
 
 /// Registers a call site (or finds it) under the core's lock; invalid_site
 /// when the track or name is invalid (a diagnostic is kept in the results).
@@ -453,7 +570,8 @@ void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, s
 
 /// Adds one record to the calling thread's slot for `site` (and, while the
 /// timeline capture is on and the times are known, a block event).
-/// Hot path: never locks; allocates only on the site's first record in this thread.
+/// Hot path: never locks; allocates (from the thread's arena) only on the
+/// site's first record in this thread and in a histogram octave's first.
 inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, std::uint64_t child_ns,
                    std::uint64_t bytes, std::uint32_t parent_site, const flow_mark& flow = {},
                    std::uint64_t start_ticks = 0, std::uint64_t end_ticks = 0, std::uint64_t flow_id = 0) {
@@ -465,52 +583,34 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
   thread_buffer* buf = cached.core_id == core.id ? cached.buffer : find_buffer_nothrow(core);
   if (buf == nullptr) [[unlikely]]
     return note_no_memory(core);
-  const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
-  if (buf->generation.load(std::memory_order_relaxed) != gen) [[unlikely]]
-    buf->reset(gen);
   slot* sp = buf->slot_for(site);
   if (sp == nullptr) [[unlikely]]
     return note_no_memory(core);
   slot& s = *sp;
-  std::atomic<std::uint64_t>* hist = s.histogram.load(std::memory_order_relaxed);
-  if (hist == nullptr) [[unlikely]] {
-    hist = new (std::nothrow) std::atomic<std::uint64_t>[latency_histogram::bucket_count] {};
-    if (hist == nullptr) return note_no_memory(core);
-    s.histogram.store(hist, std::memory_order_release);
-  }
-
-  // Written out rather than through current_buffer()/slot_write, so that the
-  // hot path stays the code that was benchmarked (docs/performance.md).
   const std::uint32_t seq = s.seq.load(std::memory_order_relaxed);
-  s.seq.store(seq + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
+  slot_dir* d = open_slot(core, *buf, s, seq);
+  if (d == nullptr) [[unlikely]] {
+    s.seq.store(seq + 2, std::memory_order_release);
+    return note_no_memory(core);
+  }
   bump(s.hits, 1);
   bump(s.total_ns, ns);
   if (ns < s.min_ns.load(std::memory_order_relaxed)) s.min_ns.store(ns, std::memory_order_relaxed);
   if (ns > s.max_ns.load(std::memory_order_relaxed)) s.max_ns.store(ns, std::memory_order_relaxed);
   bump(s.self_ns, ns > child_ns ? ns - child_ns : 0);
-  if (bytes != 0) bump(s.bytes, bytes);
-  if (flow.suspensions != 0) [[unlikely]] {
-    bump(s.suspended_ns, flow.suspended_ns < ns ? flow.suspended_ns : ns);
-    bump(s.suspensions, flow.suspensions);
-    bump(s.migrations, flow.migrations != 0 ? 1 : 0);
-  }
-  // Caller tags: 0 marks an unused entry, UINT32_MAX top level, else parent + 1.
+  // Caller tags: 0 marks none yet, UINT32_MAX top level, else parent + 1. The
+  // interval's first caller is counted by the slot's own hits and time.
   const std::uint32_t tag = parent_site == no_parent ? UINT32_MAX : parent_site + 1;
-  bool placed = false;
-  for (auto& c : s.callers) {
-    const std::uint32_t p = c.parent_plus1.load(std::memory_order_relaxed);
-    if (p == tag || p == 0) {
-      if (p == 0) c.parent_plus1.store(tag, std::memory_order_relaxed);
-      bump(c.hits, 1);
-      bump(c.total_ns, ns);
-      placed = true;
-      break;
-    }
+  std::uint32_t first = d->first_caller.load(std::memory_order_relaxed);
+  if (first == 0) [[unlikely]] {
+    d->first_caller.store(tag, std::memory_order_relaxed);
+    first = tag;
   }
-  if (!placed) bump(s.other_callers, 1);
+  if ((bytes | flow.suspensions) != 0 || first != tag) [[unlikely]]
+    record_cold(core, *buf, *d, ns, bytes, flow, first != tag ? tag : 0);
   const std::uint64_t pending = s.pending_ns.load(std::memory_order_relaxed);
-  if (pending != no_sample) bump(hist[latency_histogram::bucket_of(pending)], 1);
+  if (pending != no_sample && !add_sample_fast(*d, pending)) [[unlikely]]
+    if (!add_sample_slow(*buf, *d, pending)) note_no_memory(core);
   s.pending_ns.store(ns, std::memory_order_relaxed);
   s.seq.store(seq + 2, std::memory_order_release);
 }
@@ -523,6 +623,52 @@ std::uint64_t next_timeline_id() noexcept;
 void record_abandoned(profiler_core& core, std::uint32_t site);
 
 /// Counts one record on a cold counter of its slot (outside_flow, too_deep).
-void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot::* counter);
+void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot_ext::* counter);
+
+// The read side (src/aggregate.cpp).
+
+/// What a slot held in one interval, read consistently under its seqlock.
+struct slot_reading {
+  std::uint64_t hits, total_ns, min_ns, max_ns, self_ns, pending_ns;
+  std::uint64_t bytes, suspended_ns, suspensions, migrations, abandoned, outside_flow, too_deep;
+  std::uint64_t other_callers, other_callers_ns;
+  std::uint32_t first_caller;
+  std::uint32_t caller_tag[tracked_callers - 1];
+  std::uint64_t caller_hits[tracked_callers - 1], caller_ns[tracked_callers - 1];
+  const slot_dir* dir;
+  const std::atomic<std::uint64_t>* more_pages;
+};
+
+/// Reads what `s` holds of `interval` (its live values, or the sealed ones if
+/// its thread has moved on); false when it holds nothing of it.
+bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out);
+/// Adds the histogram of a reading to `dense` (bucket_count counters).
+void add_pages(const slot_reading& r, std::uint64_t* dense);
+
+/// Sums readings and results per call site (histograms dense while summing).
+struct accumulator {
+  explicit accumulator(std::size_t sites);
+  std::vector<BlockResults> blocks; // by site id, names empty
+  void add(std::uint32_t site, const slot_reading& r);
+  void add(const BlockResults& b); // by b.site_id
+  /// The sums, by site id.
+  std::vector<BlockResults> finish();
+
+private:
+  std::uint64_t* dense(std::uint32_t site);
+  std::vector<std::uint32_t> dense_of; // index + 1 into pool, 0: none yet
+  std::vector<std::unique_ptr<std::uint64_t[]>> pool;
+};
+
+/// Adds every slot of `buf` that holds something of `interval`.
+void merge_buffer(accumulator& acc, const thread_buffer& buf, std::uint32_t interval);
+/// The blocks that recorded something.
+std::vector<BlockResults> used_blocks(std::vector<BlockResults> blocks);
+/// Memory a thread buffer holds.
+std::uint64_t buffer_bytes(const thread_buffer& buf);
+/// Makes every thread's earlier stores visible to the caller, as if each had
+/// executed a full fence (membarrier, or a page-protection change where the
+/// kernel lacks it). Cold: once per take_results().
+void issue_barrier() noexcept;
 
 } // namespace stichotrope::detail

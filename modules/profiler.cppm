@@ -53,6 +53,15 @@ enum class overflow_policy {
 /// Timeline capture settings: a thread's buffer holds `events_per_thread`
 /// events of 40 bytes (2.5 MiB per thread by default), created at the thread's
 /// first captured event with the settings in force then.
+/// What a profiler's data occupies, in bytes (Profiler::memory_use).
+struct MemoryUse {
+  std::uint64_t thread_buffers = 0; ///< live threads: slots, histogram pages, timelines
+  std::uint64_t live_threads = 0;
+  std::uint64_t exited_threads = 0; ///< statistics handed over by exited threads and taken intervals
+  std::uint64_t sites = 0;          ///< registered call sites and their names
+  std::uint64_t total() const noexcept { return thread_buffers + exited_threads + sites; }
+};
+
 struct TimelineOptions {
   std::uint64_t events_per_thread = std::uint64_t{1} << 16;
   overflow_policy when_full = overflow_policy::keep_latest;
@@ -441,11 +450,20 @@ public:
 
   /// Results of all threads, alive and exited, since the last clear().
   ProfilerResults get_results() const;
-  /// One entry per thread that recorded since the last clear().
+  /// Everything recorded since the last take_results() (or clear(), or the
+  /// start), and a new interval begins, atomically: each record lands in
+  /// exactly one interval, whole, none lost, while other threads go on
+  /// recording (they never wait). get_results() still counts from clear().
+  ProfilerResults take_results();
+  /// One entry per thread that recorded in the current interval (since the
+  /// last take_results() or clear()); exited threads beyond the most recent
+  /// 16 are folded into one entry.
   std::vector<ThreadResults> get_all_thread_data() const;
   /// Drops all data; safe while other threads record (they never wait), and
   /// every record lands wholly before or wholly after it.
   void clear();
+  /// Memory the profiler holds for its data, in bytes.
+  MemoryUse memory_use() const;
 
   expected<void> export_csv(const std::filesystem::path& file) const;
   void export_csv(std::ostream& out) const;

@@ -40,10 +40,20 @@ struct latency_histogram {
     return b + 1 >= bucket_count ? UINT64_MAX : lower_bound(b + 1) - 1;
   }
 
-  /// Either empty (no samples) or exactly bucket_count counters.
+  /// Sparse: counts[i] is the count of bucket `first + i`. Empty when there
+  /// are no samples, and otherwise never begins or ends with a zero, so that
+  /// equal histograms compare equal.
+  unsigned first = 0;
   std::vector<std::uint64_t> counts;
 
+  /// The count of bucket b (0 outside the stored range).
+  std::uint64_t count(unsigned b) const noexcept {
+    return b >= first && b - first < counts.size() ? counts[b - first] : 0;
+  }
   void add(std::uint64_t ns, std::uint64_t n = 1);
+  void add_bucket(unsigned b, std::uint64_t n);
+  /// Replaces the contents with `dense`, bucket_count counters by bucket.
+  void assign_dense(const std::uint64_t* dense);
   void merge(const latency_histogram& other);
   std::uint64_t total() const noexcept;
   /// Nearest-rank percentile q in [0, 1]: the midpoint of the bucket holding

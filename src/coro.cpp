@@ -303,7 +303,7 @@ void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, st
       return;
     }
     record(core, site, ns, child_ns_extra, bytes, no_parent, flow_mark::of(ctx).since(at_open), start, end, ctx.id);
-    record_note(core, site, &slot::too_deep);
+    record_note(core, site, &slot_ext::too_deep);
     return;
   }
   // Closed outside the flow that opened it: a block moved to another thread
@@ -316,7 +316,7 @@ void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, st
     opened_in->frames[depth].serial.compare_exchange_strong(expected, start | closed_bit, std::memory_order_relaxed);
   }
   record(core, site, ns, 0, bytes, no_parent, flow_mark{0, 0, 0}, start, end, ctx.id);
-  record_note(core, site, &slot::outside_flow);
+  record_note(core, site, &slot_ext::outside_flow);
 }
 
 void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,

@@ -375,7 +375,7 @@ std::string to_json(const ProfilerResults& results, int indent) {
       for (unsigned i = 0; i < b.histogram.counts.size(); ++i) {
         if (b.histogram.counts[i] == 0) continue;
         w.begin_array();
-        w.value(latency_histogram::lower_bound(i));
+        w.value(latency_histogram::lower_bound(b.histogram.first + i));
         w.value(b.histogram.counts[i]);
         w.end_array();
       }

@@ -80,138 +80,14 @@ void add_diagnostic(profiler_core& core, std::string message) {
     core.diagnostics.push_back(std::move(message));
 }
 
-/// A consistent copy of a slot's scalar fields (the seqlock read side).
-struct slot_values {
-  std::uint64_t hits, total_ns, min_ns, max_ns, self_ns, bytes, other_callers;
-  std::uint64_t suspended_ns, suspensions, migrations, abandoned, pending_ns, outside_flow, too_deep;
-  std::uint32_t caller_tag[tracked_callers];
-  std::uint64_t caller_hits[tracked_callers], caller_ns[tracked_callers];
-};
-
-slot_values read_slot(const slot& s) {
-  slot_values v{};
-  for (;;) {
-    const std::uint32_t before = s.seq.load(std::memory_order_acquire);
-    if ((before & 1u) != 0) continue; // a record is being written; it takes nanoseconds
-    v.hits = s.hits.load(std::memory_order_relaxed);
-    v.total_ns = s.total_ns.load(std::memory_order_relaxed);
-    v.min_ns = s.min_ns.load(std::memory_order_relaxed);
-    v.max_ns = s.max_ns.load(std::memory_order_relaxed);
-    v.self_ns = s.self_ns.load(std::memory_order_relaxed);
-    v.bytes = s.bytes.load(std::memory_order_relaxed);
-    v.other_callers = s.other_callers.load(std::memory_order_relaxed);
-    v.suspended_ns = s.suspended_ns.load(std::memory_order_relaxed);
-    v.suspensions = s.suspensions.load(std::memory_order_relaxed);
-    v.migrations = s.migrations.load(std::memory_order_relaxed);
-    v.abandoned = s.abandoned.load(std::memory_order_relaxed);
-    v.pending_ns = s.pending_ns.load(std::memory_order_relaxed);
-    v.outside_flow = s.outside_flow.load(std::memory_order_relaxed);
-    v.too_deep = s.too_deep.load(std::memory_order_relaxed);
-    for (unsigned i = 0; i < tracked_callers; ++i) {
-      v.caller_tag[i] = s.callers[i].parent_plus1.load(std::memory_order_relaxed);
-      v.caller_hits[i] = s.callers[i].hits.load(std::memory_order_relaxed);
-      v.caller_ns[i] = s.callers[i].total_ns.load(std::memory_order_relaxed);
-    }
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (s.seq.load(std::memory_order_relaxed) == before) return v;
-  }
-}
-
-/// Adds one thread's slot to the statistics of its site, in place: no
-/// allocation per slot except a site's first histogram and new caller edges.
-void merge_slot(BlockResults& b, const slot& s) {
-  const slot_values v = read_slot(s);
-  if (v.hits == 0 && v.abandoned == 0) return;
-  if (v.hits > 0) {
-    b.min_time_ns = b.hit_count == 0 ? v.min_ns : std::min(b.min_time_ns, v.min_ns);
-    b.max_time_ns = std::max(b.max_time_ns, v.max_ns);
-  }
-  b.hit_count += v.hits;
-  b.total_time_ns += v.total_ns;
-  b.self_time_ns += v.self_ns;
-  b.bytes += v.bytes;
-  b.other_callers_hits += v.other_callers;
-  b.suspended_time_ns += v.suspended_ns;
-  b.suspensions += v.suspensions;
-  b.migrations += v.migrations;
-  b.abandoned += v.abandoned;
-  b.outside_flow += v.outside_flow;
-  b.too_deep += v.too_deep;
-  for (unsigned i = 0; i < tracked_callers; ++i) {
-    if (v.caller_tag[i] == 0) continue;
-    const std::uint32_t parent = v.caller_tag[i] == UINT32_MAX ? no_parent : v.caller_tag[i] - 1;
-    auto it = std::lower_bound(b.callers.begin(), b.callers.end(), parent,
-                               [](const caller_stats& c, std::uint32_t id) { return c.parent_site_id < id; });
-    if (it != b.callers.end() && it->parent_site_id == parent) {
-      it->hit_count += v.caller_hits[i];
-      it->total_time_ns += v.caller_ns[i];
-    } else {
-      b.callers.insert(it, caller_stats{parent, v.caller_hits[i], v.caller_ns[i]});
-    }
-  }
-  // The histogram is read outside the seqlock, and only between the buckets
-  // of the slot's min and max, where all of its samples lie: exact when the
-  // thread is not recording; during recording a snapshot may miss or add
-  // the few samples written meanwhile, which only percentiles can notice.
-  const auto* hist = s.histogram.load(std::memory_order_acquire);
-  if (hist == nullptr || v.hits == 0) return;
-  if (b.histogram.counts.empty()) b.histogram.counts.assign(latency_histogram::bucket_count, 0);
-  const unsigned lo = latency_histogram::bucket_of(v.min_ns), hi = latency_histogram::bucket_of(v.max_ns);
-  for (unsigned i = lo; i <= hi; ++i) b.histogram.counts[i] += hist[i].load(std::memory_order_relaxed);
-  if (v.pending_ns != no_sample) b.histogram.counts[latency_histogram::bucket_of(v.pending_ns)] += 1;
-}
-
-/// Per-site accumulators for every registered site (core.mutex held).
-std::vector<BlockResults> empty_blocks(const profiler_core& core) {
-  std::vector<BlockResults> blocks(core.sites.size());
-  for (std::uint32_t id = 0; id < blocks.size(); ++id) {
-    const site_info& s = core.sites[id];
-    auto& b = blocks[id];
-    b.name = s.name;
-    b.file = s.file;
-    b.line = s.line;
-    b.column = s.column;
-    b.function = s.function;
-    b.site_id = id;
-  }
-  return blocks;
-}
-
-/// Asks for the histogram lines a slot's samples occupy, ahead of merging it:
-/// each histogram is a cache miss of its own otherwise (measured: three
-/// quarters of get_results() with 64 threads x 1,000 sites).
-void prefetch_histogram(const slot& s) {
-  const auto* hist = s.histogram.load(std::memory_order_relaxed);
-  if (hist == nullptr) return;
-  const std::uint64_t lo = s.min_ns.load(std::memory_order_relaxed), hi = s.max_ns.load(std::memory_order_relaxed);
-  if (lo > hi) return;
-  const unsigned last = latency_histogram::bucket_of(hi);
-  for (unsigned b = latency_histogram::bucket_of(lo); b <= last; b += 8) __builtin_prefetch(hist + b);
-  __builtin_prefetch(hist + last);
-}
-
-void merge_buffer(std::vector<BlockResults>& blocks, const thread_buffer& buf) {
-  constexpr std::uint32_t ahead = 8;
-  for (std::uint32_t c = 0; c * chunk_slots < blocks.size(); ++c) {
-    const slot* chunk = buf.chunks[c].load(std::memory_order_acquire);
-    if (chunk == nullptr) continue;
-    const std::uint32_t n =
-        std::min<std::uint32_t>(chunk_slots, static_cast<std::uint32_t>(blocks.size() - c * chunk_slots));
-    for (std::uint32_t i = 0; i < std::min(ahead, n); ++i) prefetch_histogram(chunk[i]);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      if (i + ahead < n) prefetch_histogram(chunk[i + ahead]);
-      merge_slot(blocks[c * chunk_slots + i], chunk[i]);
-    }
-  }
-}
-
 /// Arranges per-site blocks into tracks (core.mutex held).
-ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> blocks, bool keep_empty) {
+ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> blocks, bool keep_empty,
+                         std::uint64_t dropped) {
   ProfilerResults r;
   r.profiler_name = core.name;
   r.clock = calibrate_clock().source;
   r.diagnostics = core.diagnostics;
-  r.dropped_records = core.dropped_no_memory.load(std::memory_order_relaxed);
+  r.dropped_records = dropped;
   if (r.dropped_records > 0)
     r.diagnostics.push_back(std::to_string(r.dropped_records) +
                             " records dropped: no memory for a thread buffer, slot chunk or histogram");
@@ -227,6 +103,13 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
     return *t;
   };
   for (auto& b : blocks) {
+    const site_info& site = core.sites[b.site_id];
+    if (!keep_empty && b.hit_count == 0 && b.abandoned == 0 && b.outside_flow == 0 && b.too_deep == 0) continue;
+    b.name = site.name;
+    b.file = site.file;
+    b.line = site.line;
+    b.column = site.column;
+    b.function = site.function;
     if (b.outside_flow > 0)
       add_unique(r.diagnostics, "block '" + b.name + "' at " + where(b.file.c_str(), b.line) +
                                     ": closed outside the flow that opened it (moved to another thread or flow, or "
@@ -239,7 +122,7 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
                                     std::to_string(max_depth) +
                                     " blocks deep in one flow; such hits are recorded without a parent");
     if (!keep_empty && b.hit_count == 0 && b.abandoned == 0) continue;
-    track_at(core.sites[b.site_id].track).blocks.push_back(std::move(b));
+    track_at(site.track).blocks.push_back(std::move(b));
   }
   if (keep_empty)
     for (int idx = 0; idx < max_tracks; ++idx)
@@ -249,14 +132,23 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
   return r;
 }
 
-ThreadResults thread_snapshot(const profiler_core& core, const thread_buffer& buf, bool exited) {
-  auto blocks = empty_blocks(core);
-  merge_buffer(blocks, buf);
+/// The statistics of one thread in the current interval, used sites only.
+std::vector<BlockResults> thread_blocks(const profiler_core& core, const thread_buffer& buf) {
+  accumulator acc(core.sites.size());
+  merge_buffer(acc, buf, core.interval.load(std::memory_order_relaxed));
+  return used_blocks(acc.finish());
+}
+
+ThreadResults thread_results(const profiler_core& core, std::uint64_t os_thread_id, const std::string& thread_name,
+                             bool exited, const std::vector<BlockResults>& used) {
+  std::vector<BlockResults> blocks(core.sites.size());
+  for (std::uint32_t id = 0; id < blocks.size(); ++id) blocks[id].site_id = id;
+  for (const auto& b : used) blocks[b.site_id] = b;
   ThreadResults t;
-  t.thread_id = buf.os_thread_id;
-  t.thread_name = buf.thread_name;
+  t.thread_id = os_thread_id;
+  t.thread_name = thread_name;
   t.exited = exited;
-  t.results = assemble(core, std::move(blocks), false);
+  t.results = assemble(core, std::move(blocks), false, 0);
   return t;
 }
 
@@ -304,20 +196,23 @@ ThreadTimeline read_timeline(const thread_buffer& buf, bool exited) {
   return t;
 }
 
-/// Hands a thread's data over to the profiler when the thread ends.
+/// Hands a thread's data over to the profiler when the thread ends: its
+/// statistics of the current interval (the sites it used, without names),
+/// and its timeline. O(sites the thread used), no string copies.
 void retire(profiler_core& core, const std::shared_ptr<thread_buffer>& buf) {
   std::lock_guard lock(core.mutex);
   if (core.dead.load(std::memory_order_relaxed)) return;
+  exited_thread t{buf->os_thread_id, buf->thread_name, thread_blocks(core, *buf)};
+  if (!t.blocks.empty()) core.exited.push_back(std::move(t));
+  if (core.exited.size() > max_exited_threads) {
+    accumulator acc(core.sites.size());
+    for (const auto& b : core.exited_folded.blocks) acc.add(b);
+    for (const auto& b : core.exited.front().blocks) acc.add(b);
+    core.exited_folded.blocks = used_blocks(acc.finish());
+    core.exited.pop_front();
+    ++core.exited_folded_count;
+  }
   if (buf->generation.load(std::memory_order_acquire) == core.generation.load(std::memory_order_relaxed)) {
-    auto snapshot = thread_snapshot(core, *buf, true);
-    if (!snapshot.results.tracks.empty()) core.exited.push_back(std::move(snapshot));
-    if (core.exited.size() > max_exited_threads) {
-      core.exited_folded.results.merge(core.exited.front().results);
-      core.exited.pop_front();
-      ++core.exited_folded_count;
-      core.exited_folded.exited = true;
-      core.exited_folded.thread_name = "(" + std::to_string(core.exited_folded_count) + " older exited threads)";
-    }
     auto timeline = read_timeline(*buf, true);
     if (!timeline.events.empty() || timeline.dropped > 0) core.exited_timelines.push_back(std::move(timeline));
     if (core.exited_timelines.size() > max_exited_timelines) {
@@ -343,27 +238,6 @@ std::string thread_name_of_self() {
 
 } // namespace
 
-thread_buffer::~thread_buffer() {
-  for (auto& c : chunks) {
-    slot* chunk = c.load(std::memory_order_relaxed);
-    if (chunk == nullptr) continue;
-    for (std::uint32_t i = 0; i < chunk_slots; ++i) delete[] chunk[i].histogram.load(std::memory_order_relaxed);
-    delete[] chunk;
-  }
-  delete timeline.load(std::memory_order_relaxed);
-}
-
-void record_abandoned(profiler_core& core, std::uint32_t site) { record_note(core, site, &slot::abandoned); }
-
-void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot::* counter) {
-  if (core.dead.load(std::memory_order_relaxed)) return;
-  thread_buffer* buf = current_buffer(core);
-  slot* s = buf != nullptr ? buf->slot_for(site) : nullptr;
-  if (s == nullptr) return note_no_memory(core);
-  const slot_write writing(*s);
-  bump((*s).*counter, 1);
-}
-
 void note_no_memory(profiler_core& core) noexcept { core.dropped_no_memory.fetch_add(1, std::memory_order_relaxed); }
 
 thread_buffer* find_buffer_nothrow(profiler_core& core) noexcept {
@@ -372,49 +246,6 @@ thread_buffer* find_buffer_nothrow(profiler_core& core) noexcept {
   } catch (...) { // std::bad_alloc: no buffer, the record is dropped and counted
     return nullptr;
   }
-}
-
-slot* thread_buffer::add_chunk(std::uint32_t index) noexcept {
-  slot* chunk = new (std::nothrow) slot[chunk_slots];
-  if (chunk != nullptr) chunks[index].store(chunk, std::memory_order_release);
-  return chunk;
-}
-
-void thread_buffer::reset(std::uint64_t new_generation) noexcept {
-  for (auto& c : chunks) {
-    slot* chunk = c.load(std::memory_order_relaxed);
-    if (chunk == nullptr) continue;
-    for (std::uint32_t i = 0; i < chunk_slots; ++i) {
-      slot& s = chunk[i];
-      const slot_write writing(s);
-      s.hits.store(0, std::memory_order_relaxed);
-      s.total_ns.store(0, std::memory_order_relaxed);
-      s.min_ns.store(UINT64_MAX, std::memory_order_relaxed);
-      s.max_ns.store(0, std::memory_order_relaxed);
-      s.self_ns.store(0, std::memory_order_relaxed);
-      s.bytes.store(0, std::memory_order_relaxed);
-      s.other_callers.store(0, std::memory_order_relaxed);
-      s.suspended_ns.store(0, std::memory_order_relaxed);
-      s.suspensions.store(0, std::memory_order_relaxed);
-      s.migrations.store(0, std::memory_order_relaxed);
-      s.abandoned.store(0, std::memory_order_relaxed);
-      s.outside_flow.store(0, std::memory_order_relaxed);
-      s.too_deep.store(0, std::memory_order_relaxed);
-      s.pending_ns.store(no_sample, std::memory_order_relaxed);
-      for (auto& k : s.callers) {
-        k.parent_plus1.store(0, std::memory_order_relaxed);
-        k.hits.store(0, std::memory_order_relaxed);
-        k.total_ns.store(0, std::memory_order_relaxed);
-      }
-      if (auto* hist = s.histogram.load(std::memory_order_relaxed))
-        for (unsigned b = 0; b < latency_histogram::bucket_count; ++b) hist[b].store(0, std::memory_order_relaxed);
-    }
-  }
-  if (timeline_ring* ring = timeline.load(std::memory_order_relaxed)) {
-    ring->written.store(0, std::memory_order_relaxed);
-    ring->dropped.store(0, std::memory_order_relaxed);
-  }
-  generation.store(new_generation, std::memory_order_release);
 }
 
 std::uint64_t next_timeline_id() noexcept {
@@ -429,6 +260,14 @@ void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, s
   if (bp == nullptr) return note_no_memory(core);
   thread_buffer& buf = *bp;
   timeline_ring* ring = buf.timeline.load(std::memory_order_relaxed);
+  const std::uint64_t gen = core.generation.load(std::memory_order_acquire);
+  if (buf.generation.load(std::memory_order_relaxed) != gen) { // cleared since this thread's last event
+    if (ring != nullptr) {
+      ring->written.store(0, std::memory_order_relaxed);
+      ring->dropped.store(0, std::memory_order_relaxed);
+    }
+    buf.generation.store(gen, std::memory_order_release);
+  }
   if (ring == nullptr) {
     ring = new (std::nothrow)
         timeline_ring(std::max<std::uint64_t>(1, core.timeline_capacity.load()), core.timeline_keep_latest.load());
@@ -584,8 +423,9 @@ Profiler::~Profiler() {
     core.dead.store(true, std::memory_order_relaxed);
     // Threads keep their own buffers until they next look one up or exit.
     std::vector<std::shared_ptr<detail::thread_buffer>>().swap(core.buffers);
-    std::deque<ThreadResults>().swap(core.exited);
+    std::deque<detail::exited_thread>().swap(core.exited);
     core.exited_folded = {};
+    std::vector<BlockResults>().swap(core.taken);
     std::deque<ThreadTimeline>().swap(core.exited_timelines);
     core.site_index.clear();
     // Sites stay: a thread that passed the switches just before this may
@@ -680,41 +520,101 @@ void Profiler::record(const Site& s, std::chrono::nanoseconds duration) {
   }
 }
 
+namespace detail {
+namespace {
+/// The current interval: every live thread's slots of it and the threads
+/// that exited in it (core.mutex held).
+accumulator current_interval(const profiler_core& core, std::uint32_t interval) {
+  accumulator acc(core.sites.size());
+  for (const auto& buf : core.buffers) merge_buffer(acc, *buf, interval);
+  for (const auto& t : core.exited)
+    for (const auto& b : t.blocks) acc.add(b);
+  for (const auto& b : core.exited_folded.blocks) acc.add(b);
+  return acc;
+}
+} // namespace
+} // namespace detail
+
 ProfilerResults Profiler::get_results() const {
   const auto& core = *core_;
   std::lock_guard lock(core.mutex);
-  const std::uint64_t gen = core.generation.load(std::memory_order_relaxed);
-  auto blocks = detail::empty_blocks(core);
-  for (const auto& buf : core.buffers)
-    if (buf->generation.load(std::memory_order_acquire) == gen) detail::merge_buffer(blocks, *buf);
-  auto add = [&](const ThreadResults& t) {
-    for (const auto& tr : t.results.tracks)
-      for (const auto& b : tr.blocks) blocks[b.site_id].merge(b);
-  };
-  for (const auto& t : core.exited) add(t);
-  add(core.exited_folded);
-  return detail::assemble(core, std::move(blocks), true);
+  auto acc = detail::current_interval(core, core.interval.load(std::memory_order_relaxed));
+  for (const auto& b : core.taken) acc.add(b);
+  return detail::assemble(core, acc.finish(), true,
+                          core.dropped_taken + core.dropped_no_memory.load(std::memory_order_relaxed));
+}
+
+ProfilerResults Profiler::take_results() {
+  auto& core = *core_;
+  std::lock_guard lock(core.mutex);
+  // A new interval first; then every record still writing the old one is
+  // either visible as in progress (read_slot waits for it) or was made after
+  // the switch and lands in the new one (modules/core.cppm, open_slot).
+  const std::uint32_t ended = core.interval.load(std::memory_order_relaxed);
+  core.interval.store(ended + 1 == 0 ? 1 : ended + 1, std::memory_order_seq_cst);
+  detail::issue_barrier();
+  auto acc = detail::current_interval(core, ended);
+  core.exited.clear();
+  core.exited_folded = {};
+  core.exited_folded_count = 0;
+  const std::uint64_t dropped = core.dropped_no_memory.exchange(0, std::memory_order_relaxed);
+  auto blocks = acc.finish();
+  detail::accumulator total(core.sites.size());
+  for (const auto& b : core.taken) total.add(b);
+  for (const auto& b : blocks) total.add(b);
+  core.taken = detail::used_blocks(total.finish());
+  core.dropped_taken += dropped;
+  return detail::assemble(core, std::move(blocks), true, dropped);
 }
 
 std::vector<ThreadResults> Profiler::get_all_thread_data() const {
   const auto& core = *core_;
   std::lock_guard lock(core.mutex);
-  const std::uint64_t gen = core.generation.load(std::memory_order_relaxed);
   std::vector<ThreadResults> out;
   for (const auto& buf : core.buffers) {
-    if (buf->generation.load(std::memory_order_acquire) != gen) continue;
-    auto t = detail::thread_snapshot(core, *buf, false);
-    if (!t.results.tracks.empty()) out.push_back(std::move(t));
+    auto used = detail::thread_blocks(core, *buf);
+    if (!used.empty()) out.push_back(detail::thread_results(core, buf->os_thread_id, buf->thread_name, false, used));
   }
-  out.insert(out.end(), core.exited.begin(), core.exited.end());
-  if (core.exited_folded_count > 0) out.push_back(core.exited_folded);
+  for (const auto& t : core.exited)
+    out.push_back(detail::thread_results(core, t.os_thread_id, t.thread_name, true, t.blocks));
+  if (core.exited_folded_count > 0)
+    out.push_back(detail::thread_results(core, 0,
+                                         "(" + std::to_string(core.exited_folded_count) + " older exited threads)",
+                                         true, core.exited_folded.blocks));
   return out;
+}
+
+MemoryUse Profiler::memory_use() const {
+  const auto& core = *core_;
+  std::lock_guard lock(core.mutex);
+  MemoryUse m;
+  for (const auto& buf : core.buffers) {
+    m.thread_buffers += detail::buffer_bytes(*buf);
+    ++m.live_threads;
+  }
+  auto blocks_bytes = [](const std::vector<BlockResults>& blocks) {
+    std::uint64_t n = blocks.capacity() * sizeof(BlockResults);
+    for (const auto& b : blocks)
+      n += b.callers.capacity() * sizeof(caller_stats) + b.histogram.counts.capacity() * sizeof(std::uint64_t);
+    return n;
+  };
+  for (const auto& t : core.exited) m.exited_threads += sizeof(t) + blocks_bytes(t.blocks);
+  m.exited_threads += blocks_bytes(core.exited_folded.blocks) + blocks_bytes(core.taken);
+  for (const auto& s : core.sites) m.sites += sizeof(s) + s.name.capacity() + s.file.capacity() + s.function.capacity();
+  return m;
 }
 
 void Profiler::clear() {
   std::lock_guard lock(core_->mutex);
+  // Records of the interval that ends are never read: each thread moves a
+  // slot to the new interval at its next record there (no thread is made to
+  // empty its whole buffer inside a block).
+  const std::uint32_t ended = core_->interval.load(std::memory_order_relaxed);
+  core_->interval.store(ended + 1 == 0 ? 1 : ended + 1, std::memory_order_release);
   core_->generation.fetch_add(1, std::memory_order_release);
   core_->dropped_no_memory.store(0, std::memory_order_relaxed);
+  core_->dropped_taken = 0;
+  core_->taken.clear();
   core_->exited.clear();
   core_->exited_folded = {};
   core_->exited_folded_count = 0;

@@ -9,18 +9,45 @@ module stichotrope;
 
 namespace stichotrope {
 
-void latency_histogram::add(std::uint64_t ns, std::uint64_t n) {
-  if (counts.empty()) counts.assign(bucket_count, 0);
-  counts[bucket_of(ns)] += n;
+void latency_histogram::add(std::uint64_t ns, std::uint64_t n) { add_bucket(bucket_of(ns), n); }
+
+void latency_histogram::add_bucket(unsigned b, std::uint64_t n) {
+  if (n == 0 || b >= bucket_count) return;
+  if (counts.empty()) {
+    first = b;
+    counts.assign(1, n);
+    return;
+  }
+  if (b < first) {
+    counts.insert(counts.begin(), first - b, 0);
+    first = b;
+  } else if (b - first >= counts.size()) {
+    counts.resize(b - first + 1, 0);
+  }
+  counts[b - first] += n;
+}
+
+void latency_histogram::assign_dense(const std::uint64_t* dense) {
+  unsigned lo = 0, hi = bucket_count;
+  while (lo < hi && dense[lo] == 0) ++lo;
+  while (hi > lo && dense[hi - 1] == 0) --hi;
+  first = lo == hi ? 0 : lo;
+  counts.assign(dense + lo, dense + hi);
 }
 
 void latency_histogram::merge(const latency_histogram& other) {
   if (other.counts.empty()) return;
   if (counts.empty()) {
+    first = other.first;
     counts = other.counts;
     return;
   }
-  for (unsigned b = 0; b < bucket_count; ++b) counts[b] += other.counts[b];
+  const unsigned lo = std::min(first, other.first);
+  const auto hi = std::max<std::size_t>(first + counts.size(), other.first + other.counts.size());
+  if (lo < first) counts.insert(counts.begin(), first - lo, 0);
+  first = lo;
+  counts.resize(hi - lo, 0);
+  for (std::size_t i = 0; i < other.counts.size(); ++i) counts[other.first - lo + i] += other.counts[i];
 }
 
 std::uint64_t latency_histogram::total() const noexcept {
@@ -36,8 +63,8 @@ std::uint64_t latency_histogram::percentile(double q, std::uint64_t min_ns, std:
   auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(n)));
   rank = std::clamp<std::uint64_t>(rank, 1, n);
   std::uint64_t seen = 0;
-  for (unsigned b = 0; b < bucket_count; ++b) {
-    seen += counts[b];
+  for (unsigned b = first; b < first + counts.size(); ++b) {
+    seen += counts[b - first];
     if (seen >= rank) {
       const std::uint64_t lo = lower_bound(b);
       const std::uint64_t hi = b + 1 >= bucket_count ? lo : upper_bound(b);

@@ -219,15 +219,19 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(memory)
 
 BOOST_AUTO_TEST_CASE(documented_sizes_hold) {
-  // README "Memory": what one (thread, site) and one thread buffer cost.
-  static_assert(sizeof(stichotrope::detail::slot) == 224);
-  static_assert(latency_histogram::bucket_count * sizeof(std::uint64_t) == 2496);
-  static_assert(stichotrope::detail::max_chunks * sizeof(void*) == 16 * 1024);
+  // docs/performance.md "Memory": what one (thread, site) and one thread buffer cost.
+  namespace d = stichotrope::detail;
+  BOOST_TEST(sizeof(d::slot) == 64u);        // hot statistics: one cache line
+  BOOST_TEST(sizeof(d::slot_dir) == 88u);    // eight page entries, cold part, sealed copy, first caller
+  BOOST_TEST(sizeof(d::narrow_page) == 32u); // one octave: eight 32-bit buckets
+  BOOST_TEST(sizeof(d::wide_page) == 64u);
+  BOOST_TEST(sizeof(d::slot_ext) == 152u);
+  BOOST_TEST(sizeof(d::sealed_slot) == 64u);
   BOOST_TEST(stichotrope::max_sites == 131072u);
   BOOST_TEST(sizeof(stichotrope::Block) == 64u);
-  BOOST_TEST(sizeof(stichotrope::detail::context) == 1120u); // 32 frames of 32 B: one per flow, pooled
-  BOOST_TEST(sizeof(stichotrope::detail::thread_buffer) == 18496u);
-  BOOST_TEST(stichotrope::detail::chunk_slots * sizeof(stichotrope::detail::slot) == 14336u);
+  BOOST_TEST(sizeof(d::context) == 1120u); // 32 frames of 32 B: one per flow, pooled
+  BOOST_TEST(sizeof(d::thread_buffer) == 18528u);
+  BOOST_TEST(d::chunk_slots * sizeof(d::slot) == 4096u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

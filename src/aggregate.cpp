@@ -1,0 +1,246 @@
+// The read side of recording: slots read under their seqlock, per interval,
+// summed per call site; the process-wide barrier that take_results() relies on.
+module;
+#include <linux/membarrier.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+module stichotrope;
+
+namespace stichotrope::detail {
+
+bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out) {
+  for (;;) {
+    const std::uint32_t before = s.seq.load(std::memory_order_acquire);
+    if ((before & 1u) != 0) continue; // a record is being written; it takes nanoseconds
+    slot_reading r{};
+    const slot_dir* dir = s.dir.load(std::memory_order_relaxed);
+    bool found = false;
+    if (dir != nullptr) {
+      if (s.interval.load(std::memory_order_relaxed) == interval) {
+        found = true;
+        r.hits = s.hits.load(std::memory_order_relaxed);
+        r.total_ns = s.total_ns.load(std::memory_order_relaxed);
+        r.min_ns = s.min_ns.load(std::memory_order_relaxed);
+        r.max_ns = s.max_ns.load(std::memory_order_relaxed);
+        r.self_ns = s.self_ns.load(std::memory_order_relaxed);
+        r.pending_ns = s.pending_ns.load(std::memory_order_relaxed);
+        r.dir = dir;
+      } else if (const sealed_slot* z = dir->sealed.load(std::memory_order_relaxed);
+                 z != nullptr && z->interval.load(std::memory_order_relaxed) == interval) {
+        found = true;
+        r.hits = z->hits.load(std::memory_order_relaxed);
+        r.total_ns = z->total_ns.load(std::memory_order_relaxed);
+        r.min_ns = z->min_ns.load(std::memory_order_relaxed);
+        r.max_ns = z->max_ns.load(std::memory_order_relaxed);
+        r.self_ns = z->self_ns.load(std::memory_order_relaxed);
+        r.pending_ns = z->pending_ns.load(std::memory_order_relaxed);
+        r.dir = z->dir.load(std::memory_order_relaxed);
+      }
+      if (found) {
+        r.first_caller = r.dir->first_caller.load(std::memory_order_relaxed);
+        if (const slot_ext* e = r.dir->ext.load(std::memory_order_relaxed)) {
+          r.bytes = e->bytes.load(std::memory_order_relaxed);
+          r.suspended_ns = e->suspended_ns.load(std::memory_order_relaxed);
+          r.suspensions = e->suspensions.load(std::memory_order_relaxed);
+          r.migrations = e->migrations.load(std::memory_order_relaxed);
+          r.abandoned = e->abandoned.load(std::memory_order_relaxed);
+          r.outside_flow = e->outside_flow.load(std::memory_order_relaxed);
+          r.too_deep = e->too_deep.load(std::memory_order_relaxed);
+          r.other_callers = e->other_callers.load(std::memory_order_relaxed);
+          r.other_callers_ns = e->other_callers_ns.load(std::memory_order_relaxed);
+          for (unsigned i = 0; i < tracked_callers - 1; ++i) {
+            r.caller_tag[i] = e->callers[i].parent_plus1.load(std::memory_order_relaxed);
+            r.caller_hits[i] = e->callers[i].hits.load(std::memory_order_relaxed);
+            r.caller_ns[i] = e->callers[i].total_ns.load(std::memory_order_relaxed);
+          }
+          r.more_pages = e->more_pages.load(std::memory_order_relaxed);
+        }
+      }
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (s.seq.load(std::memory_order_relaxed) != before) continue;
+    if (!found || (r.hits == 0 && r.abandoned == 0 && r.outside_flow == 0 && r.too_deep == 0)) return false;
+    out = r;
+    return true;
+  }
+}
+
+void add_pages(const slot_reading& r, std::uint64_t* dense) {
+  // Pages are read outside the seqlock: exact for an interval that ended
+  // (nothing writes its directory any more) and for a thread that is not
+  // recording; while one records, the few samples written meanwhile may be
+  // missed or added, which only percentiles can notice.
+  for (const auto& entry : r.dir->pages) {
+    const std::uint64_t e = entry.load(std::memory_order_relaxed);
+    if (e == 0) continue;
+    const unsigned base = static_cast<unsigned>((e >> 56) - 1) * page_buckets;
+    if ((e & page_wide) != 0) {
+      const auto* p = reinterpret_cast<const wide_page*>(e & page_address);
+      for (unsigned i = 0; i < page_buckets; ++i) dense[base + i] += p->n[i].load(std::memory_order_relaxed);
+    } else {
+      const auto* p = reinterpret_cast<const narrow_page*>(e & page_address);
+      for (unsigned i = 0; i < page_buckets; ++i) dense[base + i] += p->n[i].load(std::memory_order_relaxed);
+    }
+  }
+  if (r.more_pages != nullptr)
+    for (unsigned o = 0; o < octaves; ++o)
+      if (const std::uint64_t e = r.more_pages[o].load(std::memory_order_relaxed); e != 0) {
+        const auto* p = reinterpret_cast<const wide_page*>(e);
+        for (unsigned i = 0; i < page_buckets; ++i)
+          dense[o * page_buckets + i] += p->n[i].load(std::memory_order_relaxed);
+      }
+  if (r.pending_ns != no_sample) dense[latency_histogram::bucket_of(r.pending_ns)] += 1;
+}
+
+namespace {
+void add_caller(BlockResults& b, std::uint32_t tag, std::uint64_t hits, std::uint64_t ns) {
+  if (tag == 0 || hits == 0) return;
+  const std::uint32_t parent = tag == UINT32_MAX ? no_parent : tag - 1;
+  auto it = std::lower_bound(b.callers.begin(), b.callers.end(), parent,
+                             [](const caller_stats& c, std::uint32_t id) { return c.parent_site_id < id; });
+  if (it != b.callers.end() && it->parent_site_id == parent) {
+    it->hit_count += hits;
+    it->total_time_ns += ns;
+  } else {
+    b.callers.insert(it, caller_stats{parent, hits, ns});
+  }
+}
+} // namespace
+
+accumulator::accumulator(std::size_t sites) : blocks(sites), dense_of(sites, 0) {
+  for (std::uint32_t id = 0; id < sites; ++id) blocks[id].site_id = id;
+}
+
+std::uint64_t* accumulator::dense(std::uint32_t site) {
+  if (dense_of[site] == 0) {
+    pool.emplace_back(std::make_unique<std::uint64_t[]>(latency_histogram::bucket_count));
+    dense_of[site] = static_cast<std::uint32_t>(pool.size());
+  }
+  return pool[dense_of[site] - 1].get();
+}
+
+void accumulator::add(std::uint32_t site, const slot_reading& r) {
+  BlockResults& b = blocks[site];
+  if (r.hits > 0) {
+    b.min_time_ns = b.hit_count == 0 ? r.min_ns : std::min(b.min_time_ns, r.min_ns);
+    b.max_time_ns = std::max(b.max_time_ns, r.max_ns);
+  }
+  b.hit_count += r.hits;
+  b.total_time_ns += r.total_ns;
+  b.self_time_ns += r.self_ns;
+  b.bytes += r.bytes;
+  b.other_callers_hits += r.other_callers;
+  b.suspended_time_ns += r.suspended_ns;
+  b.suspensions += r.suspensions;
+  b.migrations += r.migrations;
+  b.abandoned += r.abandoned;
+  b.outside_flow += r.outside_flow;
+  b.too_deep += r.too_deep;
+  // The interval's first caller has the hits and time the others do not.
+  std::uint64_t first_hits = r.hits - std::min(r.hits, r.other_callers);
+  std::uint64_t first_ns = r.total_ns - std::min(r.total_ns, r.other_callers_ns);
+  for (unsigned i = 0; i < tracked_callers - 1; ++i) {
+    if (r.caller_tag[i] == 0) continue;
+    add_caller(b, r.caller_tag[i], r.caller_hits[i], r.caller_ns[i]);
+    first_hits -= std::min(first_hits, r.caller_hits[i]);
+    first_ns -= std::min(first_ns, r.caller_ns[i]);
+  }
+  add_caller(b, r.first_caller, first_hits, first_ns);
+  if (r.hits > 0) add_pages(r, dense(site));
+}
+
+void accumulator::add(const BlockResults& other) {
+  BlockResults& b = blocks[other.site_id];
+  latency_histogram h;
+  std::swap(h, b.histogram);
+  b.merge(other);
+  std::swap(h, b.histogram);
+  if (!other.histogram.counts.empty()) {
+    std::uint64_t* d = dense(other.site_id);
+    for (std::size_t i = 0; i < other.histogram.counts.size(); ++i)
+      d[other.histogram.first + i] += other.histogram.counts[i];
+  }
+}
+
+std::vector<BlockResults> accumulator::finish() {
+  for (std::uint32_t id = 0; id < blocks.size(); ++id)
+    if (dense_of[id] != 0) {
+      latency_histogram h;
+      h.assign_dense(pool[dense_of[id] - 1].get());
+      blocks[id].histogram.merge(h);
+    }
+  pool.clear();
+  return std::move(blocks);
+}
+
+void merge_buffer(accumulator& acc, const thread_buffer& buf, std::uint32_t interval) {
+  const auto sites = static_cast<std::uint32_t>(acc.blocks.size());
+  for (std::uint32_t c = 0; c * chunk_slots < sites; ++c) {
+    const slot* chunk = buf.chunks[c].load(std::memory_order_acquire);
+    if (chunk == nullptr) continue;
+    const std::uint32_t n = std::min(chunk_slots, sites - c * chunk_slots);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      if (i + 1 < n) __builtin_prefetch(&chunk[i + 1]);
+      slot_reading r;
+      if (read_slot(chunk[i], interval, r)) acc.add(c * chunk_slots + i, r);
+    }
+  }
+}
+
+std::vector<BlockResults> used_blocks(std::vector<BlockResults> blocks) {
+  std::erase_if(blocks, [](const BlockResults& b) {
+    return b.hit_count == 0 && b.abandoned == 0 && b.outside_flow == 0 && b.too_deep == 0;
+  });
+  return blocks;
+}
+
+std::uint64_t buffer_bytes(const thread_buffer& buf) {
+  std::uint64_t n = sizeof(thread_buffer) + buf.memory.bytes.load(std::memory_order_relaxed);
+  if (const timeline_ring* t = buf.timeline.load(std::memory_order_acquire))
+    n += sizeof(timeline_ring) + t->capacity * sizeof(timeline_event);
+  return n;
+}
+
+namespace {
+/// The fallback barrier: changing a page's protection makes the kernel
+/// interrupt every CPU that runs a thread of this process (to flush its
+/// TLB), which orders their memory accesses as a fence would.
+void protection_barrier() noexcept {
+  static std::mutex mutex;
+  static void* page = [] {
+    void* p = ::mmap(nullptr, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }();
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (page == nullptr) return;
+  std::lock_guard lock(mutex);
+  const auto size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  static_cast<volatile char*>(page)[0] = 1; // the page must be mapped in for the change to reach other CPUs
+  ::mprotect(page, size, PROT_READ);
+  ::mprotect(page, size, PROT_READ | PROT_WRITE);
+}
+} // namespace
+
+void issue_barrier() noexcept {
+  static const bool expedited = [] {
+    const long commands = ::syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    return commands > 0 && (commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
+           ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  }();
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (expedited && ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+  protection_barrier();
+}
+
+} // namespace stichotrope::detail

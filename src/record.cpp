@@ -1,0 +1,241 @@
+// The cold side of recording (modules/core.cppm has the hot side): a thread's
+// arena, a slot's first record, a new interval, histogram pages, the cold
+// statistics. Everything here runs on the recording thread and never locks.
+module;
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+module stichotrope;
+
+namespace stichotrope::detail {
+
+arena::~arena() {
+  while (blocks != nullptr) {
+    void* previous = *static_cast<void**>(blocks);
+    ::operator delete(blocks, std::nothrow);
+    blocks = previous;
+  }
+}
+
+void* arena::allocate_slow(std::size_t size, std::size_t align) noexcept {
+  const std::size_t header = 64; // the link to the previous block, padded to a cache line
+  const std::size_t want = size + align + header > block_size ? size + align + header : block_size;
+  void* block = ::operator new(want, std::nothrow);
+  if (block == nullptr) return nullptr;
+  *static_cast<void**>(block) = blocks;
+  blocks = block;
+  bytes.store(bytes.load(std::memory_order_relaxed) + want, std::memory_order_relaxed);
+  next = static_cast<std::byte*>(block) + header;
+  end = static_cast<std::byte*>(block) + want;
+  return allocate(size, align);
+}
+
+namespace {
+template <class T>
+T* make(arena& a) noexcept {
+  void* p = a.allocate(sizeof(T), alignof(T));
+  return p == nullptr ? nullptr : new (p) T{};
+}
+
+void zero(slot_ext& e) noexcept {
+  for (auto* f : {&e.bytes, &e.suspended_ns, &e.suspensions, &e.migrations, &e.abandoned, &e.outside_flow, &e.too_deep,
+                  &e.other_callers, &e.other_callers_ns})
+    f->store(0, std::memory_order_relaxed);
+  for (auto& c : e.callers) {
+    c.parent_plus1.store(0, std::memory_order_relaxed);
+    c.hits.store(0, std::memory_order_relaxed);
+    c.total_ns.store(0, std::memory_order_relaxed);
+  }
+  if (auto* more = e.more_pages.load(std::memory_order_relaxed))
+    for (unsigned o = 0; o < octaves; ++o) {
+      auto* page = reinterpret_cast<wide_page*>(more[o].load(std::memory_order_relaxed));
+      if (page != nullptr)
+        for (auto& n : page->n) n.store(0, std::memory_order_relaxed);
+    }
+}
+
+/// Empties a directory of an interval already read, for reuse: its pages stay
+/// (the same octaves are likely to be needed again).
+void zero(slot_dir& d) noexcept {
+  for (auto& entry : d.pages) {
+    const std::uint64_t e = entry.load(std::memory_order_relaxed);
+    if (e == 0) continue;
+    if ((e & page_wide) != 0) {
+      for (auto& n : reinterpret_cast<wide_page*>(e & page_address)->n) n.store(0, std::memory_order_relaxed);
+    } else {
+      for (auto& n : reinterpret_cast<narrow_page*>(e & page_address)->n) n.store(0, std::memory_order_relaxed);
+    }
+  }
+  if (slot_ext* e = d.ext.load(std::memory_order_relaxed)) zero(*e);
+  d.first_caller.store(0, std::memory_order_relaxed);
+}
+
+/// Turns a narrow page whose counter is full into a wide copy (the narrow
+/// page is left as it was: a reader may still hold it).
+std::uint64_t widen(thread_buffer& buf, std::uint64_t e) noexcept {
+  auto* wide = make<wide_page>(buf.memory);
+  if (wide == nullptr) return 0;
+  const auto* narrow = reinterpret_cast<const narrow_page*>(e & page_address);
+  for (unsigned i = 0; i < page_buckets; ++i)
+    wide->n[i].store(narrow->n[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  return (e & ~page_address) | page_wide | reinterpret_cast<std::uintptr_t>(wide);
+}
+
+bool count_in(thread_buffer& buf, std::atomic<std::uint64_t>& entry, unsigned bucket) noexcept {
+  std::uint64_t e = entry.load(std::memory_order_relaxed);
+  if ((e & page_wide) == 0) {
+    auto& c = reinterpret_cast<narrow_page*>(e & page_address)->n[bucket % page_buckets];
+    const std::uint32_t n = c.load(std::memory_order_relaxed);
+    if (n != UINT32_MAX) {
+      c.store(n + 1, std::memory_order_relaxed);
+      return true;
+    }
+    e = widen(buf, e);
+    if (e == 0) return false;
+    entry.store(e, std::memory_order_relaxed);
+  }
+  bump(reinterpret_cast<wide_page*>(e & page_address)->n[bucket % page_buckets], 1);
+  return true;
+}
+} // namespace
+
+slot* thread_buffer::add_chunk(std::uint32_t index) noexcept {
+  void* p = memory.allocate(sizeof(slot) * chunk_slots, alignof(slot));
+  if (p == nullptr) return nullptr;
+  slot* chunk = new (p) slot[chunk_slots];
+  chunks[index].store(chunk, std::memory_order_release);
+  return chunk;
+}
+
+thread_buffer::~thread_buffer() { delete timeline.load(std::memory_order_relaxed); }
+
+bool add_sample_slow(thread_buffer& buf, slot_dir& d, std::uint64_t ns) noexcept {
+  const unsigned b = latency_histogram::bucket_of(ns);
+  const unsigned octave = b / page_buckets;
+  const std::uint64_t tag = std::uint64_t{octave + 1} << 56;
+  for (unsigned probe = 0; probe < dir_entries; ++probe) {
+    auto& entry = d.pages[(octave + probe) % dir_entries];
+    const std::uint64_t e = entry.load(std::memory_order_relaxed);
+    if ((e & ~(page_wide | page_address)) == tag) return count_in(buf, entry, b);
+    if (e == 0) {
+      auto* page = make<narrow_page>(buf.memory);
+      if (page == nullptr) return false;
+      page->n[b % page_buckets].store(1, std::memory_order_relaxed);
+      entry.store(tag | reinterpret_cast<std::uintptr_t>(page), std::memory_order_relaxed);
+      return true;
+    }
+  }
+  // More octaves than directory entries: the extension holds a page per octave.
+  slot_ext* ext = ext_of(buf, d);
+  if (ext == nullptr) return false;
+  auto* more = ext->more_pages.load(std::memory_order_relaxed);
+  if (more == nullptr) {
+    void* p = buf.memory.allocate(sizeof(std::atomic<std::uint64_t>) * octaves, alignof(std::atomic<std::uint64_t>));
+    if (p == nullptr) return false;
+    more = new (p) std::atomic<std::uint64_t>[octaves] {};
+    ext->more_pages.store(more, std::memory_order_relaxed);
+  }
+  auto* page = reinterpret_cast<wide_page*>(more[octave].load(std::memory_order_relaxed));
+  if (page == nullptr) {
+    page = make<wide_page>(buf.memory);
+    if (page == nullptr) return false;
+    more[octave].store(reinterpret_cast<std::uintptr_t>(page), std::memory_order_relaxed);
+  }
+  bump(page->n[b % page_buckets], 1);
+  return true;
+}
+
+slot_ext* ext_of(thread_buffer& buf, slot_dir& d) noexcept {
+  slot_ext* e = d.ext.load(std::memory_order_relaxed);
+  if (e == nullptr) {
+    e = make<slot_ext>(buf.memory);
+    if (e != nullptr) d.ext.store(e, std::memory_order_relaxed);
+  }
+  return e;
+}
+
+void record_cold(profiler_core& core, thread_buffer& buf, slot_dir& d, std::uint64_t ns, std::uint64_t bytes,
+                 const flow_mark& flow, std::uint32_t caller_tag) noexcept {
+  slot_ext* e = ext_of(buf, d);
+  if (e == nullptr) return note_no_memory(core);
+  if (bytes != 0) bump(e->bytes, bytes);
+  if (flow.suspensions != 0) {
+    bump(e->suspended_ns, flow.suspended_ns < ns ? flow.suspended_ns : ns);
+    bump(e->suspensions, flow.suspensions);
+    bump(e->migrations, flow.migrations != 0 ? 1 : 0);
+  }
+  if (caller_tag == 0) return; // the interval's first caller
+  for (auto& c : e->callers) {
+    const std::uint32_t p = c.parent_plus1.load(std::memory_order_relaxed);
+    if (p == caller_tag || p == 0) {
+      if (p == 0) c.parent_plus1.store(caller_tag, std::memory_order_relaxed);
+      bump(c.hits, 1);
+      bump(c.total_ns, ns);
+      return;
+    }
+  }
+  bump(e->other_callers, 1);
+  bump(e->other_callers_ns, ns);
+}
+
+slot_dir* begin_interval(thread_buffer& buf, slot& s, std::uint32_t now) noexcept {
+  slot_dir* old = s.dir.load(std::memory_order_relaxed);
+  if (old == nullptr) { // the slot's first record
+    slot_dir* d = make<slot_dir>(buf.memory);
+    if (d == nullptr) return nullptr;
+    s.dir.store(d, std::memory_order_relaxed);
+    s.interval.store(now, std::memory_order_relaxed);
+    return d;
+  }
+  // Seal the ended interval: its values move to the sealed copy and its
+  // directory is no longer written (the pending sample travels with the
+  // values, so nothing is added to a directory that may be being read). The
+  // directory of the interval before, read long since, is emptied and reused.
+  sealed_slot* z = old->sealed.load(std::memory_order_relaxed);
+  slot_dir* fresh = nullptr;
+  if (z == nullptr) {
+    z = make<sealed_slot>(buf.memory);
+    fresh = make<slot_dir>(buf.memory);
+    if (z == nullptr || fresh == nullptr) return nullptr; // both are retried at the next record
+  } else {
+    fresh = z->dir.load(std::memory_order_relaxed);
+    zero(*fresh);
+  }
+  z->interval.store(s.interval.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->hits.store(s.hits.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->total_ns.store(s.total_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->min_ns.store(s.min_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->max_ns.store(s.max_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->self_ns.store(s.self_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->pending_ns.store(s.pending_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->dir.store(old, std::memory_order_relaxed);
+  fresh->sealed.store(z, std::memory_order_relaxed);
+  s.hits.store(0, std::memory_order_relaxed);
+  s.total_ns.store(0, std::memory_order_relaxed);
+  s.min_ns.store(UINT64_MAX, std::memory_order_relaxed);
+  s.max_ns.store(0, std::memory_order_relaxed);
+  s.self_ns.store(0, std::memory_order_relaxed);
+  s.pending_ns.store(no_sample, std::memory_order_relaxed);
+  s.dir.store(fresh, std::memory_order_relaxed);
+  s.interval.store(now, std::memory_order_relaxed);
+  return fresh;
+}
+
+void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot_ext::* counter) {
+  if (core.dead.load(std::memory_order_relaxed)) return;
+  thread_buffer* buf = current_buffer(core);
+  slot* s = buf != nullptr ? buf->slot_for(site) : nullptr;
+  if (s == nullptr) return note_no_memory(core);
+  const std::uint32_t seq = s->seq.load(std::memory_order_relaxed);
+  slot_dir* d = open_slot(core, *buf, *s, seq);
+  slot_ext* e = d != nullptr ? ext_of(*buf, *d) : nullptr;
+  if (e != nullptr) bump(e->*counter, 1);
+  s->seq.store(seq + 2, std::memory_order_release);
+  if (e == nullptr) note_no_memory(core);
+}
+
+void record_abandoned(profiler_core& core, std::uint32_t site) { record_note(core, site, &slot_ext::abandoned); }
+
+} // namespace stichotrope::detail
