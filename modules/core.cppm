@@ -37,9 +37,11 @@ inline constexpr std::uint32_t max_chunks = max_sites / chunk_slots;
 inline constexpr unsigned tracked_callers = 4;
 inline constexpr unsigned site_cache_size = 64;
 inline constexpr std::uint64_t no_sample = UINT64_MAX;
-/// Exited threads whose statistics are kept one by one, per interval (older
-/// ones are folded into one entry per site).
-inline constexpr std::size_t max_exited_threads = 16;
+/// Exited threads whose statistics are kept one by one, per interval: the
+/// most recent ones while they hold at most this many (thread, site) entries
+/// in all (and at least the last one); older ones are folded into one entry
+/// per site, so memory after threads exit stays bounded by the sites.
+inline constexpr std::size_t max_exited_entries = 4096;
 /// Exited threads' timelines kept (older ones are dropped and counted).
 inline constexpr std::size_t max_exited_timelines = 64;
 
@@ -331,7 +333,8 @@ struct profiler_core {
   // however many short-lived threads come and go. No names: they are added
   // when results are assembled.
   std::deque<exited_thread> exited;
-  exited_thread exited_folded; // "(N older exited threads)"
+  std::size_t exited_entries = 0; // blocks in `exited`
+  exited_thread exited_folded;    // "(N older exited threads)"
   std::uint64_t exited_folded_count = 0;
   std::vector<BlockResults> taken; // the intervals taken since the last clear(), summed (used sites, no names)
   std::uint64_t dropped_taken = 0; // dropped_no_memory of those intervals

@@ -203,12 +203,23 @@ void retire(profiler_core& core, const std::shared_ptr<thread_buffer>& buf) {
   std::lock_guard lock(core.mutex);
   if (core.dead.load(std::memory_order_relaxed)) return;
   exited_thread t{buf->os_thread_id, buf->thread_name, thread_blocks(core, *buf)};
-  if (!t.blocks.empty()) core.exited.push_back(std::move(t));
-  if (core.exited.size() > max_exited_threads) {
-    accumulator acc(core.sites.size());
-    for (const auto& b : core.exited_folded.blocks) acc.add(b);
-    for (const auto& b : core.exited.front().blocks) acc.add(b);
-    core.exited_folded.blocks = used_blocks(acc.finish());
+  if (!t.blocks.empty()) {
+    core.exited_entries += t.blocks.size();
+    core.exited.push_back(std::move(t));
+  }
+  // Folding costs what the folded thread used: the folded entry is indexed
+  // by site id.
+  while (core.exited_entries > max_exited_entries && core.exited.size() > 1) {
+    auto& folded = core.exited_folded.blocks;
+    for (auto& b : core.exited.front().blocks) {
+      if (folded.size() <= b.site_id) {
+        const std::size_t old = folded.size();
+        folded.resize(std::min(core.sites.size(), std::max<std::size_t>(b.site_id + 1, old * 2)));
+        for (std::size_t id = old; id < folded.size(); ++id) folded[id].site_id = static_cast<std::uint32_t>(id);
+      }
+      folded[b.site_id].merge(b);
+    }
+    core.exited_entries -= core.exited.front().blocks.size();
     core.exited.pop_front();
     ++core.exited_folded_count;
   }
@@ -555,6 +566,7 @@ ProfilerResults Profiler::take_results() {
   detail::issue_barrier();
   auto acc = detail::current_interval(core, ended);
   core.exited.clear();
+  core.exited_entries = 0;
   core.exited_folded = {};
   core.exited_folded_count = 0;
   const std::uint64_t dropped = core.dropped_no_memory.exchange(0, std::memory_order_relaxed);
@@ -616,6 +628,7 @@ void Profiler::clear() {
   core_->dropped_taken = 0;
   core_->taken.clear();
   core_->exited.clear();
+  core_->exited_entries = 0;
   core_->exited_folded = {};
   core_->exited_folded_count = 0;
   core_->exited_timelines.clear();

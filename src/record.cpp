@@ -14,7 +14,7 @@ namespace stichotrope::detail {
 arena::~arena() {
   while (blocks != nullptr) {
     void* previous = *static_cast<void**>(blocks);
-    ::operator delete(blocks, std::nothrow);
+    ::operator delete(blocks);
     blocks = previous;
   }
 }

@@ -1,0 +1,336 @@
+// Memory that follows the data, sparse histograms, and take_results()'s
+// intervals: each record lands in exactly one interval, whole, none lost,
+// while other threads go on recording.
+#define BOOST_TEST_MODULE scale
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+import stichotrope;
+
+using namespace stichotrope;
+using std::chrono::nanoseconds;
+
+namespace {
+#if defined(__has_feature)
+constexpr bool under_sanitizer = __has_feature(thread_sanitizer) || __has_feature(address_sanitizer);
+#else
+constexpr bool under_sanitizer = false;
+#endif
+
+/// Durations that span many octaves (deterministic per thread and index).
+std::uint64_t duration_of(int thread, std::uint64_t i) {
+  static constexpr std::uint64_t base[] = {7, 40, 300, 2'500, 90'000, 1'000'000, 70'000'000};
+  return base[(i + static_cast<std::uint64_t>(thread)) % 7] + (i * 2654435761u) % 97;
+}
+
+/// The histogram's first and last buckets hold the block's min and max: the
+/// statistics of one interval describe the same records.
+void check_consistent(const BlockResults& b) {
+  BOOST_TEST(b.histogram.total() == b.hit_count);
+  if (b.hit_count == 0) return;
+  BOOST_TEST(latency_histogram::bucket_of(b.min_time_ns) == b.histogram.first);
+  BOOST_TEST(latency_histogram::bucket_of(b.max_time_ns) == b.histogram.first + b.histogram.counts.size() - 1);
+  BOOST_TEST(b.min_time_ns <= b.max_time_ns);
+  BOOST_TEST(b.total_time_ns >= b.hit_count * b.min_time_ns);
+  BOOST_TEST(b.total_time_ns <= b.hit_count * b.max_time_ns);
+}
+
+struct sums {
+  std::uint64_t hits = 0, total = 0;
+  latency_histogram hist;
+};
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(sparse_histograms)
+
+BOOST_AUTO_TEST_CASE(percentiles_from_constructed_samples_match_nearest_rank_within_the_bucket_error) {
+  Profiler p{"percentiles"};
+  auto site = p.site(0, "constructed");
+  BOOST_REQUIRE(site);
+  // 20,000 samples over 12 octaves (more than a slot's eight directory
+  // entries), in an order that visits octaves out of order.
+  std::vector<std::uint64_t> samples;
+  latency_histogram reference;
+  for (std::uint64_t i = 0; i < 20'000; ++i) {
+    const std::uint64_t ns = 20 + (i * 7919 % 20'000) * (i % 3 == 0 ? 1 : i % 3 == 1 ? 17 : 251);
+    samples.push_back(ns);
+    reference.add(ns);
+    p.record(*site, nanoseconds(ns));
+  }
+  std::sort(samples.begin(), samples.end());
+  const auto r = p.get_results();
+  const BlockResults* b = r.find_block(0, "constructed");
+  BOOST_REQUIRE(b);
+  BOOST_TEST(b->hit_count == samples.size());
+  BOOST_TEST((b->histogram == reference)); // every sample in its bucket, none lost
+  BOOST_TEST(b->min_time_ns == samples.front());
+  BOOST_TEST(b->max_time_ns == samples.back());
+  const auto pct = b->percentiles();
+  auto truth = [&](double q) {
+    return samples[static_cast<std::size_t>(std::ceil(q * static_cast<double>(samples.size()))) - 1];
+  };
+  const std::pair<double, std::uint64_t> cases[] = {
+      {0.50, pct.p50_ns}, {0.90, pct.p90_ns}, {0.99, pct.p99_ns}, {0.999, pct.p999_ns}};
+  for (auto [q, got] : cases) {
+    const double want = static_cast<double>(truth(q));
+    BOOST_TEST_INFO("q=" << q << " got " << got << " want " << want);
+    BOOST_TEST(std::abs(static_cast<double>(got) - want) <= want * 0.0625);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(sparse_histogram_operations_keep_it_trimmed) {
+  latency_histogram h;
+  BOOST_TEST(h.counts.empty());
+  h.add(1000, 2);
+  h.add(10, 1);
+  h.add(1'000'000, 3);
+  BOOST_TEST(h.total() == 6u);
+  BOOST_TEST(h.first == latency_histogram::bucket_of(10));
+  BOOST_TEST(h.counts.back() == 3u);
+  BOOST_TEST(h.count(latency_histogram::bucket_of(1000)) == 2u);
+  BOOST_TEST(h.count(0) == 0u);
+  BOOST_TEST(h.count(latency_histogram::bucket_count + 5) == 0u);
+  latency_histogram g;
+  g.add(5);
+  g.merge(h);
+  BOOST_TEST(g.total() == 7u);
+  BOOST_TEST(g.first == 5u);
+  std::vector<std::uint64_t> dense(latency_histogram::bucket_count, 0);
+  dense[40] = 4;
+  dense[100] = 1;
+  latency_histogram d;
+  d.assign_dense(dense.data());
+  BOOST_TEST(d.first == 40u);
+  BOOST_TEST(d.counts.size() == 61u);
+  latency_histogram same;
+  same.add_bucket(100, 1);
+  same.add_bucket(40, 4);
+  BOOST_TEST((same == d));
+}
+
+BOOST_AUTO_TEST_CASE(a_bucket_past_four_billion_turns_its_page_wide_without_losing_a_count) {
+  // White box: a narrow page counts to UINT32_MAX, then a 64-bit copy takes over.
+  namespace d = stichotrope::detail;
+  d::thread_buffer buf;
+  d::slot_dir dir;
+  BOOST_TEST(d::add_sample_slow(buf, dir, 1000));
+  const unsigned b = latency_histogram::bucket_of(1000);
+  const std::uint64_t entry = dir.pages[b / d::page_buckets % d::dir_entries].load();
+  auto* narrow = reinterpret_cast<d::narrow_page*>(entry & d::page_address);
+  narrow->n[b % d::page_buckets].store(UINT32_MAX - 1);
+  BOOST_TEST(d::add_sample_fast(dir, 1000));  // reaches UINT32_MAX
+  BOOST_TEST(!d::add_sample_fast(dir, 1000)); // full: the slow path widens
+  BOOST_TEST(d::add_sample_slow(buf, dir, 1000));
+  BOOST_TEST(d::add_sample_slow(buf, dir, 1000));
+  BOOST_TEST((dir.pages[b / d::page_buckets % d::dir_entries].load() & d::page_wide) != 0u);
+  d::slot_reading r{};
+  r.dir = &dir;
+  r.pending_ns = d::no_sample;
+  std::vector<std::uint64_t> dense(latency_histogram::bucket_count, 0);
+  d::add_pages(r, dense.data());
+  BOOST_TEST(dense[b] == std::uint64_t{UINT32_MAX} + 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_block_over_four_octaves_costs_at_most_320_bytes_per_thread_and_site) {
+  Profiler p{"memory"};
+  // Enough sites that the buffer's fixed part (18.5 KiB) and its last,
+  // partly used arena block (64 KiB) add at most 21 B per (thread, site).
+  constexpr int sites = 4000, threads = 8;
+  std::vector<Site> handles;
+  for (int i = 0; i < sites; ++i) handles.push_back(*p.site(0, "s" + std::to_string(i)));
+  const auto before = p.memory_use();
+  std::vector<std::thread> pool;
+  std::atomic<int> done{0};
+  std::atomic<bool> release{false};
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      for (const Site& s : handles)
+        for (std::uint64_t ns : {100u, 300u, 700u, 1500u, 120u}) p.record(s, nanoseconds(ns)); // four octaves
+      ++done;
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+  while (done < threads) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto live = p.memory_use();
+  const double per_pair = static_cast<double>(live.thread_buffers - before.thread_buffers) / (sites * threads);
+  BOOST_TEST_MESSAGE("measured: " << per_pair << " B per (thread, site), four octaves");
+  BOOST_TEST(per_pair <= 320.0);
+  release = true;
+  for (auto& t : pool) t.join();
+  const auto exited = p.memory_use();
+  BOOST_TEST(exited.live_threads == 0u);
+  BOOST_TEST(exited.thread_buffers == 0u);
+  BOOST_TEST(exited.total() < live.total()); // handing over never grows memory
+  const auto r = p.get_results();
+  for (int i = 0; i < sites; i += 97) {
+    const BlockResults* b = r.find_block(0, "s" + std::to_string(i));
+    BOOST_TEST(b->hit_count == 5u * threads);
+    check_consistent(*b);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(exited_threads_beyond_the_detail_bound_fold_into_one_entry_and_nothing_is_lost) {
+  Profiler p{"exits"};
+  std::vector<Site> handles;
+  for (int i = 0; i < 1000; ++i) handles.push_back(*p.site(0, "work" + std::to_string(i)));
+  // 1,000 sites a thread: four threads fill the 4,096 entries kept one by one.
+  for (int t = 0; t < 10; ++t)
+    std::thread([&] {
+      for (const Site& s : handles) p.record(s, nanoseconds(100 + t));
+    }).join();
+  const auto threads = p.get_all_thread_data();
+  BOOST_TEST(threads.size() == 5u);
+  BOOST_TEST(threads.back().thread_name == "(6 older exited threads)");
+  BOOST_TEST(threads.back().results.total_hits() == 6000u);
+  std::uint64_t hits = 0;
+  for (const auto& t : threads) hits += t.results.total_hits();
+  BOOST_TEST(hits == 10'000u);
+  const auto r = p.get_results();
+  BOOST_TEST(r.find_block(0, "work0")->hit_count == 10u);
+  BOOST_TEST(r.find_block(0, "work999")->max_time_ns == 109u);
+  BOOST_TEST(r.find_block(0, "work999")->min_time_ns == 100u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(intervals)
+
+BOOST_AUTO_TEST_CASE(each_record_lands_in_exactly_one_interval_while_threads_record_and_exit) {
+  Profiler p{"intervals"};
+  constexpr int sites = 8;
+  std::vector<Site> handles;
+  for (int i = 0; i < sites; ++i) handles.push_back(*p.site(0, "site" + std::to_string(i)));
+  const int writers = 4;
+  const std::uint64_t per_writer = under_sanitizer ? 40'000 : 400'000;
+  std::vector<std::thread> pool;
+  std::atomic<int> finished{0};
+  for (int t = 0; t < writers; ++t)
+    pool.emplace_back([&, t] {
+      for (std::uint64_t i = 0; i < per_writer; ++i)
+        p.record(handles[(i + static_cast<std::uint64_t>(t)) % sites], nanoseconds(duration_of(t, i)));
+      // Short-lived helpers exit while intervals are taken.
+      std::thread([&, t] {
+        for (std::uint64_t i = 0; i < 1000; ++i) p.record(handles[i % sites], nanoseconds(duration_of(t, i)));
+      }).join();
+      ++finished;
+    });
+  std::vector<sums> taken(sites);
+  int intervals = 0, nonempty = 0;
+  auto take = [&] {
+    const auto r = p.take_results();
+    ++intervals;
+    bool any = false;
+    for (int i = 0; i < sites; ++i) {
+      const BlockResults* b = r.find_block(0, "site" + std::to_string(i));
+      if (b == nullptr) continue;
+      check_consistent(*b);
+      taken[i].hits += b->hit_count;
+      taken[i].total += b->total_time_ns;
+      taken[i].hist.merge(b->histogram);
+      any = any || b->hit_count > 0;
+    }
+    nonempty += any ? 1 : 0;
+  };
+  while (finished < writers) {
+    take();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  for (auto& t : pool) t.join();
+  take();
+  // What was recorded, computed independently.
+  std::vector<sums> truth(sites);
+  for (int t = 0; t < writers; ++t) {
+    for (std::uint64_t i = 0; i < per_writer; ++i) {
+      auto& s = truth[(i + static_cast<std::uint64_t>(t)) % sites];
+      s.hits += 1;
+      s.total += duration_of(t, i);
+      s.hist.add(duration_of(t, i));
+    }
+    for (std::uint64_t i = 0; i < 1000; ++i) {
+      auto& s = truth[i % sites];
+      s.hits += 1;
+      s.total += duration_of(t, i);
+      s.hist.add(duration_of(t, i));
+    }
+  }
+  BOOST_TEST_MESSAGE("measured: " << intervals << " intervals, " << nonempty << " with records");
+  BOOST_TEST(nonempty >= 2); // the test saw records split between intervals
+  const auto cumulative = p.get_results();
+  for (int i = 0; i < sites; ++i) {
+    BOOST_TEST_INFO("site " << i);
+    BOOST_TEST(taken[i].hits == truth[i].hits);
+    BOOST_TEST(taken[i].total == truth[i].total);
+    BOOST_TEST((taken[i].hist == truth[i].hist));
+    const BlockResults* b = cumulative.find_block(0, "site" + std::to_string(i));
+    BOOST_TEST(b->hit_count == truth[i].hits); // get_results() still counts since the start
+    BOOST_TEST(b->total_time_ns == truth[i].total);
+    BOOST_TEST((b->histogram == truth[i].hist));
+  }
+  const auto after = p.take_results();
+  BOOST_TEST(after.total_hits() == 0u); // nothing counted twice
+}
+
+BOOST_AUTO_TEST_CASE(interval_statistics_describe_only_that_intervals_records) {
+  Profiler p{"interval_minmax"};
+  auto site = p.site(0, "b");
+  p.record(*site, nanoseconds(10));
+  p.record(*site, nanoseconds(1'000'000));
+  const auto first = p.take_results();
+  BOOST_TEST(first.find_block(0, "b")->min_time_ns == 10u);
+  BOOST_TEST(first.find_block(0, "b")->max_time_ns == 1'000'000u);
+  p.record(*site, nanoseconds(500));
+  p.record(*site, nanoseconds(700));
+  const auto second = p.take_results();
+  const BlockResults* b = second.find_block(0, "b");
+  BOOST_TEST(b->hit_count == 2u);
+  BOOST_TEST(b->min_time_ns == 500u);
+  BOOST_TEST(b->max_time_ns == 700u);
+  check_consistent(*b);
+  const auto empty = p.take_results();
+  BOOST_TEST(empty.total_hits() == 0u);
+  p.record(*site, nanoseconds(3));
+  const auto all_results = p.get_results();
+  const auto since_start = all_results.find_block(0, "b");
+  BOOST_TEST(since_start->hit_count == 5u);
+  BOOST_TEST(since_start->min_time_ns == 3u);
+  BOOST_TEST(since_start->max_time_ns == 1'000'000u);
+  p.clear();
+  BOOST_TEST(p.get_results().total_hits() == 0u);
+  BOOST_TEST(p.take_results().total_hits() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(callers_and_suspension_statistics_split_by_interval) {
+  Profiler p{"interval_callers"};
+  auto inner_block = [&] { auto inner = p.block(0, "inner"); }; // one call site
+  {
+    auto outer = p.block(0, "outer");
+    inner_block();
+  }
+  inner_block(); // a second caller: top level
+  const auto first = p.take_results();
+  const BlockResults* inner = first.find_block(0, "inner");
+  BOOST_REQUIRE(inner);
+  BOOST_TEST(inner->callers.size() == 2u);
+  for (const auto& c : inner->callers) BOOST_TEST(c.hit_count == 1u);
+  inner_block(); // top level only
+  const auto second = p.take_results();
+  const BlockResults* again = second.find_block(0, "inner");
+  BOOST_TEST(again->callers.size() == 1u);
+  BOOST_TEST(again->callers[0].parent_site_id == no_parent);
+  BOOST_TEST(again->callers[0].hit_count == 1u);
+  BOOST_TEST(again->callers[0].total_time_ns == again->total_time_ns);
+  const auto all_results = p.get_results();
+  const BlockResults* all = all_results.find_block(0, "inner");
+  BOOST_TEST(all->hit_count == 3u);
+  std::uint64_t edge_hits = 0;
+  for (const auto& c : all->callers) edge_hits += c.hit_count;
+  BOOST_TEST(edge_hits == 3u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
