@@ -48,7 +48,7 @@ bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out) {
       }
       if (found) {
         r.first_caller = r.dir->first_caller.load(std::memory_order_relaxed);
-        if (const slot_ext* e = r.dir->ext.load(std::memory_order_relaxed)) {
+        if (const slot_ext* e = r.dir->ext.load(std::memory_order_acquire)) {
           r.bytes = e->bytes.load(std::memory_order_relaxed);
           r.suspended_ns = e->suspended_ns.load(std::memory_order_relaxed);
           r.suspensions = e->suspensions.load(std::memory_order_relaxed);
@@ -63,7 +63,7 @@ bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out) {
             r.caller_hits[i] = e->callers[i].hits.load(std::memory_order_relaxed);
             r.caller_ns[i] = e->callers[i].total_ns.load(std::memory_order_relaxed);
           }
-          r.more_pages = e->more_pages.load(std::memory_order_relaxed);
+          r.more_pages = e->more_pages.load(std::memory_order_acquire);
         }
       }
     }
@@ -81,7 +81,7 @@ void add_pages(const slot_reading& r, std::uint64_t* dense) {
   // recording; while one records, the few samples written meanwhile may be
   // missed or added, which only percentiles can notice.
   for (const auto& entry : r.dir->pages) {
-    const std::uint64_t e = entry.load(std::memory_order_relaxed);
+    const std::uint64_t e = entry.load(std::memory_order_acquire); // a page may be newer than the reading
     if (e == 0) continue;
     const unsigned base = static_cast<unsigned>((e >> 56) - 1) * page_buckets;
     if ((e & page_wide) != 0) {
@@ -94,7 +94,7 @@ void add_pages(const slot_reading& r, std::uint64_t* dense) {
   }
   if (r.more_pages != nullptr)
     for (unsigned o = 0; o < octaves; ++o)
-      if (const std::uint64_t e = r.more_pages[o].load(std::memory_order_relaxed); e != 0) {
+      if (const std::uint64_t e = r.more_pages[o].load(std::memory_order_acquire); e != 0) {
         const auto* p = reinterpret_cast<const wide_page*>(e);
         for (unsigned i = 0; i < page_buckets; ++i)
           dense[o * page_buckets + i] += p->n[i].load(std::memory_order_relaxed);

@@ -94,7 +94,7 @@ bool count_in(thread_buffer& buf, std::atomic<std::uint64_t>& entry, unsigned bu
     }
     e = widen(buf, e);
     if (e == 0) return false;
-    entry.store(e, std::memory_order_relaxed);
+    entry.store(e, std::memory_order_release);
   }
   bump(reinterpret_cast<wide_page*>(e & page_address)->n[bucket % page_buckets], 1);
   return true;
@@ -123,7 +123,7 @@ bool add_sample_slow(thread_buffer& buf, slot_dir& d, std::uint64_t ns) noexcept
       auto* page = make<narrow_page>(buf.memory);
       if (page == nullptr) return false;
       page->n[b % page_buckets].store(1, std::memory_order_relaxed);
-      entry.store(tag | reinterpret_cast<std::uintptr_t>(page), std::memory_order_relaxed);
+      entry.store(tag | reinterpret_cast<std::uintptr_t>(page), std::memory_order_release); // readers follow it
       return true;
     }
   }
@@ -135,13 +135,13 @@ bool add_sample_slow(thread_buffer& buf, slot_dir& d, std::uint64_t ns) noexcept
     void* p = buf.memory.allocate(sizeof(std::atomic<std::uint64_t>) * octaves, alignof(std::atomic<std::uint64_t>));
     if (p == nullptr) return false;
     more = new (p) std::atomic<std::uint64_t>[octaves] {};
-    ext->more_pages.store(more, std::memory_order_relaxed);
+    ext->more_pages.store(more, std::memory_order_release);
   }
   auto* page = reinterpret_cast<wide_page*>(more[octave].load(std::memory_order_relaxed));
   if (page == nullptr) {
     page = make<wide_page>(buf.memory);
     if (page == nullptr) return false;
-    more[octave].store(reinterpret_cast<std::uintptr_t>(page), std::memory_order_relaxed);
+    more[octave].store(reinterpret_cast<std::uintptr_t>(page), std::memory_order_release);
   }
   bump(page->n[b % page_buckets], 1);
   return true;
@@ -151,7 +151,7 @@ slot_ext* ext_of(thread_buffer& buf, slot_dir& d) noexcept {
   slot_ext* e = d.ext.load(std::memory_order_relaxed);
   if (e == nullptr) {
     e = make<slot_ext>(buf.memory);
-    if (e != nullptr) d.ext.store(e, std::memory_order_relaxed);
+    if (e != nullptr) d.ext.store(e, std::memory_order_release);
   }
   return e;
 }
