@@ -181,6 +181,65 @@ void block_globally_disabled(benchmark::State& state) {
 }
 BENCHMARK(block_globally_disabled);
 
+// ---- every disabled form: each switch (global, stopped profiler, disabled
+// track) with each call form (literal name, std::string name, Site handle,
+// track() wrapper). Target: <= 1 ns each, in an importer (benchmarks/report.py
+// builds this file against the installed package). The wrapper's figure
+// includes the wrapped function; its baseline is baseline_function.
+enum class switched_off { global, stopped, track };
+enum class call_form { literal, string, site, tracked };
+
+template <switched_off How>
+struct off_scope {
+  off_scope() {
+    if constexpr (How == switched_off::global) stichotrope::set_global_enabled(false);
+    if constexpr (How == switched_off::stopped) profiler.stop();
+    if constexpr (How == switched_off::track) (void)profiler.set_track_enabled(0, false);
+  }
+  ~off_scope() {
+    stichotrope::set_global_enabled(true);
+    profiler.start();
+    (void)profiler.set_track_enabled(0, true);
+  }
+};
+
+template <switched_off How, call_form Form>
+void disabled(benchmark::State& state) {
+  const std::string name = "a string name";
+  auto tracked = profiler.track(0, "tracked_off", work);
+  off_scope<How> off;
+  int i = 0;
+  for (auto _ : state) {
+    if constexpr (Form == call_form::literal) {
+      auto b = profiler.block(0, "literal_off");
+      benchmark::DoNotOptimize(++i);
+    } else if constexpr (Form == call_form::string) {
+      auto b = profiler.block(0, name);
+      benchmark::DoNotOptimize(++i);
+    } else if constexpr (Form == call_form::site) {
+      auto b = profiler.block(site);
+      benchmark::DoNotOptimize(++i);
+    } else {
+      benchmark::DoNotOptimize(i = tracked(i));
+    }
+  }
+}
+#define STICHOTROPE_DISABLED(how, form)                                                                                \
+  BENCHMARK(disabled<switched_off::how, call_form::form>)->Name("disabled_" #how "_" #form)
+STICHOTROPE_DISABLED(global, literal);
+STICHOTROPE_DISABLED(global, string);
+STICHOTROPE_DISABLED(global, site);
+STICHOTROPE_DISABLED(global, tracked);
+STICHOTROPE_DISABLED(stopped, literal);
+STICHOTROPE_DISABLED(stopped, string);
+STICHOTROPE_DISABLED(stopped, site);
+STICHOTROPE_DISABLED(stopped, tracked);
+STICHOTROPE_DISABLED(track, literal);
+STICHOTROPE_DISABLED(track, string);
+STICHOTROPE_DISABLED(track, site);
+STICHOTROPE_DISABLED(track, tracked);
+#undef STICHOTROPE_DISABLED
+
 // ---- threads: per-thread CPU cost should stay flat from 1 to 8 threads
 void threads_distinct_sites(benchmark::State& state) {
   static std::vector<stichotrope::Site> sites = [] {

@@ -25,9 +25,22 @@ def sh(*cmd):
         raise SystemExit(f"report.py: '{' '.join(cmd)}' failed with status {done.returncode}")
 
 
-def run(preset, binary, quick):
-    path = os.path.join(ROOT, "build", preset, "benchmarks", binary)
-    out = os.path.join(ROOT, "build", preset, f"{binary}.json")
+def importer(preset):
+    """Installs the preset's build into a scratch prefix and builds benchmarks/
+    on its own against it with find_package: the code an importer compiles."""
+    stage = os.path.join(ROOT, "build", preset, "stage")
+    build = os.path.join(ROOT, "build", f"{preset}-importer")
+    sh("cmake", "--install", os.path.join("build", preset), "--prefix", stage)
+    sh("cmake", "-S", "benchmarks", "-B", build, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
+       "-DCMAKE_CXX_COMPILER=clang++-19", "-DCMAKE_CXX_COMPILER_CLANG_SCAN_DEPS=clang-scan-deps-19",
+       f"-DCMAKE_PREFIX_PATH={stage}")
+    sh("cmake", "--build", build)
+    return build
+
+
+def run(build, binary, quick):
+    path = os.path.join(build, binary)
+    out = os.path.join(build, f"{binary}.json")
     args = [path, f"--benchmark_out={out}", "--benchmark_out_format=json"]
     args += ["--benchmark_min_time=0.05"] if quick else [
         "--benchmark_repetitions=5", "--benchmark_report_aggregates_only=true"]
@@ -55,11 +68,15 @@ def main():
     if not opts.no_build:
         sh("cmake", "--workflow", "--preset", "bench")
         sh("cmake", "--workflow", "--preset", "bench-compiled-out")
+        built, built_out = importer("bench"), importer("bench-compiled-out")
+    else:
+        built, built_out = (os.path.join(ROOT, "build", f"{p}-importer") for p in ("bench", "bench-compiled-out"))
 
-    block, context = run("bench", "block_bench", opts.quick)
-    coro, _ = run("bench", "coro_bench", opts.quick)
-    res, _ = run("bench", "results_bench", opts.quick)
-    out, _ = run("bench-compiled-out", "block_bench", opts.quick)
+    block, context = run(built, "block_bench", opts.quick)
+    coro, _ = run(built, "coro_bench", opts.quick)
+    res, _ = run(built, "results_bench", opts.quick)
+    scale, _ = run(built, "scale_bench", opts.quick)
+    out, _ = run(built_out, "block_bench", opts.quick)
 
     floor = ns(block, "baseline_two_timestamps")
     loop = ns(block, "baseline_empty_loop")
@@ -78,9 +95,16 @@ def main():
     r = d / loop
     row("empty block, globally disabled", f"{d:.2f} ns", f"{r:.2f} x empty loop", "<= 1 ns, <= 2",
         d <= 1.0 and r <= 2.0)
-    for case, name in (("disabled track", "block_disabled_track"), ("stopped profiler", "block_stopped_profiler")):
-        v = ns(block, name)
-        row(f"empty block, {case}", f"{v:.2f} ns", f"{v / loop:.2f} x empty loop", "-", "info")
+    fn = ns(block, "baseline_function")
+    for how in ("global", "stopped", "track"):
+        costs = []
+        for form in ("literal", "string", "site", "tracked"):
+            v = ns(block, f"disabled_{how}_{form}") - (fn if form == "tracked" else 0.0)
+            costs.append((form, v))
+        worst = max(v for _, v in costs)
+        label = {"global": "global switch off", "stopped": "profiler stopped", "track": "track disabled"}[how]
+        row(f"disabled ({label}): literal / string / Site / track()", " / ".join(f"{v:.2f}" for _, v in costs) + " ns",
+            "-", "<= 1 ns each", worst <= 1.0)
     c = ns(out, "block_explicit_site")
     base = ns(out, "baseline_empty_loop")
     row("empty block, compiled out", f"{c:.3f} ns", f"{c / base:.2f} x no instrumentation", "identical",
@@ -95,8 +119,18 @@ def main():
     r = ns(res, "recorder_during_get_results") / ns(res, "recorder_alone")
     row("recorder while get_results() loops", f"{ns(res, 'recorder_during_get_results'):.2f} ns",
         f"{r:.2f} x alone", "never blocked (<= 1.25)", r <= 1.25)
-    mem = res["get_results_64_threads_x_1000_sites/real_time"]["bytes_per_thread_site"]
-    row("memory per (thread, site), measured RSS", f"{mem:.0f} B", "-", "<= 2,800 B (documented)", mem <= 2800)
+    big = scale["get_results_128_threads_x_5000_sites/min_time:0.500/real_time"]
+    g = ns(scale, "get_results_128_threads_x_5000_sites/min_time:0.500/real_time", "real_time") / 1e6
+    row("get_results(), 128 threads x 5,000 sites", f"{g:.1f} ms", "-", "<= 50 ms", g <= 50.0)
+    t = ns(scale, "take_results_128_threads_x_5000_sites/iterations:5/real_time", "real_time") / 1e6
+    row("take_results(), 128 threads x 5,000 sites", f"{t:.1f} ms", "-", "-", "info")
+    row("memory per (thread, site), 4 octaves, held by the profiler", f"{big['bytes_per_thread_site']:.0f} B",
+        f"{big['rss_bytes_per_thread_site']:.0f} B of RSS", "<= 320 B", big["bytes_per_thread_site"] <= 320)
+    row("128 threads x 5,000 sites, live", f"{big['live_rss_mb']:.0f} MB RSS",
+        f"{big['live_profiler_mb']:.0f} MB held", "<= 250 MB", big["live_rss_mb"] <= 250)
+    ex = scale["after_exit_128_threads_x_5000_sites/min_time:0.500/real_time"]
+    row("... after those threads exit", f"{ex['exited_rss_mb']:.0f} MB RSS", f"{ex['exited_profiler_mb']:.0f} MB held",
+        "no growth", ex["exited_rss_mb"] <= ex["live_rss_mb"])
     empty = ns(coro, "empty_block")
     for case, plain, wrapped in (("ready", "ready_await", "ready_await_wrapped"),
                                  ("suspend/resume round trip", "round_trip_await", "round_trip_await_wrapped")):

@@ -645,10 +645,10 @@ struct slot_reading {
 /// Reads what `s` holds of `interval` (its live values, or the sealed ones if
 /// its thread has moved on); false when it holds nothing of it.
 bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out);
-/// Adds the histogram of a reading to `dense` (bucket_count counters).
-void add_pages(const slot_reading& r, std::uint64_t* dense);
+/// Adds the histogram of a reading to `h` (left untrimmed: see accumulator::finish).
+void add_pages(const slot_reading& r, latency_histogram& h);
 
-/// Sums readings and results per call site (histograms dense while summing).
+/// Sums readings and results per call site.
 struct accumulator {
   explicit accumulator(std::size_t sites);
   std::vector<BlockResults> blocks; // by site id, names empty
@@ -656,15 +656,13 @@ struct accumulator {
   void add(const BlockResults& b); // by b.site_id
   /// The sums, by site id.
   std::vector<BlockResults> finish();
-
-private:
-  std::uint64_t* dense(std::uint32_t site);
-  std::vector<std::uint32_t> dense_of; // index + 1 into pool, 0: none yet
-  std::vector<std::unique_ptr<std::uint64_t[]>> pool;
 };
 
 /// Adds every slot of `buf` that holds something of `interval`.
 void merge_buffer(accumulator& acc, const thread_buffer& buf, std::uint32_t interval);
+/// The same for many buffers, in the order that keeps the sums in cache.
+void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers,
+                   std::uint32_t interval);
 /// The blocks that recorded something.
 std::vector<BlockResults> used_blocks(std::vector<BlockResults> blocks);
 /// Memory a thread buffer holds.

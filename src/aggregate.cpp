@@ -75,31 +75,77 @@ bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out) {
   }
 }
 
-void add_pages(const slot_reading& r, std::uint64_t* dense) {
+namespace {
+/// Makes `h` cover buckets [lo, hi] (zeros where it had none).
+void cover(latency_histogram& h, unsigned lo, unsigned hi) {
+  if (h.counts.empty()) {
+    h.first = lo;
+    h.counts.assign(hi - lo + 1, 0);
+    return;
+  }
+  if (lo < h.first) {
+    h.counts.insert(h.counts.begin(), h.first - lo, 0);
+    h.first = lo;
+  }
+  if (hi - h.first >= h.counts.size()) h.counts.resize(hi - h.first + 1, 0);
+}
+
+/// Drops zeros at both ends (the invariant latency_histogram documents).
+void trim(latency_histogram& h) {
+  std::size_t lo = 0, hi = h.counts.size();
+  while (lo < hi && h.counts[lo] == 0) ++lo;
+  while (hi > lo && h.counts[hi - 1] == 0) --hi;
+  if (lo == hi) {
+    h.counts.clear();
+    h.first = 0;
+    return;
+  }
+  h.counts.erase(h.counts.begin() + static_cast<std::ptrdiff_t>(hi), h.counts.end());
+  h.counts.erase(h.counts.begin(), h.counts.begin() + static_cast<std::ptrdiff_t>(lo));
+  h.first += static_cast<unsigned>(lo);
+}
+} // namespace
+
+void add_pages(const slot_reading& r, latency_histogram& h) {
   // Pages are read outside the seqlock: exact for an interval that ended
   // (nothing writes its directory any more) and for a thread that is not
   // recording; while one records, the few samples written meanwhile may be
   // missed or added, which only percentiles can notice.
+  struct page_ref {
+    unsigned base;
+    std::uint64_t entry;
+  };
+  page_ref pages[dir_entries + octaves];
+  unsigned n = 0, lo = latency_histogram::bucket_count, hi = 0;
   for (const auto& entry : r.dir->pages) {
     const std::uint64_t e = entry.load(std::memory_order_acquire); // a page may be newer than the reading
     if (e == 0) continue;
-    const unsigned base = static_cast<unsigned>((e >> 56) - 1) * page_buckets;
-    if ((e & page_wide) != 0) {
-      const auto* p = reinterpret_cast<const wide_page*>(e & page_address);
-      for (unsigned i = 0; i < page_buckets; ++i) dense[base + i] += p->n[i].load(std::memory_order_relaxed);
-    } else {
-      const auto* p = reinterpret_cast<const narrow_page*>(e & page_address);
-      for (unsigned i = 0; i < page_buckets; ++i) dense[base + i] += p->n[i].load(std::memory_order_relaxed);
-    }
+    pages[n++] = {static_cast<unsigned>((e >> 56) - 1) * page_buckets, e};
   }
   if (r.more_pages != nullptr)
     for (unsigned o = 0; o < octaves; ++o)
-      if (const std::uint64_t e = r.more_pages[o].load(std::memory_order_acquire); e != 0) {
-        const auto* p = reinterpret_cast<const wide_page*>(e);
-        for (unsigned i = 0; i < page_buckets; ++i)
-          dense[o * page_buckets + i] += p->n[i].load(std::memory_order_relaxed);
-      }
-  if (r.pending_ns != no_sample) dense[latency_histogram::bucket_of(r.pending_ns)] += 1;
+      if (const std::uint64_t e = r.more_pages[o].load(std::memory_order_acquire); e != 0)
+        pages[n++] = {o * page_buckets, e | page_wide};
+  for (unsigned i = 0; i < n; ++i) {
+    lo = std::min(lo, pages[i].base);
+    hi = std::max(hi, pages[i].base + page_buckets - 1);
+  }
+  const unsigned pending = r.pending_ns != no_sample ? latency_histogram::bucket_of(r.pending_ns) : 0;
+  if (r.pending_ns != no_sample) lo = std::min(lo, pending), hi = std::max(hi, pending);
+  if (lo > hi) return;
+  cover(h, lo, hi);
+  std::uint64_t* counts = h.counts.data() - h.first; // indexed by bucket
+  for (unsigned i = 0; i < n; ++i) {
+    const unsigned base = pages[i].base;
+    if ((pages[i].entry & page_wide) != 0) {
+      const auto* p = reinterpret_cast<const wide_page*>(pages[i].entry & page_address);
+      for (unsigned k = 0; k < page_buckets; ++k) counts[base + k] += p->n[k].load(std::memory_order_relaxed);
+    } else {
+      const auto* p = reinterpret_cast<const narrow_page*>(pages[i].entry & page_address);
+      for (unsigned k = 0; k < page_buckets; ++k) counts[base + k] += p->n[k].load(std::memory_order_relaxed);
+    }
+  }
+  if (r.pending_ns != no_sample) counts[pending] += 1;
 }
 
 namespace {
@@ -117,16 +163,8 @@ void add_caller(BlockResults& b, std::uint32_t tag, std::uint64_t hits, std::uin
 }
 } // namespace
 
-accumulator::accumulator(std::size_t sites) : blocks(sites), dense_of(sites, 0) {
+accumulator::accumulator(std::size_t sites) : blocks(sites) {
   for (std::uint32_t id = 0; id < sites; ++id) blocks[id].site_id = id;
-}
-
-std::uint64_t* accumulator::dense(std::uint32_t site) {
-  if (dense_of[site] == 0) {
-    pool.emplace_back(std::make_unique<std::uint64_t[]>(latency_histogram::bucket_count));
-    dense_of[site] = static_cast<std::uint32_t>(pool.size());
-  }
-  return pool[dense_of[site] - 1].get();
 }
 
 void accumulator::add(std::uint32_t site, const slot_reading& r) {
@@ -156,45 +194,47 @@ void accumulator::add(std::uint32_t site, const slot_reading& r) {
     first_ns -= std::min(first_ns, r.caller_ns[i]);
   }
   add_caller(b, r.first_caller, first_hits, first_ns);
-  if (r.hits > 0) add_pages(r, dense(site));
+  if (r.hits > 0) add_pages(r, b.histogram);
 }
 
-void accumulator::add(const BlockResults& other) {
-  BlockResults& b = blocks[other.site_id];
-  latency_histogram h;
-  std::swap(h, b.histogram);
-  b.merge(other);
-  std::swap(h, b.histogram);
-  if (!other.histogram.counts.empty()) {
-    std::uint64_t* d = dense(other.site_id);
-    for (std::size_t i = 0; i < other.histogram.counts.size(); ++i)
-      d[other.histogram.first + i] += other.histogram.counts[i];
-  }
-}
+void accumulator::add(const BlockResults& other) { blocks[other.site_id].merge(other); }
 
 std::vector<BlockResults> accumulator::finish() {
-  for (std::uint32_t id = 0; id < blocks.size(); ++id)
-    if (dense_of[id] != 0) {
-      latency_histogram h;
-      h.assign_dense(pool[dense_of[id] - 1].get());
-      blocks[id].histogram.merge(h);
-    }
-  pool.clear();
+  for (auto& b : blocks) trim(b.histogram);
   return std::move(blocks);
 }
 
+namespace {
+void merge_chunk(accumulator& acc, const slot* chunk, std::uint32_t first_site, std::uint32_t n,
+                 std::uint32_t interval) {
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (i + 2 < n) { // the slot after next, and the next one's directory (its slot line is already on its way)
+      __builtin_prefetch(&chunk[i + 2]);
+      if (const slot_dir* d = chunk[i + 1].dir.load(std::memory_order_relaxed)) __builtin_prefetch(d);
+    }
+    slot_reading r;
+    if (read_slot(chunk[i], interval, r)) acc.add(first_site + i, r);
+  }
+}
+} // namespace
+
 void merge_buffer(accumulator& acc, const thread_buffer& buf, std::uint32_t interval) {
   const auto sites = static_cast<std::uint32_t>(acc.blocks.size());
-  for (std::uint32_t c = 0; c * chunk_slots < sites; ++c) {
-    const slot* chunk = buf.chunks[c].load(std::memory_order_acquire);
-    if (chunk == nullptr) continue;
-    const std::uint32_t n = std::min(chunk_slots, sites - c * chunk_slots);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      if (i + 1 < n) __builtin_prefetch(&chunk[i + 1]);
-      slot_reading r;
-      if (read_slot(chunk[i], interval, r)) acc.add(c * chunk_slots + i, r);
-    }
-  }
+  for (std::uint32_t c = 0; c * chunk_slots < sites; ++c)
+    if (const slot* chunk = buf.chunks[c].load(std::memory_order_acquire))
+      merge_chunk(acc, chunk, c * chunk_slots, std::min(chunk_slots, sites - c * chunk_slots), interval);
+}
+
+void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers,
+                   std::uint32_t interval) {
+  // Site-major: the sums of 64 sites stay in cache while every thread's slots
+  // of them are read (thread-major, the sums of all sites are walked once per
+  // thread; docs/performance.md has the figures).
+  const auto sites = static_cast<std::uint32_t>(acc.blocks.size());
+  for (std::uint32_t c = 0; c * chunk_slots < sites; ++c)
+    for (const auto& buf : buffers)
+      if (const slot* chunk = buf->chunks[c].load(std::memory_order_acquire))
+        merge_chunk(acc, chunk, c * chunk_slots, std::min(chunk_slots, sites - c * chunk_slots), interval);
 }
 
 std::vector<BlockResults> used_blocks(std::vector<BlockResults> blocks) {

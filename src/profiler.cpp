@@ -537,7 +537,7 @@ namespace {
 /// that exited in it (core.mutex held).
 accumulator current_interval(const profiler_core& core, std::uint32_t interval) {
   accumulator acc(core.sites.size());
-  for (const auto& buf : core.buffers) merge_buffer(acc, *buf, interval);
+  merge_buffers(acc, core.buffers, interval);
   for (const auto& t : core.exited)
     for (const auto& b : t.blocks) acc.add(b);
   for (const auto& b : core.exited_folded.blocks) acc.add(b);

@@ -133,9 +133,10 @@ BOOST_AUTO_TEST_CASE(a_bucket_past_four_billion_turns_its_page_wide_without_losi
   d::slot_reading r{};
   r.dir = &dir;
   r.pending_ns = d::no_sample;
-  std::vector<std::uint64_t> dense(latency_histogram::bucket_count, 0);
-  d::add_pages(r, dense.data());
-  BOOST_TEST(dense[b] == std::uint64_t{UINT32_MAX} + 2);
+  latency_histogram h;
+  d::add_pages(r, h);
+  BOOST_TEST(h.count(b) == std::uint64_t{UINT32_MAX} + 2);
+  BOOST_TEST(h.total() == std::uint64_t{UINT32_MAX} + 2);
 }
 
 BOOST_AUTO_TEST_CASE(a_block_over_four_octaves_costs_at_most_320_bytes_per_thread_and_site) {
