@@ -35,7 +35,10 @@ inline constexpr std::uint32_t invalid_site = UINT32_MAX;
 inline constexpr std::uint32_t chunk_slots = 64;
 inline constexpr std::uint32_t max_chunks = max_sites / chunk_slots;
 inline constexpr unsigned tracked_callers = 4;
+/// A thread's call-site cache starts with this many entries and grows (x4)
+/// while it keeps missing, up to site_cache_max.
 inline constexpr unsigned site_cache_size = 64;
+inline constexpr unsigned site_cache_max = 4096;
 inline constexpr std::uint64_t no_sample = UINT64_MAX;
 /// Exited threads whose statistics are kept one by one, per interval: the
 /// most recent ones while they hold at most this many (thread, site) entries
@@ -225,8 +228,14 @@ struct thread_buffer {
   std::atomic<std::uint64_t> generation{0}; // the profiler's clear() count its timeline belongs to
   arena memory;                             // chunks, directories, pages: freed with the buffer
   std::array<std::atomic<slot*>, max_chunks> chunks{};
-  std::array<cache_entry, site_cache_size> cache{}; // touched by the owner only
-  std::atomic<timeline_ring*> timeline{nullptr};    // created at the thread's first event
+  // Touched by the owner only: `cache` is `first_cache` until the thread
+  // uses more named sites than it holds (then a larger table from the arena).
+  std::array<cache_entry, site_cache_size> first_cache{};
+  cache_entry* cache = first_cache.data();
+  std::uint32_t cache_mask = site_cache_size - 1;
+  std::uint32_t cache_shift = 64 - 6;            // an index is a hash's top bits (log2 of the size)
+  std::uint32_t cache_fills = 0;                 // entries written since the table was made
+  std::atomic<timeline_ring*> timeline{nullptr}; // created at the thread's first event
 
   thread_buffer() = default;
   thread_buffer(const thread_buffer&) = delete;
@@ -518,22 +527,38 @@ inline std::uint32_t find_link(const profiler_core& core, const void* location, 
   }
 }
 
-inline std::size_t cache_index(const void* location, int track, std::string_view name) noexcept {
-  auto h = reinterpret_cast<std::uintptr_t>(location) >> 4;
-  h ^= static_cast<std::uintptr_t>(track) * 0x9e37u;
-  h ^= name.size() * 31u;
-  if (!name.empty())
-    h ^= static_cast<unsigned char>(name.front()) * 131u ^ static_cast<unsigned char>(name.back()) * 7u;
-  h ^= h >> 7;
-  return h % site_cache_size;
+/// Where a named call site goes in a thread's cache. Names are hashed by
+/// length and their first and last eight bytes: one call site often opens
+/// blocks of many names ("hot_site_1", "hot_site_2", ...).
+inline std::uint64_t cache_hash(const void* location, int track, std::string_view name) noexcept {
+  std::uint64_t head = 0, tail = 0;
+  const std::size_t n = name.size();
+  if (n >= 8) {
+    std::memcpy(&head, name.data(), 8);
+    std::memcpy(&tail, name.data() + n - 8, 8);
+  } else if (n != 0) {
+    std::memcpy(&head, name.data(), n);
+  }
+  const std::uint64_t key =
+      reinterpret_cast<std::uintptr_t>(location) + (std::uint64_t{static_cast<unsigned>(track)} << 48) + n;
+  // The top bits depend on every input bit (an index is taken from them).
+  return (((key ^ head) * 0xC2B2AE3D27D4EB4Full) ^ tail) * 0x9E3779B97F4A7C15ull;
 }
 
-/// The site id for a call site, through the thread's small cache; names are
+/// Counts a cache fill; a table that keeps filling is replaced by a larger
+/// one (cold).
+void grow_cache(thread_buffer& buf) noexcept;
+inline void note_cache_fill(thread_buffer& buf) noexcept {
+  if (++buf.cache_fills > buf.cache_mask && buf.cache_mask + 1 < site_cache_max) [[unlikely]]
+    grow_cache(buf);
+}
+
+/// The site id for a call site, through the thread's cache; names are
 /// compared by content, so a reused buffer with new text is a new site.
 inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const void* location, int track,
                               std::string_view name, const char* file, std::uint32_t line, std::uint32_t column,
                               const char* function) {
-  auto& e = buf.cache[cache_index(location, track, name)];
+  auto& e = buf.cache[cache_hash(location, track, name) >> buf.cache_shift];
   if (e.location == location && e.track == track && e.name->size() == name.size() &&
       std::memcmp(e.name->data(), name.data(), name.size()) == 0) [[likely]]
     return e.site;
@@ -541,7 +566,10 @@ inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const voi
   std::uint32_t site = find_link(core, location, track, name, &registered); // no lock once registered
   if (site == invalid_site)
     site = register_site(core, track, name, file, line, column, function, &registered, location);
-  if (site != invalid_site) e = {location, registered, nullptr, track, site};
+  if (site != invalid_site) {
+    e = {location, registered, nullptr, track, site};
+    note_cache_fill(buf);
+  }
   return site;
 }
 
@@ -550,9 +578,10 @@ inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const voi
 inline std::uint32_t site_for_literal(thread_buffer& buf, profiler_core& core, const void* location, int track,
                                       const char* text, std::size_t capacity, const char* file, std::uint32_t line,
                                       std::uint32_t column, const char* function) {
-  auto h = reinterpret_cast<std::uintptr_t>(location) >> 4;
-  h ^= (reinterpret_cast<std::uintptr_t>(text) >> 3) ^ static_cast<std::uintptr_t>(track) * 0x9e37u;
-  auto& e = buf.cache[(h ^ (h >> 9)) % site_cache_size];
+  const std::uint64_t h = (reinterpret_cast<std::uintptr_t>(location) ^ (reinterpret_cast<std::uintptr_t>(text) << 16) ^
+                           static_cast<unsigned>(track)) *
+                          0x9E3779B97F4A7C15ull;
+  auto& e = buf.cache[h >> buf.cache_shift];
   if (e.location == location && e.literal == text && e.track == track) [[likely]]
     return e.site;
   std::size_t length = 0;
@@ -562,7 +591,11 @@ inline std::uint32_t site_for_literal(thread_buffer& buf, profiler_core& core, c
   std::uint32_t site = find_link(core, location, track, name, &registered); // no lock once registered
   if (site == invalid_site)
     site = register_site(core, track, name, file, line, column, function, &registered, location);
-  if (site != invalid_site) e = {location, registered, text, track, site};
+  if (site != invalid_site) {
+    e = {location, registered, nullptr, track, site};
+    e.literal = text;
+    note_cache_fill(buf);
+  }
   return site;
 }
 

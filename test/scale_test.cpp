@@ -335,3 +335,27 @@ BOOST_AUTO_TEST_CASE(callers_and_suspension_statistics_split_by_interval) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(site_cache)
+
+BOOST_AUTO_TEST_CASE(a_thread_using_a_thousand_named_sites_grows_its_cache_to_hold_them) {
+  Profiler p{"cache"};
+  std::vector<std::string> names;
+  for (int i = 0; i < 1000; ++i) names.push_back("hot_site_" + std::to_string(i));
+  auto open = [&](const std::string& n) { auto b = p.block(6, std::string_view(n)); }; // one call site
+  for (int round = 0; round < 3; ++round)
+    for (const auto& n : names) open(n);
+  namespace d = stichotrope::detail;
+  const d::thread_buffer* buf = d::last_buffer.buffer;
+  BOOST_REQUIRE(buf != nullptr);
+  BOOST_TEST(buf->cache_mask + 1 == d::site_cache_max);
+  std::size_t held = 0;
+  for (std::uint32_t i = 0; i <= buf->cache_mask; ++i) held += buf->cache[i].location != nullptr ? 1 : 0;
+  BOOST_TEST_MESSAGE("measured: " << held << " of 1000 named sites held in a cache of " << buf->cache_mask + 1);
+  BOOST_TEST(held >= 850u); // direct-mapped: a few collide
+  const auto r = p.get_results();
+  BOOST_TEST(r.total_hits() == 3000u);
+  BOOST_TEST(r.tracks.front().blocks.size() == 1000u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
