@@ -319,6 +319,10 @@ struct profiler_core {
   std::string name;
   std::atomic<bool> started{true};
   std::array<std::atomic<bool>, max_tracks> track_enabled;
+  // started && track_enabled[t]: the one flag a block checks after the global
+  // switch (recomputed under switch_mutex whenever either changes).
+  std::array<std::atomic<bool>, max_tracks> track_open;
+  std::mutex switch_mutex;
   std::atomic<std::uint64_t> generation{1}; // clear() count: timelines older than it are emptied
   // The interval records land in: take_results() and clear() begin a new one.
   // A slot still tagged with an older interval holds nothing of this one.

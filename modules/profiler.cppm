@@ -303,8 +303,8 @@ public:
 
   const std::string& name() const noexcept { return core_->name; }
 
-  inline void start() noexcept { core_->started.store(true, std::memory_order_relaxed); }
-  inline void stop() noexcept { core_->started.store(false, std::memory_order_relaxed); }
+  void start() noexcept;
+  void stop() noexcept;
   inline bool is_started() const noexcept { return core_->started.load(std::memory_order_relaxed); }
 
   /// Profiler-wide: affects blocks opened afterwards on every thread.
@@ -336,7 +336,8 @@ public:
       if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
         return Block{};
       detail::profiler_core& core = *core_;
-      if (!is_track_enabled(track) || !core.started.load(std::memory_order_relaxed)) [[unlikely]] {
+      if (!valid_track(track) || !core.track_open[static_cast<unsigned>(track)].load(std::memory_order_relaxed))
+          [[unlikely]] {
         if (!valid_track(track)) note_invalid_track(track, name, loc);
         return Block{};
       }
@@ -360,7 +361,8 @@ public:
       if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
         return Block{};
       detail::profiler_core& core = *core_;
-      if (!is_track_enabled(track) || !core.started.load(std::memory_order_relaxed)) [[unlikely]] {
+      if (!valid_track(track) || !core.track_open[static_cast<unsigned>(track)].load(std::memory_order_relaxed))
+          [[unlikely]] {
         if (!valid_track(track)) note_invalid_track(track, std::string_view(name), loc);
         return Block{};
       }
@@ -495,9 +497,9 @@ private:
       detail::profiler_core* core = nullptr;
       if (detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]] {
         detail::profiler_core& c = **slot;
-        if (s.core_id_ == c.id && s.valid() &&
-            c.track_enabled[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed) &&
-            c.started.load(std::memory_order_relaxed)) [[likely]]
+        // A Site of this profiler is valid (an invalid one has core id 0).
+        if (s.core_id_ == c.id && c.track_open[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed))
+            [[likely]]
           core = &c;
       }
       return Block{core, s.id_};
@@ -508,9 +510,8 @@ private:
     if constexpr (!instrumentation_compiled_in) {
       return static_cast<A&&>(awaitable);
     } else {
-      const bool on = detail::global_enabled.load(std::memory_order_relaxed) && s.core_id_ == c.id && s.valid() &&
-                      c.track_enabled[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed) &&
-                      c.started.load(std::memory_order_relaxed);
+      const bool on = detail::global_enabled.load(std::memory_order_relaxed) && s.core_id_ == c.id &&
+                      c.track_open[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed);
       return timed_awaitable<A>(std::forward<A>(awaitable), on ? &c : nullptr, s.id_, start_ticks);
     }
   }
@@ -532,8 +533,8 @@ private:
                                   const std::source_location& loc, Find&& find) {
     if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
       return detail::invalid_site;
-    if (!valid_track(track) || !core.track_enabled[static_cast<unsigned>(track)].load(std::memory_order_relaxed) ||
-        !core.started.load(std::memory_order_relaxed)) [[unlikely]] {
+    if (!valid_track(track) || !core.track_open[static_cast<unsigned>(track)].load(std::memory_order_relaxed))
+        [[unlikely]] {
       if (!valid_track(track)) note_invalid_track(track, std::string_view(name), loc);
       return detail::invalid_site;
     }

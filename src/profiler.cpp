@@ -291,6 +291,7 @@ void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, s
 profiler_core::profiler_core(std::string profiler_name)
     : id(next_core_id.fetch_add(1, std::memory_order_relaxed)), name(std::move(profiler_name)) {
   for (auto& e : track_enabled) e.store(true, std::memory_order_relaxed);
+  for (auto& e : track_open) e.store(true, std::memory_order_relaxed);
 }
 
 thread_buffer& find_buffer_slow(profiler_core& core) {
@@ -428,6 +429,11 @@ core_graveyard& graveyard() {
 Profiler::~Profiler() {
   detail::profiler_core& core = *core_;
   core.started.store(false, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(core.switch_mutex);
+    core.dead.store(true, std::memory_order_relaxed); // start() after this reopens nothing
+    for (auto& e : core.track_open) e.store(false, std::memory_order_relaxed);
+  }
   core.timeline_on.store(false, std::memory_order_relaxed);
   {
     std::lock_guard lock(core.mutex);
@@ -464,9 +470,27 @@ expected<void> check_track(int track) {
 
 expected<void> Profiler::set_track_enabled(int track, bool enabled) {
   if (auto ok = check_track(track); !ok) return ok;
+  std::lock_guard lock(core_->switch_mutex);
   core_->track_enabled[static_cast<unsigned>(track)].store(enabled, std::memory_order_relaxed);
+  core_->track_open[static_cast<unsigned>(track)].store(enabled && core_->started.load(std::memory_order_relaxed),
+                                                        std::memory_order_relaxed);
   return {};
 }
+
+namespace {
+void set_started(detail::profiler_core& core, bool started) noexcept {
+  std::lock_guard lock(core.switch_mutex);
+  if (core.dead.load(std::memory_order_relaxed)) return;
+  core.started.store(started, std::memory_order_relaxed);
+  for (int t = 0; t < max_tracks; ++t)
+    core.track_open[static_cast<unsigned>(t)].store(
+        started && core.track_enabled[static_cast<unsigned>(t)].load(std::memory_order_relaxed),
+        std::memory_order_relaxed);
+}
+} // namespace
+
+void Profiler::start() noexcept { set_started(*core_, true); }
+void Profiler::stop() noexcept { set_started(*core_, false); }
 
 expected<void> Profiler::set_track_name(int track, std::string name) {
   if (auto ok = check_track(track); !ok) return ok;
@@ -500,7 +524,7 @@ Site Profiler::site_or_invalid(int track, std::string_view name, const std::sour
   const std::string* registered = nullptr;
   const std::uint32_t id = detail::register_site(*core_, track, name, loc.file_name(), loc.line(), loc.column(),
                                                  loc.function_name(), &registered);
-  return Site{core_->id, id, track};
+  return Site{id == detail::invalid_site ? 0 : core_->id, id, track}; // invalid: matches no profiler
 }
 
 void Profiler::note_invalid_track(int track, std::string_view name, const std::source_location& loc) {
