@@ -205,13 +205,32 @@ std::vector<BlockResults> accumulator::finish() {
 }
 
 namespace {
+void prefetch_dir(const slot& s) {
+  if (const slot_dir* d = s.dir.load(std::memory_order_relaxed)) {
+    __builtin_prefetch(d);
+    __builtin_prefetch(reinterpret_cast<const char*>(d) + sizeof(slot_dir) - 1); // it may straddle two lines
+  }
+}
+
+void prefetch_pages(const slot& s) {
+  if (const slot_dir* d = s.dir.load(std::memory_order_relaxed))
+    for (const auto& entry : d->pages)
+      if (const std::uint64_t e = entry.load(std::memory_order_relaxed); e != 0)
+        __builtin_prefetch(reinterpret_cast<const void*>(e & page_address));
+}
+
 void merge_chunk(accumulator& acc, const slot* chunk, std::uint32_t first_site, std::uint32_t n,
                  std::uint32_t interval) {
+  // Memory-bound: a slot, its directory and its pages are four or five cache
+  // lines at addresses known only one after the other, so each is asked for
+  // ahead of its turn: slots eight steps ahead, directories four, pages two
+  // (perf annotate showed the loads of the next directory and of its second
+  // line as the two stalls).
+  for (std::uint32_t i = 0; i < n && i < 8; ++i) __builtin_prefetch(&chunk[i]);
   for (std::uint32_t i = 0; i < n; ++i) {
-    if (i + 2 < n) { // the slot after next, and the next one's directory (its slot line is already on its way)
-      __builtin_prefetch(&chunk[i + 2]);
-      if (const slot_dir* d = chunk[i + 1].dir.load(std::memory_order_relaxed)) __builtin_prefetch(d);
-    }
+    if (i + 8 < n) __builtin_prefetch(&chunk[i + 8]);
+    if (i + 4 < n) prefetch_dir(chunk[i + 4]);
+    if (i + 2 < n) prefetch_pages(chunk[i + 2]);
     slot_reading r;
     if (read_slot(chunk[i], interval, r)) acc.add(first_site + i, r);
   }

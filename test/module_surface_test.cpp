@@ -69,6 +69,11 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
 
   st::ProfilerResults results = profiler.get_results();
   std::vector<st::ThreadResults> threads = profiler.get_all_thread_data();
+  st::ProfilerResults taken = profiler.take_results();
+  BOOST_TEST(taken.total_hits() >= 1u);
+  st::MemoryUse held = profiler.memory_use();
+  BOOST_TEST(held.total() == held.thread_buffers + held.exited_threads + held.sites);
+  BOOST_TEST(held.live_threads >= 1u);
   BOOST_TEST(threads.size() == 1u);
   const st::TrackResults& track = results.tracks.at(0);
   const st::BlockResults& block = track.blocks.at(0);
