@@ -12,6 +12,7 @@ packages=(
   libbenchmark-dev                               # Google Benchmark programs
   libasio-dev                                    # async server demo and Asio integration
   nlohmann-json3-dev                             # reading results JSON back (CLI, tests)
+  libtomlplusplus-dev                            # TOML configuration files (optional for the library)
   python3                                        # benchmarks/report.py
   git ca-certificates
 )

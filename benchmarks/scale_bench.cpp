@@ -36,7 +36,7 @@ struct populated {
   std::barrier<> ready{thread_count + 1};
   std::barrier<> go{thread_count + 1};
   std::atomic<bool> quit{false};
-  long before_kib = 0, live_kib = 0, exited_kib = 0;
+  long before_kib = 0, live_kib = 0, before_exit_kib = 0, exited_kib = 0;
   stichotrope::MemoryUse live{}, exited{};
   bool joined = false;
 
@@ -65,6 +65,7 @@ struct populated {
   }
   void join() {
     if (joined || threads.empty()) return;
+    before_exit_kib = resident_kib() - before_kib;
     quit = true;
     go.arrive_and_wait();
     for (auto& t : threads) t.join();
@@ -109,6 +110,7 @@ void after_exit_128_threads_x_5000_sites(benchmark::State& state) {
   d.join();                        // the threads end: their statistics are handed over, their buffers freed
   for (auto _ : state) benchmark::DoNotOptimize(d.profiler.get_results());
   state.counters["exited_rss_mb"] = static_cast<double>(d.exited_kib) / 1024.0;
+  state.counters["before_exit_rss_mb"] = static_cast<double>(d.before_exit_kib) / 1024.0;
   state.counters["exited_profiler_mb"] = static_cast<double>(d.exited.total()) / 1e6;
   state.counters["live_rss_mb"] = static_cast<double>(d.live_kib) / 1024.0;
   state.counters["live_profiler_mb"] = static_cast<double>(d.live.total()) / 1e6;

@@ -16,6 +16,7 @@ module;
 #include <vector>
 export module stichotrope:core;
 import :clock;
+import :config;
 import :results;
 
 // Internal machinery behind Profiler and Block. It is reachable from the
@@ -354,6 +355,9 @@ struct profiler_core {
   std::deque<ThreadTimeline> exited_timelines; // their timelines (when capture was on), most recent only
   std::uint64_t exited_timeline_events_dropped = 0;
   std::vector<std::string> diagnostics;
+  Config code_config;                     // what the code gave (wins over every other source)
+  Config config;                          // in effect
+  std::vector<std::string> config_errors; // of the last reading, as diagnostics
 
   explicit profiler_core(std::string profiler_name);
 };
@@ -708,5 +712,9 @@ std::uint64_t buffer_bytes(const thread_buffer& buf);
 /// executed a full fence (membarrier, or a page-protection change where the
 /// kernel lacks it). Cold: once per take_results().
 void issue_barrier() noexcept;
+
+/// set_thread_name's work: the calling thread's name, in its buffers too.
+void rename_thread(std::string_view name);
+std::string current_thread_name();
 
 } // namespace stichotrope::detail

@@ -18,6 +18,7 @@ module;
 #include <vector>
 export module stichotrope:profiler;
 import :error;
+import :config;
 import :clock;
 import :results;
 import :core;
@@ -42,13 +43,15 @@ inline bool is_global_enabled() noexcept {
   return instrumentation_compiled_in && detail::global_enabled.load(std::memory_order_relaxed);
 }
 
-class Profiler;
+/// Names the calling thread ("io-1") in per-thread results, timelines and
+/// traces of every profiler, from now on and for the data it already
+/// recorded; also its OS name (cut to 15 bytes), which debuggers show. An
+/// empty name falls back to the OS name.
+void set_thread_name(std::string_view name);
+/// The calling thread's name: set_thread_name's, else the OS name.
+std::string thread_name();
 
-/// What a full per-thread timeline buffer does with new events.
-enum class overflow_policy {
-  keep_first,  ///< keep the first events, refuse (and count) the rest
-  keep_latest, ///< keep the most recent, overwrite (and count) the oldest
-};
+class Profiler;
 
 /// Timeline capture settings: a thread's buffer holds `events_per_thread`
 /// events of 40 bytes (2.5 MiB per thread by default), created at the thread's
@@ -105,7 +108,8 @@ public:
   Block(const Block&) = delete;
   Block& operator=(const Block&) = delete;
   [[gnu::always_inline]] inline ~Block() {
-    if (core_ != nullptr) finish(); // an inert block: one load and a branch, no call
+    if constexpr (instrumentation_compiled_in) // compiled out: nothing at all
+      if (core_ != nullptr) finish();          // an inert block: one load and a branch, no call
   }
 
   /// True while the block is open and will record.
@@ -117,7 +121,8 @@ public:
   /// Ends the block now. Hot path: never locks; allocates only on the first
   /// record of its site in this thread.
   [[gnu::always_inline]] inline void close() noexcept {
-    if (core_ != nullptr) finish();
+    if constexpr (instrumentation_compiled_in)
+      if (core_ != nullptr) finish();
   }
 
 private:
@@ -296,7 +301,15 @@ private:
 /// record lock-free into per-thread buffers that get_results() merges.
 class Profiler {
 public:
-  explicit Profiler(std::string name = "Profiler");
+  /// Reads its configuration: `config` (the code's settings) > environment >
+  /// the STICHOTROPE_CONFIG file > defaults. A broken source is left out whole
+  /// and named in results.diagnostics; the profiler records anyway.
+  explicit Profiler(std::string name = "Profiler", Config config = {});
+  /// Reads the environment and the file again (the code's settings still
+  /// win) and applies the result; the errors met, if any.
+  std::vector<Error> reload_config();
+  /// The configuration in effect.
+  Config config() const;
   ~Profiler();
   Profiler(const Profiler&) = delete;
   Profiler& operator=(const Profiler&) = delete;

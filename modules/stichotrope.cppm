@@ -3,6 +3,7 @@
 export module stichotrope;
 
 export import :error;    // Error values returned through tl::expected
+export import :config;   // settings from the code, the environment and a TOML file
 export import :clock;    // time-stamp counter, calibration to nanoseconds
 export import :results;  // plain value types: results, histograms, merging
 export import :core;     // per-thread buffers, call-site slots, flows (internal)

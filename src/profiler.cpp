@@ -7,6 +7,7 @@ module;
 #include <chrono>
 #include <deque>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -87,6 +88,7 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
   r.profiler_name = core.name;
   r.clock = calibrate_clock().source;
   r.diagnostics = core.diagnostics;
+  r.diagnostics.insert(r.diagnostics.end(), core.config_errors.begin(), core.config_errors.end());
   r.dropped_records = dropped;
   if (r.dropped_records > 0)
     r.diagnostics.push_back(std::to_string(r.dropped_records) +
@@ -241,13 +243,37 @@ thread_registry::~thread_registry() {
   for (auto& e : entries) retire(*e.core, e.buffer);
 }
 
+/// Set by set_thread_name (empty: not set). Trivially destructible: a block
+/// closed by another thread_local's destructor may still ask for the name.
+constexpr std::size_t max_thread_name = 127;
+constinit thread_local char chosen_thread_name[max_thread_name + 1] = {};
+
 std::string thread_name_of_self() {
+  if (chosen_thread_name[0] != '\0') return chosen_thread_name;
   char name[64] = {};
   if (pthread_getname_np(pthread_self(), name, sizeof name) != 0) return {};
   return name;
 }
 
 } // namespace
+
+void rename_thread(std::string_view name) {
+  name = name.substr(0, max_thread_name);
+  std::memcpy(chosen_thread_name, name.data(), name.size());
+  chosen_thread_name[name.size()] = '\0';
+  if (!name.empty()) {
+    const std::string os_name(name.substr(0, 15)); // the kernel keeps 15 bytes
+    pthread_setname_np(pthread_self(), os_name.c_str());
+  }
+  if (registry_gone) return;
+  const std::string now = thread_name_of_self();
+  for (auto& e : registry.entries) {
+    std::lock_guard lock(e.core->mutex); // readers copy the name under it
+    e.buffer->thread_name = now;
+  }
+}
+
+std::string current_thread_name() { return thread_name_of_self(); }
 
 void note_no_memory(profiler_core& core) noexcept { core.dropped_no_memory.fetch_add(1, std::memory_order_relaxed); }
 
@@ -406,9 +432,78 @@ std::string default_track_name(std::string_view type, bool is_class, const std::
 
 namespace stichotrope {
 
-Profiler::Profiler(std::string name) {
+void set_thread_name(std::string_view name) { detail::rename_thread(name); }
+std::string thread_name() { return detail::current_thread_name(); }
+
+namespace {
+/// Puts a resolved configuration into effect (switches, names, timeline);
+/// outputs and endpoints are kept for the exporters.
+void apply_config(Profiler& p, detail::profiler_core& core, ResolvedConfig resolved) {
+  const Config& c = resolved.config;
+  if (c.enabled) set_global_enabled(*c.enabled);
+  for (const auto& [track, on] : c.tracks_enabled) (void)p.set_track_enabled(track, on);
+  for (const auto& [track, name] : c.track_names) (void)p.set_track_name(track, name);
+  if (c.timeline) {
+    if (*c.timeline == 0)
+      p.stop_timeline();
+    else
+      p.start_timeline({*c.timeline, c.timeline_when_full.value_or(overflow_policy::keep_latest)});
+  }
+  std::lock_guard lock(core.mutex);
+  core.config = c;
+  core.config_errors.clear();
+  for (const auto& e : resolved.errors)
+    core.config_errors.push_back("configuration: " + e.message +
+                                 " (left out; the other sources and the defaults apply)");
+}
+
+/// Writes the configured outputs (cold: once, when the profiler ends).
+void write_outputs(const Profiler& p, const std::vector<std::string>& outputs) {
+  auto ends_with = [](std::string_view s, std::string_view ext) {
+    return s.size() > ext.size() && s.substr(s.size() - ext.size()) == ext;
+  };
+  for (const auto& pattern : outputs) {
+    const std::string path = expand_output_path(pattern, p.name());
+    expected<void> done;
+    if (ends_with(path, ".trace.json"))
+      done = export_chrome_trace(p.get_timeline(), path);
+    else if (ends_with(path, ".speedscope.json"))
+      done = export_speedscope(p.get_timeline(), path);
+    else if (ends_with(path, ".json"))
+      done = export_json(p.get_results(), path);
+    else if (ends_with(path, ".csv"))
+      done = export_csv(p.get_results(), path);
+    else if (ends_with(path, ".txt"))
+      done = write_file(path, to_table(p.get_results()));
+    else if (ends_with(path, ".folded"))
+      done = write_file(path, to_folded(p.get_results()));
+    if (!done) std::cerr << "stichotrope: profiler '" << p.name() << "': output not written: " << done.error() << '\n';
+  }
+}
+} // namespace
+
+Profiler::Profiler(std::string name, Config config) {
   calibrate_clock();
   core_ = new detail::profiler_core(std::move(name)); // owned by the graveyard once the profiler is gone
+  core_->code_config = config;
+  apply_config(*this, *core_, resolve_config(config, core_->name));
+}
+
+std::vector<Error> Profiler::reload_config() {
+  Config code;
+  {
+    std::lock_guard lock(core_->mutex);
+    code = core_->code_config;
+  }
+  auto resolved = resolve_config(code, core_->name);
+  auto errors = resolved.errors;
+  apply_config(*this, *core_, std::move(resolved));
+  return errors;
+}
+
+Config Profiler::config() const {
+  std::lock_guard lock(core_->mutex);
+  return core_->config;
 }
 
 namespace {
@@ -428,6 +523,18 @@ core_graveyard& graveyard() {
 
 Profiler::~Profiler() {
   detail::profiler_core& core = *core_;
+  std::optional<std::vector<std::string>> outputs;
+  {
+    std::lock_guard lock(core.mutex);
+    outputs = core.config.outputs;
+  }
+  if (outputs) { // export at exit (STICHOTROPE_OUTPUT)
+    try {
+      write_outputs(*this, *outputs);
+    } catch (const std::exception& e) {
+      std::cerr << "stichotrope: profiler '" << core.name << "': outputs not written: " << e.what() << '\n';
+    }
+  }
   core.started.store(false, std::memory_order_relaxed);
   {
     std::lock_guard lock(core.switch_mutex);
@@ -448,6 +555,9 @@ Profiler::~Profiler() {
     // Sites stay: a thread that passed the switches just before this may
     // still compare a call site's name through its cache.
     std::vector<std::string>().swap(core.diagnostics);
+    core.config = {};
+    core.code_config = {};
+    std::vector<std::string>().swap(core.config_errors);
     for (auto& n : core.track_names) n.reset();
   }
   auto& g = graveyard();

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -264,6 +265,42 @@ BOOST_AUTO_TEST_CASE(thousands_of_short_lived_threads_keep_memory_bounded_and_co
   std::uint64_t events = 0;
   for (const auto& t : timeline.threads) events += t.events.size();
   BOOST_TEST(events + timeline.dropped() == 3u * count); // kept or counted, never silently lost
+}
+
+BOOST_AUTO_TEST_CASE(set_thread_name_names_the_thread_in_per_thread_data_timelines_and_after_exit) {
+  Profiler profiler{"names"};
+  profiler.start_timeline({64, overflow_policy::keep_latest});
+  std::atomic<int> stage{0};
+  std::thread io([&] {
+    profiler.block(0, "before").close(); // the buffer exists before the name is set
+    stichotrope::set_thread_name("io-1");
+    profiler.block(0, "after").close();
+    ++stage;
+    while (stage.load() != 2) std::this_thread::yield();
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  auto live = profiler.get_all_thread_data();
+  auto named = std::find_if(live.begin(), live.end(), [](const ThreadResults& t) { return t.thread_name == "io-1"; });
+  BOOST_REQUIRE(named != live.end());
+  BOOST_TEST(named->results.total_hits() == 2u); // the data recorded before the name carries it too
+  BOOST_TEST(!named->exited);
+  char os_name[32] = {};
+  pthread_getname_np(io.native_handle(), os_name, sizeof os_name);
+  BOOST_TEST(std::string(os_name) == "io-1");
+  const auto timeline = profiler.get_timeline();
+  BOOST_TEST(std::any_of(timeline.threads.begin(), timeline.threads.end(),
+                         [](const ThreadTimeline& t) { return t.thread_name == "io-1"; }));
+  ++stage;
+  io.join();
+  const auto after = profiler.get_all_thread_data();
+  BOOST_TEST(std::any_of(after.begin(), after.end(),
+                         [](const ThreadResults& t) { return t.thread_name == "io-1" && t.exited; }));
+  std::thread([&] {
+    stichotrope::set_thread_name(std::string(300, 'x')); // kept to 127 bytes, the OS name to 15
+    BOOST_TEST(stichotrope::thread_name() == std::string(127, 'x'));
+    stichotrope::set_thread_name("");
+    BOOST_TEST(stichotrope::thread_name() == std::string(15, 'x')); // back to the OS name
+  }).join();
 }
 
 BOOST_AUTO_TEST_SUITE_END()
