@@ -13,6 +13,8 @@ packages=(
   libasio-dev                                    # async server demo and Asio integration
   nlohmann-json3-dev                             # reading results JSON back (CLI, tests)
   libtomlplusplus-dev                            # TOML configuration files (optional for the library)
+  libcpp-httplib-dev                             # the optional Prometheus /metrics endpoint
+  prometheus                                     # a real Prometheus server for the endpoint's test
   python3                                        # benchmarks/report.py
   git ca-certificates
 )

@@ -11,6 +11,10 @@ install(TARGETS stichotrope EXPORT stichotrope-targets
 if(STICHOTROPE_HAS_ASIO)
   install(FILES ${PROJECT_SOURCE_DIR}/include/stichotrope/asio.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope)
 endif()
+if(STICHOTROPE_HAS_PROMETHEUS)
+  install(TARGETS stichotrope_prometheus EXPORT stichotrope-targets
+    OBJECTS DESTINATION ${CMAKE_INSTALL_LIBDIR}/stichotrope-objects)
+endif()
 install(TARGETS stichotrope_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(EXPORT stichotrope-targets
   NAMESPACE stichotrope::

@@ -55,6 +55,16 @@ enum class fold_weight { self_time, active_time };
 /// split between them in proportion to its time under each.
 std::string to_folded(const ProfilerResults& results, fold_weight weight = fold_weight::self_time);
 
+/// Prometheus text exposition format (version 0.0.4) of several profilers'
+/// results: per block a histogram `stichotrope_block_duration_seconds` (one
+/// cumulative `le` bucket per power of two of nanoseconds, 16 ns to 2^41 ns,
+/// then +Inf; `_sum`, `_count`) and counters of self, active and suspended
+/// seconds, suspensions and abandoned blocks. Labels: profiler, track,
+/// track_name, block, site ("file:line", which tells apart blocks of the same
+/// name), escaped as the format requires.
+void write_prometheus(std::ostream& out, const std::vector<ProfilerResults>& results);
+std::string to_prometheus(const std::vector<ProfilerResults>& results);
+
 expected<void> export_chrome_trace(const Timeline& timeline, const std::filesystem::path& file);
 expected<void> export_speedscope(const Timeline& timeline, const std::filesystem::path& file);
 

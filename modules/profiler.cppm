@@ -297,6 +297,20 @@ private:
   F fn_;
 };
 
+namespace detail {
+/// An optional exporter (the Prometheus endpoint, OpenTelemetry) learns of
+/// every profiler, live or to come, without code in the program: its object
+/// file registers one of these at start-up.
+struct exporter {
+  void (*profiler_configured)(Profiler&); ///< after construction and after reload_config()
+  void (*profiler_ending)(Profiler&);     ///< first thing in ~Profiler: stop using it
+};
+/// Calls `e->profiler_configured` for the profilers alive now and later.
+void register_exporter(const exporter* e);
+/// Adds a diagnostic to a profiler's results (an exporter's failure).
+void report(Profiler& p, std::string message);
+} // namespace detail
+
 /// A profiler: named, with numbered tracks of blocks. Thread-safe; blocks
 /// record lock-free into per-thread buffers that get_results() merges.
 class Profiler {
@@ -495,6 +509,7 @@ private:
   template <class G>
   friend class Tracked;
   friend class BlockOpener;
+  friend void detail::report(Profiler& p, std::string message);
 
   // The Site paths, on a core that outlives its Profiler (Tracked keeps one).
   // `slot` holds the core pointer: it is read only once the global switch is

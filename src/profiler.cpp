@@ -482,11 +482,51 @@ void write_outputs(const Profiler& p, const std::vector<std::string>& outputs) {
 }
 } // namespace
 
+namespace {
+/// Live profilers and the exporters linked into the program (never freed:
+/// profilers may end during static destruction).
+struct live_profilers {
+  std::mutex mutex;
+  std::vector<Profiler*> all;
+  std::vector<const detail::exporter*> exporters;
+};
+live_profilers& live() {
+  static live_profilers* l = new live_profilers;
+  return *l;
+}
+
+void announce(Profiler& p) {
+  auto& l = live();
+  std::lock_guard lock(l.mutex);
+  for (const auto* e : l.exporters) e->profiler_configured(p);
+}
+} // namespace
+
+namespace detail {
+void register_exporter(const exporter* e) {
+  auto& l = live();
+  std::lock_guard lock(l.mutex);
+  l.exporters.push_back(e);
+  for (Profiler* p : l.all) e->profiler_configured(*p);
+}
+
+void report(Profiler& p, std::string message) {
+  std::lock_guard lock(p.core_->mutex);
+  add_diagnostic(*p.core_, std::move(message));
+}
+} // namespace detail
+
 Profiler::Profiler(std::string name, Config config) {
   calibrate_clock();
   core_ = new detail::profiler_core(std::move(name)); // owned by the graveyard once the profiler is gone
   core_->code_config = config;
   apply_config(*this, *core_, resolve_config(config, core_->name));
+  {
+    auto& l = live();
+    std::lock_guard lock(l.mutex);
+    l.all.push_back(this);
+  }
+  announce(*this);
 }
 
 std::vector<Error> Profiler::reload_config() {
@@ -498,6 +538,7 @@ std::vector<Error> Profiler::reload_config() {
   auto resolved = resolve_config(code, core_->name);
   auto errors = resolved.errors;
   apply_config(*this, *core_, std::move(resolved));
+  announce(*this);
   return errors;
 }
 
@@ -523,6 +564,12 @@ core_graveyard& graveyard() {
 
 Profiler::~Profiler() {
   detail::profiler_core& core = *core_;
+  {
+    auto& l = live();
+    std::lock_guard lock(l.mutex);
+    std::erase(l.all, this);
+    for (const auto* e : l.exporters) e->profiler_ending(*this);
+  }
   std::optional<std::vector<std::string>> outputs;
   {
     std::lock_guard lock(core.mutex);

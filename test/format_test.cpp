@@ -2,7 +2,9 @@
 #define BOOST_TEST_MODULE format
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
 #include <cstdint>
+#include <sstream>
 #include <string>
 #include <vector>
 import stichotrope;
@@ -289,6 +291,57 @@ BOOST_AUTO_TEST_CASE(call_tree_nests_children_under_parents) {
   const std::string table = to_table(r);
   BOOST_TEST(table.find("\nouter ") != std::string::npos);
   BOOST_TEST(table.find("\n  inner ") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(prometheus_text)
+
+BOOST_AUTO_TEST_CASE(histogram_buckets_are_cumulative_per_octave_and_end_at_the_hit_count) {
+  Profiler p{"prom \"fmt\""};
+  (void)p.set_track_name(2, "DB\\main");
+  const std::uint64_t samples[] = {3, 15, 16, 31, 1000, 1023, 1024, 5'000'000};
+  for (auto ns : samples) p.record(2, "q\n1", std::chrono::nanoseconds(ns));
+  const std::string text = to_prometheus({p.get_results()});
+  // Labels escaped as the format requires.
+  const std::string labels =
+      "{profiler=\"prom \\\"fmt\\\"\",track=\"2\",track_name=\"DB\\\\main\",block=\"q\\n1\",site=\"";
+  BOOST_TEST(text.find("stichotrope_block_duration_seconds_count" + labels) != std::string::npos);
+  BOOST_TEST(text.find("# TYPE stichotrope_block_duration_seconds histogram\n") != std::string::npos);
+  // Every bucket line, in order: cumulative, non-decreasing, ending at the count.
+  std::vector<std::pair<std::string, std::uint64_t>> buckets;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("stichotrope_block_duration_seconds_bucket", 0) != 0) continue;
+    const auto le = line.find("le=\"");
+    buckets.emplace_back(line.substr(le + 4, line.find('"', le + 4) - le - 4),
+                         std::stoull(line.substr(line.rfind(' ') + 1)));
+  }
+  BOOST_TEST(buckets.size() == 39u); // 16 ns .. 2^41 ns, then +Inf
+  for (std::size_t i = 1; i < buckets.size(); ++i) BOOST_TEST(buckets[i].second >= buckets[i - 1].second);
+  BOOST_TEST(buckets.back().first == "+Inf");
+  BOOST_TEST(buckets.back().second == 8u);
+  auto at = [&](const std::string& le) {
+    for (const auto& [l, n] : buckets)
+      if (l == le) return n;
+    BOOST_FAIL("no bucket le=" + le);
+    return std::uint64_t{0};
+  };
+  BOOST_TEST(at("1.5e-08") == 2u);   // <= 15 ns: 3, 15
+  BOOST_TEST(at("3.1e-08") == 4u);   // <= 31 ns
+  BOOST_TEST(at("1.023e-06") == 6u); // <= 1023 ns
+  BOOST_TEST(at("2.047e-06") == 7u); // <= 2047 ns: 1024
+  BOOST_TEST(at("0.004194303") == 7u);
+  BOOST_TEST(at("0.008388607") == 8u); // 5 ms
+  BOOST_TEST(text.find("stichotrope_block_duration_seconds_sum" + labels) != std::string::npos);
+  for (const char* counter : {"stichotrope_block_self_seconds_total", "stichotrope_block_active_seconds_total",
+                              "stichotrope_block_suspended_seconds_total", "stichotrope_block_suspensions_total",
+                              "stichotrope_block_abandoned_total"}) {
+    BOOST_TEST_INFO(counter);
+    BOOST_TEST(text.find(std::string("# TYPE ") + counter + " counter\n") != std::string::npos);
+    BOOST_TEST(text.find(counter + labels) != std::string::npos);
+  }
+  BOOST_TEST(to_prometheus({}).find("stichotrope_block_duration_seconds_bucket") == std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -14,9 +14,13 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" -G Ninja
     "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}"
     "-DCMAKE_CXX_COMPILER_CLANG_SCAN_DEPS=${SCAN_DEPS}"
     "-DCMAKE_PREFIX_PATH=${prefix}"
-    "-DREQUIRE_ASIO=${REQUIRE_ASIO}")
+    "-DREQUIRE_ASIO=${REQUIRE_ASIO}"
+    "-DREQUIRE_PROMETHEUS=${REQUIRE_PROMETHEUS}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 run("${WORK_DIR}/build/consumer")
 if(REQUIRE_ASIO)
   run("${WORK_DIR}/build/consumer_asio")
+endif()
+if(REQUIRE_PROMETHEUS)
+  run("${WORK_DIR}/build/consumer_prometheus")
 endif()

@@ -1,0 +1,125 @@
+// Prometheus text exposition format (modules/format.cppm, write_prometheus).
+// The format: docs/telemetry.md.
+module;
+#include <cstdint>
+#include <cstdio>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+module stichotrope;
+
+namespace stichotrope {
+namespace {
+
+/// A label value: backslash, double quote and line feed escaped.
+void put_label_value(std::ostream& out, std::string_view v) {
+  for (char ch : v) {
+    if (ch == '\\')
+      out << "\\\\";
+    else if (ch == '"')
+      out << "\\\"";
+    else if (ch == '\n')
+      out << "\\n";
+    else
+      out << ch;
+  }
+}
+
+std::string seconds(std::uint64_t ns) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(ns) / 1e9);
+  return buf;
+}
+
+struct series {
+  const ProfilerResults* profiler;
+  const TrackResults* track;
+  const BlockResults* block;
+};
+
+void put_labels(std::ostream& out, const series& s, std::string_view extra = {}) {
+  out << "{profiler=\"";
+  put_label_value(out, s.profiler->profiler_name);
+  out << "\",track=\"" << s.track->track_idx << "\",track_name=\"";
+  put_label_value(out, s.track->track_name.value_or(""));
+  out << "\",block=\"";
+  put_label_value(out, s.block->name);
+  out << "\",site=\"";
+  put_label_value(out, s.block->file + ":" + std::to_string(s.block->line));
+  out << '"';
+  if (!extra.empty()) out << ',' << extra;
+  out << '}';
+}
+
+} // namespace
+
+void write_prometheus(std::ostream& out, const std::vector<ProfilerResults>& results) {
+  std::vector<series> all;
+  for (const auto& p : results)
+    for (const auto& t : p.tracks)
+      for (const auto& b : t.blocks) all.push_back({&p, &t, &b});
+
+  out << "# HELP stichotrope_block_duration_seconds Wall time of each hit of a block.\n"
+         "# TYPE stichotrope_block_duration_seconds histogram\n";
+  // One bucket boundary per octave: the histogram's buckets never straddle one.
+  constexpr unsigned first_octave = 4, last_octave = latency_histogram::max_exponent; // 16 ns .. 2^41 ns
+  for (const auto& s : all) {
+    const auto& h = s.block->histogram;
+    std::uint64_t cumulative = 0;
+    unsigned b = 0;
+    for (unsigned e = first_octave; e <= last_octave + 1; ++e) {
+      const std::uint64_t bound = std::uint64_t{1} << e; // values below it
+      for (; b < latency_histogram::bucket_count && latency_histogram::upper_bound(b) < bound; ++b)
+        cumulative += h.count(b);
+      out << "stichotrope_block_duration_seconds_bucket";
+      put_labels(out, s, "le=\"" + seconds(bound - 1) + "\"");
+      out << ' ' << cumulative << '\n';
+    }
+    out << "stichotrope_block_duration_seconds_bucket";
+    put_labels(out, s, "le=\"+Inf\"");
+    out << ' ' << s.block->hit_count << '\n';
+    out << "stichotrope_block_duration_seconds_sum";
+    put_labels(out, s);
+    out << ' ' << seconds(s.block->total_time_ns) << '\n';
+    out << "stichotrope_block_duration_seconds_count";
+    put_labels(out, s);
+    out << ' ' << s.block->hit_count << '\n';
+  }
+  struct counter {
+    const char* name;
+    const char* help;
+    bool in_seconds;
+    std::uint64_t (*value)(const BlockResults&);
+  };
+  static constexpr counter counters[] = {
+      {"stichotrope_block_self_seconds_total", "Time in a block outside its child blocks.", true,
+       [](const BlockResults& b) { return b.self_time_ns; }},
+      {"stichotrope_block_active_seconds_total", "Time a block's flow was running (wall minus suspended).", true,
+       [](const BlockResults& b) { return b.active_time_ns(); }},
+      {"stichotrope_block_suspended_seconds_total", "Time a block's coroutine spent suspended inside it.", true,
+       [](const BlockResults& b) { return b.suspended_time_ns; }},
+      {"stichotrope_block_suspensions_total", "Suspensions inside a block.", false,
+       [](const BlockResults& b) { return b.suspensions; }},
+      {"stichotrope_block_abandoned_total", "Blocks destroyed while their coroutine was suspended.", false,
+       [](const BlockResults& b) { return b.abandoned; }},
+  };
+  for (const auto& c : counters) {
+    out << "# HELP " << c.name << ' ' << c.help << "\n# TYPE " << c.name << " counter\n";
+    for (const auto& s : all) {
+      out << c.name;
+      put_labels(out, s);
+      const std::uint64_t v = c.value(*s.block);
+      out << ' ' << (c.in_seconds ? seconds(v) : std::to_string(v)) << '\n';
+    }
+  }
+}
+
+std::string to_prometheus(const std::vector<ProfilerResults>& results) {
+  std::ostringstream out;
+  write_prometheus(out, results);
+  return out.str();
+}
+
+} // namespace stichotrope
