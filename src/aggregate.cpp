@@ -213,7 +213,9 @@ void prefetch_dir(const slot& s) {
 }
 
 void prefetch_pages(const slot& s) {
-  if (const slot_dir* d = s.dir.load(std::memory_order_relaxed))
+  // Reads the directory outside the seqlock: acquire pairs with the release
+  // that published it (src/record.cpp), so its entries are initialised.
+  if (const slot_dir* d = s.dir.load(std::memory_order_acquire))
     for (const auto& entry : d->pages)
       if (const std::uint64_t e = entry.load(std::memory_order_relaxed); e != 0)
         __builtin_prefetch(reinterpret_cast<const void*>(e & page_address));

@@ -197,7 +197,7 @@ slot_dir* begin_interval(thread_buffer& buf, slot& s, std::uint32_t now) noexcep
   if (old == nullptr) { // the slot's first record
     slot_dir* d = make<slot_dir>(buf.memory);
     if (d == nullptr) return nullptr;
-    s.dir.store(d, std::memory_order_relaxed);
+    s.dir.store(d, std::memory_order_release); // prefetching readers follow it outside the seqlock
     s.interval.store(now, std::memory_order_relaxed);
     return d;
   }
@@ -230,7 +230,7 @@ slot_dir* begin_interval(thread_buffer& buf, slot& s, std::uint32_t now) noexcep
   s.max_ns.store(0, std::memory_order_relaxed);
   s.self_ns.store(0, std::memory_order_relaxed);
   s.pending_ns.store(no_sample, std::memory_order_relaxed);
-  s.dir.store(fresh, std::memory_order_relaxed);
+  s.dir.store(fresh, std::memory_order_release); // as above
   s.interval.store(now, std::memory_order_relaxed);
   return fresh;
 }
