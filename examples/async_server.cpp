@@ -141,6 +141,7 @@ int main(int argc, char** argv) {
   const int threads = arg(argc, argv, "--threads", 4);
   const int clients = arg(argc, argv, "--clients", 16);
   const int requests = arg(argc, argv, "--requests", 50);
+  const int linger_s = arg(argc, argv, "--linger", 0); // keep serving /metrics after the load (seconds)
   std::filesystem::path out_dir = "stichotrope-demo";
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--out" && i + 1 < argc) out_dir = argv[i + 1];
@@ -178,7 +179,10 @@ int main(int argc, char** argv) {
   std::vector<std::thread> pool;
   const auto started = std::chrono::steady_clock::now();
   for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&] { io.run(); }); // returns when every session and client has ended
+    pool.emplace_back([&, t] {
+      stichotrope::set_thread_name("io-" + std::to_string(t)); // in per-thread results and traces
+      io.run();                                                // returns when every session and client has ended
+    });
   for (auto& t : pool) t.join();
   const auto elapsed = std::chrono::steady_clock::now() - started;
 
@@ -220,5 +224,9 @@ int main(int argc, char** argv) {
             << " timeline events, " << timeline.dropped() << " dropped)\n      " << abs(speedscope) << '\n'
             << "Open the trace at https://ui.perfetto.dev (Open trace file) or chrome://tracing;\n"
             << "the speedscope file at https://www.speedscope.app (drop the file on the page).\n";
+  if (const auto address = profiler.config().prometheus; address && linger_s > 0) {
+    std::cout << "Serving http://" << *address << "/metrics for " << linger_s << " s\n" << std::flush;
+    std::this_thread::sleep_for(std::chrono::seconds(linger_s));
+  }
   return completed.load() == clients * requests && consistent ? 0 : 1;
 }

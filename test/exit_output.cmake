@@ -1,0 +1,26 @@
+# Runs a program with STICHOTROPE_OUTPUT set and checks that its global
+# profiler wrote every file when it ended (during static destruction).
+#   cmake -DEXE=... -DWORK=... -P exit_output.cmake
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+set(ENV{STICHOTROPE_OUTPUT} "${WORK}/{name}.json,${WORK}/{name}-{pid}.csv,${WORK}/{name}.trace.json")
+execute_process(COMMAND "${EXE}" --threads 2 --clients 2 --requests 5 --out "${WORK}/demo" RESULT_VARIABLE rc
+                OUTPUT_QUIET)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${EXE} failed (${rc})")
+endif()
+file(GLOB csv "${WORK}/AsyncServer-*.csv")
+foreach(f "${WORK}/AsyncServer.json" "${WORK}/AsyncServer.trace.json" ${csv})
+  if(NOT EXISTS "${f}")
+    message(FATAL_ERROR "not written at exit: ${f}")
+  endif()
+endforeach()
+list(LENGTH csv n)
+if(NOT n EQUAL 1)
+  message(FATAL_ERROR "expected one AsyncServer-<pid>.csv, found ${n}")
+endif()
+file(READ "${WORK}/AsyncServer.json" json)
+if(NOT json MATCHES "\"profiler_name\": \"AsyncServer\"" OR NOT json MATCHES "\"handle_request\"")
+  message(FATAL_ERROR "AsyncServer.json does not hold the demo's results")
+endif()
+message(STATUS "written at exit: AsyncServer.json, ${csv}, AsyncServer.trace.json")
