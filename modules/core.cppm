@@ -699,11 +699,13 @@ struct accumulator {
   std::vector<BlockResults> finish();
 };
 
-/// Adds every slot of `buf` that holds something of `interval`.
-void merge_buffer(accumulator& acc, const thread_buffer& buf, std::uint32_t interval);
-/// The same for many buffers, in the order that keeps the sums in cache.
+/// Adds every slot of `buffers` that holds something of `interval`, in the
+/// order that keeps the sums in cache.
 void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers,
                    std::uint32_t interval);
+/// One thread's blocks of `interval`, the sites it used only (in site order):
+/// costs what the thread used (its chunks), not every site of the profiler.
+std::vector<BlockResults> buffer_blocks(const thread_buffer& buf, std::uint32_t sites, std::uint32_t interval);
 /// The blocks that recorded something.
 std::vector<BlockResults> used_blocks(std::vector<BlockResults> blocks);
 /// Memory a thread buffer holds.

@@ -167,8 +167,7 @@ accumulator::accumulator(std::size_t sites) : blocks(sites) {
   for (std::uint32_t id = 0; id < sites; ++id) blocks[id].site_id = id;
 }
 
-void accumulator::add(std::uint32_t site, const slot_reading& r) {
-  BlockResults& b = blocks[site];
+void add_reading(BlockResults& b, const slot_reading& r) {
   if (r.hits > 0) {
     b.min_time_ns = b.hit_count == 0 ? r.min_ns : std::min(b.min_time_ns, r.min_ns);
     b.max_time_ns = std::max(b.max_time_ns, r.max_ns);
@@ -196,6 +195,8 @@ void accumulator::add(std::uint32_t site, const slot_reading& r) {
   add_caller(b, r.first_caller, first_hits, first_ns);
   if (r.hits > 0) add_pages(r, b.histogram);
 }
+
+void accumulator::add(std::uint32_t site, const slot_reading& r) { add_reading(blocks[site], r); }
 
 void accumulator::add(const BlockResults& other) { blocks[other.site_id].merge(other); }
 
@@ -239,13 +240,6 @@ void merge_chunk(accumulator& acc, const slot* chunk, std::uint32_t first_site, 
 }
 } // namespace
 
-void merge_buffer(accumulator& acc, const thread_buffer& buf, std::uint32_t interval) {
-  const auto sites = static_cast<std::uint32_t>(acc.blocks.size());
-  for (std::uint32_t c = 0; c * chunk_slots < sites; ++c)
-    if (const slot* chunk = buf.chunks[c].load(std::memory_order_acquire))
-      merge_chunk(acc, chunk, c * chunk_slots, std::min(chunk_slots, sites - c * chunk_slots), interval);
-}
-
 void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers,
                    std::uint32_t interval) {
   // Site-major: the sums of 64 sites stay in cache while every thread's slots
@@ -256,6 +250,23 @@ void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_bu
     for (const auto& buf : buffers)
       if (const slot* chunk = buf->chunks[c].load(std::memory_order_acquire))
         merge_chunk(acc, chunk, c * chunk_slots, std::min(chunk_slots, sites - c * chunk_slots), interval);
+}
+
+std::vector<BlockResults> buffer_blocks(const thread_buffer& buf, std::uint32_t sites, std::uint32_t interval) {
+  std::vector<BlockResults> out;
+  for (std::uint32_t c = 0; c * chunk_slots < sites; ++c) {
+    const slot* chunk = buf.chunks[c].load(std::memory_order_acquire);
+    if (chunk == nullptr) continue;
+    for (std::uint32_t i = 0; i < std::min(chunk_slots, sites - c * chunk_slots); ++i) {
+      slot_reading r;
+      if (!read_slot(chunk[i], interval, r)) continue;
+      BlockResults& b = out.emplace_back();
+      b.site_id = c * chunk_slots + i;
+      add_reading(b, r);
+      trim(b.histogram);
+    }
+  }
+  return out;
 }
 
 std::vector<BlockResults> used_blocks(std::vector<BlockResults> blocks) {

@@ -136,9 +136,8 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
 
 /// The statistics of one thread in the current interval, used sites only.
 std::vector<BlockResults> thread_blocks(const profiler_core& core, const thread_buffer& buf) {
-  accumulator acc(core.sites.size());
-  merge_buffer(acc, buf, core.interval.load(std::memory_order_relaxed));
-  return used_blocks(acc.finish());
+  return buffer_blocks(buf, static_cast<std::uint32_t>(core.sites.size()),
+                       core.interval.load(std::memory_order_relaxed));
 }
 
 ThreadResults thread_results(const profiler_core& core, std::uint64_t os_thread_id, const std::string& thread_name,
