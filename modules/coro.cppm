@@ -51,8 +51,7 @@ void continue_flow(context& c) noexcept;
 /// any order, on any thread. Out of line: the timed awaiters' and the slow
 /// paths' way.
 void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site, std::uint64_t start,
-                std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open,
-                std::uint64_t child_ns_extra = 0) noexcept;
+                std::uint64_t end, std::uint64_t bytes, flow_mark at_open, std::uint64_t child_ns_extra = 0) noexcept;
 /// An open frame whose coroutine was destroyed while suspended: counted as
 /// abandoned, its frame released (in its own flow or from anywhere).
 void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,

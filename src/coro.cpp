@@ -269,8 +269,7 @@ void continue_flow(context& c) noexcept {
 std::uint32_t innermost_open(const context& c) noexcept { return open_below(c, c.depth); }
 
 void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site, std::uint64_t start,
-                std::uint64_t end, std::uint64_t bytes, const flow_mark& at_open,
-                std::uint64_t child_ns_extra) noexcept {
+                std::uint64_t end, std::uint64_t bytes, flow_mark at_open, std::uint64_t child_ns_extra) noexcept {
   context& ctx = current_context();
   const std::uint64_t ns = ticks_to_ns(start, end);
   if (&ctx == opened_in && depth < max_depth && depth < ctx.depth &&
