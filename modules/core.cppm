@@ -714,6 +714,8 @@ std::uint64_t buffer_bytes(const thread_buffer& buf);
 /// executed a full fence (membarrier, or a page-protection change where the
 /// kernel lacks it). Cold: once per take_results().
 void issue_barrier() noexcept;
+/// Tests set it to exercise the fallback where membarrier is available.
+inline std::atomic<bool> barrier_by_protection{false};
 
 /// set_thread_name's work: the calling thread's name, in its buffers too.
 void rename_thread(std::string_view name);

@@ -311,7 +311,9 @@ void issue_barrier() noexcept {
            ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
   }();
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (expedited && ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+  if (expedited && !barrier_by_protection.load(std::memory_order_relaxed) &&
+      ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+    return;
   protection_barrier();
 }
 
