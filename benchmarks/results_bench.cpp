@@ -2,6 +2,8 @@
 // recorder's cost meanwhile, and the memory a (thread, site) takes.
 #include <benchmark/benchmark.h>
 
+#include "resident.hpp"
+
 #include <atomic>
 #include <barrier>
 #include <cstdio>
@@ -14,15 +16,6 @@ namespace {
 
 constexpr int thread_count = 64;
 constexpr int site_count = 1000;
-
-long resident_kib() {
-  long pages = 0, resident = 0;
-  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-    std::fclose(f);
-  }
-  return resident * 4;
-}
 
 /// 64 parked threads that each recorded every one of 1,000 sites.
 struct populated {

@@ -4,6 +4,8 @@
 // take_results() cost there. Targets: docs/performance.md.
 #include <benchmark/benchmark.h>
 
+#include "resident.hpp"
+
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -19,15 +21,6 @@ namespace {
 constexpr int thread_count = 128;
 constexpr int site_count = 5000;
 constexpr double pairs = double{thread_count} * site_count;
-
-long resident_kib() {
-  long pages = 0, resident = 0;
-  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-    std::fclose(f);
-  }
-  return resident * 4;
-}
 
 struct populated {
   stichotrope::Profiler profiler{"scale_bench"};

@@ -25,26 +25,24 @@ bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out) {
     slot_reading r{};
     const slot_dir* dir = s.dir.load(std::memory_order_relaxed);
     bool found = false;
+    // The live values and the sealed copy have the same fields.
+    auto take = [&r](const auto& from, const slot_dir* d) {
+      r.hits = from.hits.load(std::memory_order_relaxed);
+      r.total_ns = from.total_ns.load(std::memory_order_relaxed);
+      r.min_ns = from.min_ns.load(std::memory_order_relaxed);
+      r.max_ns = from.max_ns.load(std::memory_order_relaxed);
+      r.self_ns = from.self_ns.load(std::memory_order_relaxed);
+      r.pending_ns = from.pending_ns.load(std::memory_order_relaxed);
+      r.dir = d;
+    };
     if (dir != nullptr) {
       if (s.interval.load(std::memory_order_relaxed) == interval) {
         found = true;
-        r.hits = s.hits.load(std::memory_order_relaxed);
-        r.total_ns = s.total_ns.load(std::memory_order_relaxed);
-        r.min_ns = s.min_ns.load(std::memory_order_relaxed);
-        r.max_ns = s.max_ns.load(std::memory_order_relaxed);
-        r.self_ns = s.self_ns.load(std::memory_order_relaxed);
-        r.pending_ns = s.pending_ns.load(std::memory_order_relaxed);
-        r.dir = dir;
+        take(s, dir);
       } else if (const sealed_slot* z = dir->sealed.load(std::memory_order_relaxed);
                  z != nullptr && z->interval.load(std::memory_order_relaxed) == interval) {
         found = true;
-        r.hits = z->hits.load(std::memory_order_relaxed);
-        r.total_ns = z->total_ns.load(std::memory_order_relaxed);
-        r.min_ns = z->min_ns.load(std::memory_order_relaxed);
-        r.max_ns = z->max_ns.load(std::memory_order_relaxed);
-        r.self_ns = z->self_ns.load(std::memory_order_relaxed);
-        r.pending_ns = z->pending_ns.load(std::memory_order_relaxed);
-        r.dir = z->dir.load(std::memory_order_relaxed);
+        take(*z, z->dir.load(std::memory_order_relaxed));
       }
       if (found) {
         r.first_caller = r.dir->first_caller.load(std::memory_order_relaxed);
