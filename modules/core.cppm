@@ -233,7 +233,6 @@ struct thread_buffer {
   // uses more named sites than it holds (then a larger table from the arena).
   std::array<cache_entry, site_cache_size> first_cache{};
   cache_entry* cache = first_cache.data();
-  std::uint32_t cache_mask = site_cache_size - 1;
   std::uint32_t cache_shift = 64 - 6;            // an index is a hash's top bits (log2 of the size)
   std::uint32_t cache_fills = 0;                 // entries written since the table was made
   std::atomic<timeline_ring*> timeline{nullptr}; // created at the thread's first event
@@ -557,7 +556,8 @@ inline std::uint64_t cache_hash(const void* location, int track, std::string_vie
 /// one (cold).
 void grow_cache(thread_buffer& buf) noexcept;
 inline void note_cache_fill(thread_buffer& buf) noexcept {
-  if (++buf.cache_fills > buf.cache_mask && buf.cache_mask + 1 < site_cache_max) [[unlikely]]
+  const std::uint32_t size = std::uint32_t{1} << (64 - buf.cache_shift);
+  if (++buf.cache_fills >= size && size < site_cache_max) [[unlikely]]
     grow_cache(buf);
 }
 

@@ -275,7 +275,6 @@ public:
 private:
   friend class Profiler;
   Tracked(detail::profiler_core& core, Site s, F fn) : core_(&core), site_(s), fn_(std::move(fn)) {}
-  Block open() const noexcept;
   detail::profiler_core* recording_core() const noexcept; // null: switched off
   Block open_on(detail::profiler_core* core) const noexcept;
 
@@ -596,10 +595,6 @@ inline Block BlockOpener::operator()() const noexcept {
   return core_ == nullptr ? Block{} : Profiler::site_block(&core_, site_);
 }
 
-template <class F>
-Block Tracked<F>::open() const noexcept {
-  return Profiler::site_block(&core_, site_);
-}
 template <class F>
 [[gnu::always_inline]] inline detail::profiler_core* Tracked<F>::recording_core() const noexcept {
   return Profiler::site_core(&core_, site_);

@@ -112,14 +112,13 @@ slot* thread_buffer::add_chunk(std::uint32_t index) noexcept {
 thread_buffer::~thread_buffer() { delete timeline.load(std::memory_order_relaxed); }
 
 void grow_cache(thread_buffer& buf) noexcept {
-  const std::uint32_t size = (buf.cache_mask + 1) * 4;
+  const std::uint32_t size = (std::uint32_t{1} << (64 - buf.cache_shift)) * 4;
   void* p = buf.memory.allocate(sizeof(thread_buffer::cache_entry) * size, alignof(thread_buffer::cache_entry));
   buf.cache_fills = 0;
   if (p == nullptr) return; // the table stays as it is
   // Starts empty (the entries refill from the profiler's table of sites); the
   // old table stays in the arena, which frees everything with the buffer.
   buf.cache = new (p) thread_buffer::cache_entry[size];
-  buf.cache_mask = size - 1;
   buf.cache_shift -= 2;
 }
 
