@@ -15,6 +15,10 @@ if(STICHOTROPE_HAS_PROMETHEUS)
   install(TARGETS stichotrope_prometheus EXPORT stichotrope-targets
     OBJECTS DESTINATION ${CMAKE_INSTALL_LIBDIR}/stichotrope-objects)
 endif()
+if(STICHOTROPE_HAS_OTEL)
+  install(TARGETS stichotrope_otel EXPORT stichotrope-targets
+    OBJECTS DESTINATION ${CMAKE_INSTALL_LIBDIR}/stichotrope-objects)
+endif()
 install(TARGETS stichotrope_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(EXPORT stichotrope-targets
   NAMESPACE stichotrope::

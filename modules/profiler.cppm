@@ -316,6 +316,9 @@ struct exporter {
 void register_exporter(const exporter* e);
 /// Adds a diagnostic to a profiler's results (an exporter's failure).
 void report(Profiler& p, std::string message);
+/// Sets the diagnostic that begins with `key` to `message` (which should
+/// begin with it too), replacing the previous one: a running count.
+void report_status(Profiler& p, std::string_view key, std::string message);
 } // namespace detail
 
 /// A profiler: named, with numbered tracks of blocks. Thread-safe; blocks
@@ -517,6 +520,7 @@ private:
   friend class Tracked;
   friend class BlockOpener;
   friend void detail::report(Profiler& p, std::string message);
+  friend void detail::report_status(Profiler& p, std::string_view key, std::string message);
 
   // The Site paths, on a core that outlives its Profiler (Tracked keeps one).
   // `slot` holds the core pointer: it is read only once the global switch is

@@ -78,6 +78,39 @@ std::optional<std::string> check_endpoint(std::string_view s) {
   return std::nullopt;
 }
 
+/// An OTLP/HTTP base address: "http://host:port" or "https://..." (the
+/// exporter appends /v1/metrics and /v1/traces, as the OpenTelemetry
+/// specification says for OTEL_EXPORTER_OTLP_ENDPOINT).
+std::optional<std::string> check_otlp_endpoint(std::string_view s) {
+  s = trim(s);
+  std::string_view rest;
+  if (s.starts_with("http://"))
+    rest = s.substr(7);
+  else if (s.starts_with("https://"))
+    rest = s.substr(8);
+  else
+    return "expected an http:// or https:// address (e.g. http://127.0.0.1:4318)";
+  if (rest.empty() || rest.front() == '/' || rest.front() == ':') return "the address names no host";
+  if (rest.find_first_of(" \t\r\n") != std::string_view::npos) return "the address contains white space";
+  return std::nullopt;
+}
+
+/// "key=value,key2=value2", as OTEL_RESOURCE_ATTRIBUTES: every entry has a
+/// non-empty key and an '='.
+std::optional<std::string> check_resource_attributes(std::string_view s) {
+  s = trim(s);
+  while (!s.empty()) {
+    const auto comma = s.find(',');
+    const std::string_view entry = trim(s.substr(0, comma));
+    const auto eq = entry.find('=');
+    if (eq == std::string_view::npos) return "'" + std::string(entry) + "' is not key=value";
+    if (trim(entry.substr(0, eq)).empty()) return "'" + std::string(entry) + "' has an empty key";
+    if (comma == std::string_view::npos) break;
+    s = s.substr(comma + 1);
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> check_output(std::string_view path) {
   static constexpr std::string_view known[] = {".trace.json", ".speedscope.json", ".json", ".csv", ".txt", ".folded"};
   for (auto ext : known)
@@ -142,9 +175,15 @@ expected<Config> config_from_environment(const std::function<const char*(const c
     if (auto why = check_endpoint(*v)) return bad_variable("STICHOTROPE_PROMETHEUS", *v, *why);
     c.prometheus = std::string(trim(*v));
   }
-  if (auto v = get("OTEL_EXPORTER_OTLP_ENDPOINT")) c.otlp_endpoint = std::string(trim(*v));
+  if (auto v = get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+    if (auto why = check_otlp_endpoint(*v)) return bad_variable("OTEL_EXPORTER_OTLP_ENDPOINT", *v, *why);
+    c.otlp_endpoint = std::string(trim(*v));
+  }
   if (auto v = get("OTEL_SERVICE_NAME")) c.service_name = std::string(trim(*v));
-  if (auto v = get("OTEL_RESOURCE_ATTRIBUTES")) c.resource_attributes = std::string(trim(*v));
+  if (auto v = get("OTEL_RESOURCE_ATTRIBUTES")) {
+    if (auto why = check_resource_attributes(*v)) return bad_variable("OTEL_RESOURCE_ATTRIBUTES", *v, *why);
+    c.resource_attributes = std::string(trim(*v));
+  }
   if (auto v = get("OTEL_METRIC_EXPORT_INTERVAL")) {
     const auto n = parse_u64(*v);
     if (!n || *n == 0) return bad_variable("OTEL_METRIC_EXPORT_INTERVAL", *v, "expected milliseconds (> 0)");
@@ -244,13 +283,15 @@ public:
           }
           if (!on.is_string()) return bad(on, opath, "expected a string");
           const std::string v = on.as_string()->get();
-          if (ok.str() == "endpoint")
+          if (ok.str() == "endpoint") {
+            if (auto why = check_otlp_endpoint(v)) return bad(on, opath, *why);
             c.otlp_endpoint = v;
-          else if (ok.str() == "service_name")
+          } else if (ok.str() == "service_name") {
             c.service_name = v;
-          else if (ok.str() == "resource_attributes")
+          } else if (ok.str() == "resource_attributes") {
+            if (auto why = check_resource_attributes(v)) return bad(on, opath, *why);
             c.resource_attributes = v;
-          else
+          } else
             return bad(on, opath, "unknown key");
         }
       } else {

@@ -513,6 +513,16 @@ void report(Profiler& p, std::string message) {
   std::lock_guard lock(p.core_->mutex);
   add_diagnostic(*p.core_, std::move(message));
 }
+
+void report_status(Profiler& p, std::string_view key, std::string message) {
+  std::lock_guard lock(p.core_->mutex);
+  auto& d = p.core_->diagnostics;
+  const auto it = std::find_if(d.begin(), d.end(), [&](const std::string& m) { return m.starts_with(key); });
+  if (it != d.end())
+    *it = std::move(message);
+  else
+    d.push_back(std::move(message));
+}
 } // namespace detail
 
 Profiler::Profiler(std::string name, Config config) {

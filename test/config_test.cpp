@@ -95,6 +95,12 @@ BOOST_AUTO_TEST_CASE(each_bad_value_names_its_variable_and_value) {
       {"STICHOTROPE_PROMETHEUS", "127.0.0.1:70000"},
       {"OTEL_METRIC_EXPORT_INTERVAL", "0"},
       {"OTEL_METRIC_EXPORT_INTERVAL", "soon"},
+      {"OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318"},
+      {"OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://collector:4317"},
+      {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://"},
+      {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://:4318"},
+      {"OTEL_RESOURCE_ATTRIBUTES", "team"},
+      {"OTEL_RESOURCE_ATTRIBUTES", "team=a,=b"},
   };
   for (auto [name, value] : cases) {
     const std::string message = error_of(environment{{{name, value}}});
@@ -156,6 +162,8 @@ BOOST_AUTO_TEST_CASE(each_bad_key_names_the_file_line_and_key) {
       {"[tracks]\n1 = { name = \"\" }", "key 'tracks.1.name'"},
       {"[tracks]\n1 = { colour = \"red\" }", "key 'tracks.1.colour'"},
       {"[otel]\nexport_interval_ms = 0", "key 'otel.export_interval_ms'"},
+      {"[otel]\nendpoint = \"localhost:4318\"", "key 'otel.endpoint'"},
+      {"[otel]\nresource_attributes = \"zone\"", "key 'otel.resource_attributes'"},
       {"unknown = 1", "key 'unknown'"},
       {"[profiler.MyApp]\nenabled = \"no\"", "key 'profiler.MyApp.enabled'"},
       {"profiler = 3", "key 'profiler'"},
