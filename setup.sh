@@ -15,6 +15,9 @@ packages=(
   libtomlplusplus-dev                            # TOML configuration files (optional for the library)
   libcpp-httplib-dev                             # the optional Prometheus /metrics endpoint
   prometheus                                     # a real Prometheus server for the endpoint's test
+  opentelemetry-cpp-dev                          # the optional OTLP exporter (bookworm-backports) ...
+  libabsl-dev libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc  # ... whose CMake package loads these
+  python3-opentelemetry-proto python3-protobuf   # the OTLP receiver of its test (Debian's /usr/bin/python3)
   python3                                        # benchmarks/report.py
   git ca-certificates
 )

@@ -15,7 +15,8 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" -G Ninja
     "-DCMAKE_CXX_COMPILER_CLANG_SCAN_DEPS=${SCAN_DEPS}"
     "-DCMAKE_PREFIX_PATH=${prefix}"
     "-DREQUIRE_ASIO=${REQUIRE_ASIO}"
-    "-DREQUIRE_PROMETHEUS=${REQUIRE_PROMETHEUS}")
+    "-DREQUIRE_PROMETHEUS=${REQUIRE_PROMETHEUS}"
+    "-DREQUIRE_OTEL=${REQUIRE_OTEL}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 run("${WORK_DIR}/build/consumer")
 if(REQUIRE_ASIO)
@@ -23,4 +24,7 @@ if(REQUIRE_ASIO)
 endif()
 if(REQUIRE_PROMETHEUS)
   run("${WORK_DIR}/build/consumer_prometheus")
+endif()
+if(REQUIRE_OTEL)
+  run("${WORK_DIR}/build/consumer_otel")
 endif()
