@@ -11,6 +11,7 @@
 // the target is enough: this file registers itself with the library at
 // start-up. A failed export is counted and named in results.diagnostics; the
 // program's threads never wait for it. docs/telemetry.md.
+#include <opentelemetry/common/key_value_iterable_view.h>
 #include <opentelemetry/common/timestamp.h>
 #include <opentelemetry/exporters/otlp/otlp_http_exporter_factory.h>
 #include <opentelemetry/exporters/otlp/otlp_http_exporter_options.h>
@@ -253,6 +254,7 @@ std::vector<msdk::MetricData> interval_metrics(const stichotrope::ProfilerResult
       add(5, count(b.abandoned));
     }
   }
+  std::erase_if(out, [](const msdk::MetricData& m) { return m.point_data_attr_.empty(); }); // a quiet interval
   return out;
 }
 
@@ -262,8 +264,19 @@ std::vector<msdk::MetricData> interval_metrics(const stichotrope::ProfilerResult
 /// its parent (the innermost block of the same flow that encloses it) is
 /// known, or once it has waited `hold_ticks` exports without one (a root,
 /// or a parent that stays open longer: then it is sent without a parent).
+/// A suspension or resumption of a flow with open blocks: an event of the
+/// innermost span of that flow around it ("suspend" on the thread it left,
+/// "resume" on the thread it came back on).
+struct flow_mark {
+  std::uint64_t t_ns = 0;
+  bool resume = false;
+  std::uint64_t thread_id = 0;
+  unsigned age = 0;
+};
+
 struct pending_span {
   std::uint64_t start_ns = 0, end_ns = 0; // timeline ns
+  std::vector<flow_mark> marks;
   std::uint32_t site = 0;
   std::uint64_t flow = 0;
   std::uint64_t thread_id = 0;
@@ -274,9 +287,14 @@ struct pending_span {
 };
 
 constexpr unsigned hold_ticks = 2;
+/// A mark is written before its span closes; one whose span has not come
+/// in this many exports (a block open that long, or one read in the same
+/// export as a mark on another thread that was read first) is dropped.
+constexpr unsigned mark_ticks = 8;
 
 struct span_group {
   std::vector<pending_span> pending;
+  std::vector<flow_mark> marks; // not yet given to a span
 };
 
 struct export_counters {
@@ -365,9 +383,11 @@ private:
     const auto results = profiler_.take_results();
     const SystemTimestamp start_ts{interval_start_}, end_ts{end};
     interval_start_ = end; // the next interval begins where this one ended: no gap, no overlap
+    auto data = interval_metrics(results, start_ts, end_ts);
+    if (data.empty()) return; // nothing happened: a delta of zero needs no request
     msdk::ResourceMetrics rm;
     rm.resource_ = &resource_;
-    rm.scope_metric_data_.push_back(msdk::ScopeMetrics{scope_.get(), interval_metrics(results, start_ts, end_ts)});
+    rm.scope_metric_data_.push_back(msdk::ScopeMetrics{scope_.get(), std::move(data)});
     const auto failure = failures().watch([&] {
       const bool sent = metrics_->Export(rm) == opentelemetry::sdk::common::ExportResult::kSuccess;
       return metrics_->ForceFlush(flush_timeout_) && sent;
@@ -408,7 +428,13 @@ private:
           mark.end_ns = e.end_ns;
           mark.at_end = seen_at_end = 1;
         }
-        if (e.kind != stichotrope::timeline_kind::block) continue;
+        const auto key =
+            e.flow_id != 0 ? std::pair{std::uint64_t{1}, e.flow_id} : std::pair{std::uint64_t{0}, t.thread_id};
+        if (e.kind != stichotrope::timeline_kind::block) {
+          groups_[key].marks.push_back(
+              flow_mark{e.start_ns, e.kind == stichotrope::timeline_kind::resume, t.thread_id, 0});
+          continue;
+        }
         pending_span s;
         s.start_ns = e.start_ns;
         s.end_ns = e.end_ns;
@@ -418,8 +444,6 @@ private:
         s.thread_name = t.thread_name;
         s.arrival = arrivals_++;
         s.span_id = splitmix(nonce_ ^ s.arrival) | 1; // never 0 (invalid)
-        const auto key =
-            e.flow_id != 0 ? std::pair{std::uint64_t{1}, e.flow_id} : std::pair{std::uint64_t{0}, t.thread_id};
         groups_[key].pending.push_back(std::move(s));
       }
     }
@@ -432,7 +456,7 @@ private:
     std::vector<std::unique_ptr<tsdk::Recordable>> batch;
     for (auto it = groups_.begin(); it != groups_.end();) {
       resolve(it->first, it->second, timeline, last, batch);
-      it = it->second.pending.empty() ? groups_.erase(it) : std::next(it);
+      it = it->second.pending.empty() && it->second.marks.empty() ? groups_.erase(it) : std::next(it);
     }
     if (batch.empty()) return;
     const auto failure = failures().watch([&] {
@@ -457,6 +481,13 @@ private:
     return api::SpanId(opentelemetry::nostd::span<const std::uint8_t, 8>(b.data(), 8));
   }
 
+  /// A timeline time on the wall clock.
+  SystemTimestamp wall(std::uint64_t timeline_ns) const {
+    return SystemTimestamp(
+        std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::nanoseconds(static_cast<std::int64_t>(timeline_ns) + epoch_offset_ns_))));
+  }
+
   /// Finds each pending span's parent by nesting, sends those whose place
   /// in the tree is settled and keeps the others for a later export.
   void resolve(std::pair<std::uint64_t, std::uint64_t> key, span_group& g, const stichotrope::Timeline& timeline,
@@ -475,6 +506,19 @@ private:
       if (!stack.empty()) parent[i] = static_cast<std::ptrdiff_t>(stack.back());
       stack.push_back(i);
     }
+    // Each mark goes to the innermost span around it (the last in this
+    // order that contains it).
+    std::vector<flow_mark> unplaced;
+    for (auto& m : g.marks) {
+      std::ptrdiff_t at = -1;
+      for (std::size_t i = 0; i < v.size(); ++i)
+        if (v[i].start_ns <= m.t_ns && m.t_ns <= v[i].end_ns) at = static_cast<std::ptrdiff_t>(i);
+      if (at >= 0)
+        v[static_cast<std::size_t>(at)].marks.push_back(m);
+      else if (!last && ++m.age < mark_ticks)
+        unplaced.push_back(m);
+    }
+    g.marks = std::move(unplaced);
     // A root is settled once it has waited long enough (or at the end); the
     // others follow their root. Parents come before children in this order.
     std::vector<char> settled(v.size(), 0);
@@ -495,7 +539,7 @@ private:
         keep.push_back(std::move(v[i]));
         continue;
       }
-      const auto& s = v[i];
+      auto& s = v[i];
       auto r = spans_->MakeRecordable();
       const auto high = key.first == 1 ? nonce_ : nonce_ ^ 0x5354494348ull; // thread flows apart from coroutine flows
       const api::SpanContext ctx(trace_id(high, trace_low[i]), span_id(s.span_id), api::TraceFlags{1}, false);
@@ -503,9 +547,7 @@ private:
       const stichotrope::TimelineSite* site = s.site < timeline.sites.size() ? &timeline.sites[s.site] : nullptr;
       r->SetName(site ? site->name : "block");
       r->SetSpanKind(api::SpanKind::kInternal);
-      r->SetStartTime(SystemTimestamp(
-          std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
-              std::chrono::nanoseconds(static_cast<std::int64_t>(s.start_ns) + epoch_offset_ns_)))));
+      r->SetStartTime(wall(s.start_ns));
       r->SetDuration(std::chrono::nanoseconds(s.end_ns - s.start_ns));
       if (site) {
         r->SetAttribute("stichotrope.track", static_cast<std::int64_t>(site->track));
@@ -516,6 +558,13 @@ private:
       r->SetAttribute("stichotrope.flow", static_cast<std::int64_t>(s.flow));
       r->SetAttribute("thread.id", static_cast<std::int64_t>(s.thread_id));
       if (!s.thread_name.empty()) r->SetAttribute("thread.name", s.thread_name);
+      std::sort(s.marks.begin(), s.marks.end(), [](const flow_mark& a, const flow_mark& b) { return a.t_ns < b.t_ns; });
+      for (const auto& m : s.marks) {
+        const std::array<std::pair<opentelemetry::nostd::string_view, opentelemetry::common::AttributeValue>, 1> on{
+            {{"thread.id", static_cast<std::int64_t>(m.thread_id)}}};
+        r->AddEvent(m.resume ? "resume" : "suspend", wall(m.t_ns),
+                    opentelemetry::common::KeyValueIterableView<decltype(on)>(on));
+      }
       r->SetResource(resource_);
       r->SetInstrumentationScope(*scope_);
       batch.push_back(std::move(r));

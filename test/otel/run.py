@@ -228,12 +228,13 @@ def check_traces(receiver, expected, t0_ns, t1_ns):
     for s in spans:
         check(t0_ns <= s.start_time_unix_nano <= s.end_time_unix_nano <= t1_ns,
               f"span {s.name} [{s.start_time_unix_nano}, {s.end_time_unix_nano}] outside the run [{t0_ns}, {t1_ns}]")
-    for s in by_name["outer"] + by_name["request"]:
+    for s in by_name["outer"] + by_name["request"] + by_name["long"]:
         check(s.parent_span_id == b"", f"{s.name} has a parent")
     check(len({s.trace_id for s in by_name["outer"]}) == len(by_name["outer"]), "each outer block is a trace")
     check(len({s.trace_id for s in by_name["request"]}) == len(by_name["request"]), "each flow is a trace")
     threads_of_flow = defaultdict(set)
-    for child, parent_name, least_ns in [("inner", "outer", 50_000), ("step", "request", 100_000)]:
+    for child, parent_name, least_ns in [("inner", "outer", 50_000), ("step", "request", 100_000),
+                                         ("early", "long", 50_000)]:
         for s in by_name[child]:
             p = ids.get(s.parent_span_id)
             check(p is not None and p.name == parent_name, f"{child}'s parent is {p.name if p else None}")
@@ -246,10 +247,23 @@ def check_traces(receiver, expected, t0_ns, t1_ns):
     for s in by_name["request"]:
         check(s.end_time_unix_nano - s.start_time_unix_nano >= 2_000_000, "request shorter than its timer")
         threads_of_flow[s.trace_id].add(attrs(s.attributes).get("thread.id"))
+    # Suspensions inside a request (a pool hop, then a timer) are events of
+    # its span, within it; no step spans a suspension.
+    marks = defaultdict(int)
+    for s in spans:
+        for e in s.events:
+            check(e.name in ("suspend", "resume"), f"event {e.name!r}")
+            check(s.start_time_unix_nano <= e.time_unix_nano <= s.end_time_unix_nano, f"{e.name} outside {s.name}")
+            marks[(s.name, e.name)] += 1
+    check(not any(name != "request" for name, _ in marks), f"suspensions outside requests: {dict(marks)}")
+    n = len(by_name["request"])
+    check(marks[("request", "suspend")] >= 1.5 * n and marks[("request", "resume")] >= 1.5 * n,
+          f"{n} requests (2 suspensions each) carry {dict(marks)}")
     hopped = sum(1 for v in threads_of_flow.values() if len(v) > 1)
     check(hopped > 0, "no flow's spans ran on more than one thread")
     print(f"traces: {len(spans)} spans in {len(receiver.traces)} requests; parents and flows as recorded "
-          f"({hopped} of {len(by_name['request'])} flows spanned threads)", flush=True)
+          f"({hopped} of {len(by_name['request'])} flows spanned threads); "
+          f"{marks[('request', 'suspend')]} suspend / {marks[('request', 'resume')]} resume events", flush=True)
 
 
 def main():
@@ -294,7 +308,8 @@ def main():
     for k, v in b.items():
         hits[k[1]] += v["hit_count"]
     hits = dict(hits)
-    check(hits == {"outer": 20, "inner": 60, "fixed": 400, "request": 12, "step": 24}, f"hits {hits}")
+    check(hits == {"long": 1, "early": 1, "outer": 20, "inner": 60, "fixed": 400, "request": 12, "step": 24},
+          f"hits {hits}")
     check(took < 20, f"the program took {took:.1f} s with an unreachable collector")
     print(f"unreachable collector: {lines[0][len('diagnostic: '):]}; recorded as usual, ended in {took:.2f} s",
           flush=True)

@@ -40,6 +40,16 @@ int main(int argc, char** argv) {
     stichotrope::Profiler profiler{"oteltest"};
     (void)profiler.set_track_name(0, "Requests");
     (void)profiler.set_track_name(1, "Database \"main\"");
+    {
+      // A block open across an export: its child closes one or two exports
+      // before it, and is still sent as its child.
+      auto slow = profiler.block(0, "long");
+      {
+        auto early = profiler.block(1, "early");
+        spin(std::chrono::microseconds(50));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(220));
+    }
     const int rounds = unreachable ? 4 : 8;
     for (int round = 0; round < rounds; ++round) {
       // A thread's own flow: outer > 3 x inner.
