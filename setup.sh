@@ -18,6 +18,7 @@ packages=(
   opentelemetry-cpp-dev                          # the optional OTLP exporter (bookworm-backports) ...
   libabsl-dev libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc  # ... whose CMake package loads these
   python3-opentelemetry-proto python3-protobuf   # the OTLP receiver of its test (Debian's /usr/bin/python3)
+  chromium                                       # the live view's browser test (driven by playwright-core)
   python3                                        # benchmarks/report.py
   git ca-certificates
 )
@@ -30,8 +31,12 @@ cmake_ok() {
   [ "${1:-0}" -gt 3 ] || { [ "${1:-0}" -eq 3 ] && [ "${2:-0}" -ge 28 ]; }
 }
 
+here="$(cd "$(dirname "$0")" && pwd)"
+
 all_present() {
   cmake_ok || return 1
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || return 1
+  [ -d "$here/test/web/node_modules/playwright-core" ] || return 1
   local p
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 1
@@ -83,4 +88,14 @@ $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${packages[@]}"
 cmake_ok || $sudo apt-get install -y -q --no-install-recommends -t "$backports" cmake
 cmake_ok || { echo "setup.sh: could not install CMake >= 3.28" >&2; exit 1; }
+# Node.js for the browser test: the machine's own when it has one (Node 18 or
+# newer), else Debian's. playwright-core comes from npm, pinned by
+# test/web/package-lock.json; it drives Debian's chromium (it downloads no
+# browser of its own).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  $sudo apt-get install -y -q --no-install-recommends nodejs npm
+fi
+if [ ! -d "$here/test/web/node_modules/playwright-core" ]; then
+  (cd "$here/test/web" && npm ci --no-audit --no-fund)
+fi
 echo "setup.sh: done ($(cmake --version | head -n1), $(clang++-19 --version | head -n1))"

@@ -11,8 +11,8 @@ install(TARGETS stichotrope EXPORT stichotrope-targets
 if(STICHOTROPE_HAS_ASIO)
   install(FILES ${PROJECT_SOURCE_DIR}/include/stichotrope/asio.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope)
 endif()
-if(STICHOTROPE_HAS_PROMETHEUS)
-  install(TARGETS stichotrope_prometheus EXPORT stichotrope-targets
+if(STICHOTROPE_HAS_HTTP)
+  install(TARGETS stichotrope_http EXPORT stichotrope-targets
     OBJECTS DESTINATION ${CMAKE_INSTALL_LIBDIR}/stichotrope-objects)
 endif()
 if(STICHOTROPE_HAS_OTEL)

@@ -4,8 +4,10 @@
 // sessions the listener spawns and the audit tasks each session spawns from
 // this_coro::executor), so blocks that span co_await are timed across
 // threads, with their wall time split into active and suspended time.
-// Bounded: a fixed number of clients and requests, a 30 s safety deadline,
-// loopback only.
+// Bounded: a fixed number of clients and requests (or, with --live S, a
+// request every few ms per client for S seconds), a safety deadline,
+// loopback only. With the HTTP endpoint linked and STICHOTROPE_HTTP set, it
+// prints the live view's URL.
 #include <asio.hpp>
 
 #include <atomic>
@@ -15,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -112,11 +115,19 @@ awaitable<void> listener(tcp::acceptor& acceptor, int connections) {
   }
 }
 
+// With --live, clients keep sending (a request every few ms) until then.
+std::optional<std::chrono::steady_clock::time_point> live_until;
+
 awaitable<void> client(tcp::endpoint server, int id, int requests, std::atomic<int>& completed) {
   tcp::socket socket(co_await asio::this_coro::executor);
   co_await socket.async_connect(server, use_awaitable);
   std::string buffer;
-  for (int r = 0; r < requests; ++r) {
+  asio::steady_timer pause(socket.get_executor());
+  for (int r = 0; live_until ? std::chrono::steady_clock::now() < *live_until : r < requests; ++r) {
+    if (live_until) {
+      pause.expires_after(std::chrono::milliseconds(4));
+      co_await pause.async_wait(use_awaitable);
+    }
     auto roundtrip = profiler.block(client_track, "client_roundtrip");
     const std::string request = "GET /item/" + std::to_string(id * 1000 + r) + "\n";
     co_await asio::async_write(socket, asio::buffer(request), use_awaitable);
@@ -142,6 +153,8 @@ int main(int argc, char** argv) {
   const int clients = arg(argc, argv, "--clients", 16);
   const int requests = arg(argc, argv, "--requests", 50);
   const int linger_s = arg(argc, argv, "--linger", 0); // keep serving /metrics after the load (seconds)
+  const int live_s = arg(argc, argv, "--live", 0);     // keep the load going this long (for the live view)
+  if (live_s > 0) live_until = std::chrono::steady_clock::now() + std::chrono::seconds(live_s);
   std::filesystem::path out_dir = "stichotrope-demo";
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--out" && i + 1 < argc) out_dir = argv[i + 1];
@@ -159,12 +172,18 @@ int main(int argc, char** argv) {
   asio::io_context io(threads);
   tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0)); // loopback, any free port
   const tcp::endpoint server = acceptor.local_endpoint();
-  std::cout << "stichotrope demo: server on " << server << ", " << threads << " threads, " << clients << " clients x "
-            << requests << " requests\n";
+  std::cout << "stichotrope demo: server on " << server << ", " << threads << " threads, " << clients << " clients x ";
+  if (live_s > 0)
+    std::cout << "requests for " << live_s << " s\n";
+  else
+    std::cout << requests << " requests\n";
+  if (const auto address = profiler.config().http)
+    std::cout << "Live view: http://" << (address->front() == ':' ? "127.0.0.1" + *address : *address) << "/\n"
+              << std::flush;
 
   std::atomic<int> completed{0};
   clients_left = clients;
-  asio::steady_timer deadline(io, 30s); // a safety bound: the load ends long before
+  asio::steady_timer deadline(io, 30s + std::chrono::seconds(live_s)); // a safety bound: the load ends long before
   deadline.async_wait([&](std::error_code ec) {
     if (!ec) {
       std::cerr << "demo: deadline reached, stopping\n";
@@ -200,7 +219,8 @@ int main(int argc, char** argv) {
   if (stichotrope::instrumentation_compiled_in)
     consistent = consistent && handle != nullptr && audit_block != nullptr && audit_block->callers.size() == 1 &&
                  audit_block->callers[0].parent_site_id == stichotrope::no_parent &&
-                 audit_block->hit_count == static_cast<std::uint64_t>(clients) * static_cast<std::uint64_t>(requests);
+                 (live_s > 0 || // the live view may have cleared or switched tracks meanwhile
+                  audit_block->hit_count == static_cast<std::uint64_t>(clients) * static_cast<std::uint64_t>(requests));
   std::cout << completed.load() << " requests in "
             << stichotrope::format_time_ns(
                    static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()))
@@ -224,9 +244,9 @@ int main(int argc, char** argv) {
             << " timeline events, " << timeline.dropped() << " dropped)\n      " << abs(speedscope) << '\n'
             << "Open the trace at https://ui.perfetto.dev (Open trace file) or chrome://tracing;\n"
             << "the speedscope file at https://www.speedscope.app (drop the file on the page).\n";
-  if (const auto address = profiler.config().prometheus; address && linger_s > 0) {
+  if (const auto address = profiler.config().http; address && linger_s > 0) {
     std::cout << "Serving http://" << *address << "/metrics for " << linger_s << " s\n" << std::flush;
     std::this_thread::sleep_for(std::chrono::seconds(linger_s));
   }
-  return completed.load() == clients * requests && consistent ? 0 : 1;
+  return (live_s > 0 || completed.load() == clients * requests) && consistent ? 0 : 1;
 }

@@ -32,7 +32,9 @@ struct Config {
   /// extension (.json, .csv, .txt, .trace.json, .speedscope.json, .folded);
   /// "{name}" and "{pid}" expand.
   std::optional<std::vector<std::string>> outputs;
-  std::optional<std::string> prometheus; ///< "host:port" of the /metrics endpoint (loopback by default)
+  /// "host:port" of the HTTP endpoint (loopback by default): /metrics for
+  /// Prometheus, the live view and its JSON API.
+  std::optional<std::string> http;
   std::optional<std::string> otlp_endpoint;
   std::optional<std::string> service_name;
   std::optional<std::string> resource_attributes; ///< "k=v,k2=v2", as OTEL_RESOURCE_ATTRIBUTES

@@ -33,7 +33,7 @@ Config& Config::fill_from(const Config& lower) {
   if (!timeline) timeline = lower.timeline;
   if (!timeline_when_full) timeline_when_full = lower.timeline_when_full;
   if (!outputs) outputs = lower.outputs;
-  if (!prometheus) prometheus = lower.prometheus;
+  if (!http) http = lower.http;
   if (!otlp_endpoint) otlp_endpoint = lower.otlp_endpoint;
   if (!service_name) service_name = lower.service_name;
   if (!resource_attributes) resource_attributes = lower.resource_attributes;
@@ -171,10 +171,12 @@ expected<Config> config_from_environment(const std::function<const char*(const c
       if (auto why = check_output(path)) return bad_variable("STICHOTROPE_OUTPUT", *v, *why);
     c.outputs = std::move(list);
   }
-  if (auto v = get("STICHOTROPE_PROMETHEUS")) {
-    if (auto why = check_endpoint(*v)) return bad_variable("STICHOTROPE_PROMETHEUS", *v, *why);
-    c.prometheus = std::string(trim(*v));
-  }
+  // STICHOTROPE_HTTP; STICHOTROPE_PROMETHEUS is its older name (HTTP wins).
+  for (const char* name : {"STICHOTROPE_PROMETHEUS", "STICHOTROPE_HTTP"})
+    if (auto v = get(name)) {
+      if (auto why = check_endpoint(*v)) return bad_variable(name, *v, *why);
+      c.http = std::string(trim(*v));
+    }
   if (auto v = get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
     if (auto why = check_otlp_endpoint(*v)) return bad_variable("OTEL_EXPORTER_OTLP_ENDPOINT", *v, *why);
     c.otlp_endpoint = std::string(trim(*v));
@@ -223,10 +225,10 @@ public:
         for (const auto& p : list)
           if (auto why = check_output(p)) return bad(node, path, *why);
         c.outputs = std::move(list);
-      } else if (k == "prometheus") {
+      } else if (k == "http" || k == "prometheus") { // `prometheus`: the older name
         if (!node.is_string()) return bad(node, path, "expected \"host:port\"");
         if (auto why = check_endpoint(node.as_string()->get())) return bad(node, path, *why);
-        c.prometheus = node.as_string()->get();
+        if (k == "http" || !c.http) c.http = node.as_string()->get();
       } else if (k == "timeline") {
         const auto* tt = node.as_table();
         if (tt == nullptr) return bad(node, path, "expected a table with 'events' and 'when_full'");

@@ -72,12 +72,24 @@ BOOST_AUTO_TEST_CASE(every_variable_is_read) {
   BOOST_TEST((*c->timeline_when_full == overflow_policy::keep_first));
   BOOST_TEST(c->outputs->size() == 2u);
   BOOST_TEST(c->outputs->at(1) == "{name}-{pid}.csv");
-  BOOST_TEST(*c->prometheus == "127.0.0.1:9464");
+  BOOST_TEST(*c->http == "127.0.0.1:9464");
   BOOST_TEST(*c->otlp_endpoint == "http://127.0.0.1:4318");
   BOOST_TEST(*c->service_name == "svc");
   BOOST_TEST(*c->resource_attributes == "team=a,zone=b");
   BOOST_TEST(*c->export_interval_ms == 5000u);
   BOOST_TEST((config_from_environment(environment{}.lookup()).value() == Config{})); // nothing set
+}
+
+BOOST_AUTO_TEST_CASE(the_http_endpoint_wins_over_its_older_name) {
+  auto c = config_from_environment(
+      environment{{{"STICHOTROPE_PROMETHEUS", "127.0.0.1:1111"}, {"STICHOTROPE_HTTP", "127.0.0.1:2222"}}}.lookup());
+  BOOST_REQUIRE(c.has_value());
+  BOOST_TEST(*c->http == "127.0.0.1:2222");
+  auto old = config_from_environment(environment{{{"STICHOTROPE_PROMETHEUS", "127.0.0.1:1111"}}}.lookup());
+  BOOST_TEST(*old->http == "127.0.0.1:1111");
+  auto file = config_from_toml("prometheus = \"127.0.0.1:1\"\nhttp = \"127.0.0.1:2\"\n", "f.toml", "P");
+  BOOST_REQUIRE(file.has_value());
+  BOOST_TEST(*file->http == "127.0.0.1:2");
 }
 
 BOOST_AUTO_TEST_CASE(each_bad_value_names_its_variable_and_value) {
@@ -93,6 +105,8 @@ BOOST_AUTO_TEST_CASE(each_bad_value_names_its_variable_and_value) {
       {"STICHOTROPE_PROMETHEUS", "9464"},
       {"STICHOTROPE_PROMETHEUS", "127.0.0.1:0"},
       {"STICHOTROPE_PROMETHEUS", "127.0.0.1:70000"},
+      {"STICHOTROPE_HTTP", "localhost"},
+      {"STICHOTROPE_HTTP", "127.0.0.1:http"},
       {"OTEL_METRIC_EXPORT_INTERVAL", "0"},
       {"OTEL_METRIC_EXPORT_INTERVAL", "soon"},
       {"OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318"},
@@ -156,6 +170,7 @@ BOOST_AUTO_TEST_CASE(each_bad_key_names_the_file_line_and_key) {
       {"\n\noutput = 3", "key 'output'"},
       {"output = [\"a.xml\"]", "key 'output'"},
       {"prometheus = \"nowhere\"", "key 'prometheus'"},
+      {"http = 9464", "key 'http'"},
       {"[timeline]\nevents = -5", "key 'timeline.events'"},
       {"[timeline]\nwhen_full = \"sometimes\"", "key 'timeline.when_full'"},
       {"[tracks]\n300 = { name = \"x\" }", "key 'tracks.300'"},
@@ -202,7 +217,7 @@ BOOST_AUTO_TEST_CASE(code_wins_over_environment_which_wins_over_the_file) {
   auto r = resolve_config(code, "P", env.lookup());
   BOOST_TEST(r.errors.empty());
   BOOST_TEST(r.config.outputs->front() == "code.json"); // code
-  BOOST_TEST(*r.config.prometheus == "127.0.0.1:2222"); // environment over the file
+  BOOST_TEST(*r.config.http == "127.0.0.1:2222");       // environment over the file
   BOOST_TEST(*r.config.timeline == 10u);                // the file
   BOOST_TEST(r.config.track_names.at(4) == "FromFile"); // the file
   BOOST_TEST(!r.config.enabled.has_value());            // defaults: unset

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Reads and controls a recording program through its HTTP endpoint, from
+several client threads at once, while the program records on three threads
+(so that the sanitizer builds see serving and recording together).
+
+    run.py TARGET_BINARY
+
+Checked: every read is well-formed (the results JSON, per-thread results,
+the timeline window, folded stacks, /metrics); controls are POST only, need
+the control header, reject bad parameters with 400 and an error message,
+and do what they say (a track switched off stops growing, clear empties,
+stop stops); requests for another host are refused; an unknown profiler is
+404. Bounded: ~4 s.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+DEADLINE_S = 60
+
+
+def fail(message):
+    print(f"FAIL: {message}", flush=True)
+    os._exit(1)
+
+
+def check(cond, message):
+    if not cond:
+        fail(message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    def __init__(self, base):
+        self.base = base
+
+    def request(self, path, method="GET", headers=None):
+        req = urllib.request.Request(self.base + path, method=method, data=b"" if method == "POST" else None,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def json(self, path):
+        status, headers, body = self.request(path)
+        check(status == 200, f"GET {path}: {status} {body[:200]}")
+        check(headers.get("Content-Type", "").startswith("application/json"), f"{path}: {headers.get('Content-Type')}")
+        return json.loads(body)
+
+    def control(self, path, expect=200):
+        status, _, body = self.request(path, "POST", {"X-Stichotrope-Control": "1"})
+        check(status == expect, f"POST {path}: {status} (expected {expect}) {body[:200]}")
+        return json.loads(body)
+
+
+def hits(results, track, name):
+    for t in results["tracks"]:
+        if t["track_idx"] == track:
+            for b in t["blocks"]:
+                if b["name"] == name:
+                    return b["hit_count"]
+    return 0
+
+
+def readers(client, stop, errors):
+    paths = ["/api/results", "/api/results?threads=1", "/api/timeline?seconds=1", "/api/profilers"]
+    n = 0
+    while not stop.is_set():
+        try:
+            for p in paths:
+                data = client.json(p)
+                check(isinstance(data, dict), p)
+            status, _, body = client.request("/api/folded?weight=active")
+            check(status == 200, "folded")
+            status, _, body = client.request("/metrics")
+            check(status == 200 and b"stichotrope_block_duration_seconds" in body, "metrics")
+            n += 1
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+            return
+    errors.append(n)
+
+
+def main():
+    target = sys.argv[1]
+    port = free_port()
+    env = dict(os.environ, STICHOTROPE_HTTP=f"127.0.0.1:{port}")
+    env.pop("STICHOTROPE_PROMETHEUS", None)
+    app = subprocess.Popen([target], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    threading.Timer(DEADLINE_S, lambda: (app.kill(), fail("deadline reached"))).start()
+    check(app.stdout.readline().strip() == "READY", "target did not start")
+    c = Client(f"http://127.0.0.1:{port}")
+
+    # The page and its files are served from the process.
+    for path, kind in [("/", "text/html"), ("/live.js", "text/javascript"), ("/live.css", "text/css")]:
+        status, headers, body = c.request(path)
+        check(status == 200 and headers.get("Content-Type", "").startswith(kind) and len(body) > 100, path)
+
+    # Readers hammer the API while the controls below run.
+    stop = threading.Event()
+    results = []
+    pool = [threading.Thread(target=readers, args=(c, stop, results)) for _ in range(3)]
+    for t in pool:
+        t.start()
+
+    state = c.json("/api/profilers")["profilers"][0]
+    check(state["name"] == "httptest" and state["started"] and state["timeline"], f"state {state}")
+    check({t["track"]: t["name"] for t in state["tracks"]} == {0: "Outer", 1: "Inner", 2: 'Leaf "quoted"'},
+          f"tracks {state['tracks']}")
+    r = c.json("/api/results")
+    check(r["profiler_name"] == "httptest" and hits(r, 0, "outer") > 0, "results")
+    per = c.json("/api/results?threads=1")["threads"]
+    check(sorted(t["thread_name"] for t in per if t["results"]["tracks"])[:3] == ["worker-0", "worker-1", "worker-2"],
+          f"per-thread names {[t['thread_name'] for t in per]}")
+    tl = c.json("/api/timeline?seconds=2&limit=100")
+    check(tl["on"] and tl["threads"] and all(len(t["events"]) <= 100 for t in tl["threads"]), "timeline limit")
+    for t in tl["threads"]:
+        for e in t["events"]:
+            check(len(e) == 6 and e[1] <= e[2] and tl["now_ns"] - e[2] <= 2_000_000_000 + 10**8, f"event {e}")
+
+    # Controls: POST only, with the header, parameters checked.
+    for path in ["/api/start", "/api/stop", "/api/clear", "/api/track?track=1&enabled=0", "/api/capture?on=0"]:
+        status, headers, _ = c.request(path)
+        check(status == 405 and headers.get("Allow") == "POST", f"GET {path}: {status}")
+        status, _, _ = c.request(path, "POST")
+        check(status == 403, f"POST {path} without the header: {status}")
+    for path in ["/api/track?track=abc&enabled=0", "/api/track?track=1&enabled=2", "/api/track?track=999&enabled=0",
+                 "/api/capture?on=maybe"]:
+        err = c.control(path, 400)
+        check(err.get("error"), f"{path}: no error message")
+    for path in ["/api/timeline?seconds=0", "/api/timeline?seconds=x", "/api/timeline?limit=0"]:
+        status, _, body = c.request(path)
+        check(status == 400 and json.loads(body).get("error"), f"{path}: {status}")
+    status, _, _ = c.request("/api/results?profiler=nobody")
+    check(status == 404, f"unknown profiler: {status}")
+    status, _, _ = c.request("/api/results", headers={"Host": f"attacker.example:{port}"})
+    check(status == 403, f"a foreign Host header: {status}")
+
+    # A track switched off stops growing; the others go on.
+    s = c.control("/api/track?track=2&enabled=0")
+    check([t["enabled"] for t in s["tracks"] if t["track"] == 2] == [False], "track 2 still on")
+    time.sleep(0.2)  # blocks open at the switch close meanwhile
+    a = c.json("/api/results")
+    time.sleep(0.4)
+    b = c.json("/api/results")
+    check(hits(a, 2, "leaf") == hits(b, 2, "leaf"), f"leaf grew while off: {hits(a, 2, 'leaf')} -> {hits(b, 2, 'leaf')}")
+    check(hits(b, 1, "inner") > hits(a, 1, "inner"), "inner stopped growing")
+    c.control("/api/track?track=2&enabled=1")
+
+    # Clear, stop, start, timeline off and on.
+    c.control("/api/clear")
+    time.sleep(0.1)
+    check(hits(c.json("/api/results"), 0, "outer") < hits(b, 0, "outer"), "clear did not clear")
+    s = c.control("/api/stop")
+    check(not s["started"], "stop")
+    time.sleep(0.1)
+    a = c.json("/api/results")
+    time.sleep(0.3)
+    b = c.json("/api/results")
+    check(hits(a, 1, "inner") == hits(b, 1, "inner"), "recording went on while stopped")
+    check(c.control("/api/start")["started"], "start")
+    check(not c.control("/api/capture?on=0")["timeline"], "timeline off")
+    check(c.control("/api/capture?on=1")["timeline"], "timeline on")
+    time.sleep(0.5)
+
+    stop.set()
+    for t in pool:
+        t.join()
+    errors = [e for e in results if not isinstance(e, int)]
+    check(not errors, f"readers failed: {errors}")
+    app.stdin.write("done\n")
+    app.stdin.close()
+    check(app.wait(timeout=20) == 0, "target failed")
+    print(f"PASS: {sum(results)} rounds of reads by 3 clients while recording; controls checked", flush=True)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

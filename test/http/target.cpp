@@ -1,0 +1,43 @@
+// A program that records without pause on three threads (nested blocks on
+// tracks 0-2, a timeline) while test/http/run.py reads and controls it
+// through the HTTP endpoint (STICHOTROPE_HTTP, set by run.py). Prints READY,
+// then records until a line arrives on stdin.
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+import stichotrope;
+
+int main() {
+  stichotrope::Profiler profiler{"httptest"};
+  (void)profiler.set_track_name(0, "Outer");
+  (void)profiler.set_track_name(1, "Inner");
+  (void)profiler.set_track_name(2, "Leaf \"quoted\"");
+  profiler.start_timeline({4096, stichotrope::overflow_policy::keep_latest});
+  for (const auto& d : profiler.get_results().diagnostics) {
+    std::cerr << "diagnostic: " << d << '\n';
+    return 1; // e.g. the endpoint could not listen
+  }
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] {
+      stichotrope::set_thread_name("worker-" + std::to_string(t));
+      while (!done.load(std::memory_order_relaxed)) {
+        auto outer = profiler.block(0, "outer");
+        for (int i = 0; i < 4; ++i) {
+          auto inner = profiler.block(1, "inner");
+          auto leaf = profiler.block(2, "leaf");
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    });
+  std::cout << "READY" << std::endl;
+  std::string line;
+  std::getline(std::cin, line);
+  done = true;
+  for (auto& t : threads) t.join();
+  return 0;
+}
