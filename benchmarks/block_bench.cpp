@@ -1,4 +1,4 @@
-// The cost of a block in every state DESIGN.md names, each family with its
+// The cost of a block in every state docs/performance.md names, each family with its
 // baseline in the same binary: two raw timestamp reads, an empty loop
 // iteration, the uninstrumented function. Built twice by the report script:
 // normally, and with -DSTICHOTROPE_INSTRUMENTATION=OFF (compiled out).

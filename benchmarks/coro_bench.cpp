@@ -1,6 +1,6 @@
 // The cost of a timed co_await, against the same await unwrapped, in one
 // run; and the empty block and raw timestamp reads it is measured against.
-// DESIGN.md target: a wrapped co_await costs at most 2 x an empty block more
+// The target (docs/performance.md): a wrapped co_await costs at most 2 x an empty block more
 // than the same await unwrapped.
 #include <benchmark/benchmark.h>
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs stichotrope's benchmarks and prints DESIGN.md's performance table:
+"""Runs stichotrope's benchmarks and prints the performance table of docs/performance.md:
 each ratio measured in one run, its target beside it, PASS or MISS.
 
 It is a report, not a test: the test suite never fails on speed, and this

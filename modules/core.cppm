@@ -167,7 +167,7 @@ struct arena {
   void* allocate_slow(std::size_t size, std::size_t align) noexcept;
 };
 
-enum class event_kind : std::uint8_t { block = 0, suspend = 1, resume = 2 };
+// Events are stored with their timeline_kind (modules/results.cppm) in `meta`.
 
 /// One timeline event, written by its thread only, under a per-event
 /// sequence number: a reader racing with an overwrite sees a changed or zero
@@ -193,7 +193,7 @@ struct timeline_ring {
   std::atomic<std::uint64_t> dropped{0};
 
   /// Owner only; no lock, no allocation.
-  void append(event_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
+  void append(timeline_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
               std::uint64_t flow) noexcept {
     const std::uint64_t n = written.load(std::memory_order_relaxed);
     if (n >= capacity) {
@@ -609,8 +609,8 @@ inline std::uint32_t site_for_literal(thread_buffer& buf, profiler_core& core, c
 
 /// Appends a timeline event to the calling thread's ring for `core` (cold:
 /// only while capture is on).
-void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
-                     std::uint64_t flow) noexcept;
+void timeline_append(profiler_core& core, timeline_kind kind, std::uint32_t site, std::uint64_t start,
+                     std::uint64_t end, std::uint64_t flow) noexcept;
 
 /// Adds one record to the calling thread's slot for `site` (and, while the
 /// timeline capture is on and the times are known, a block event).
@@ -622,7 +622,7 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
   if (core.dead.load(std::memory_order_relaxed)) [[unlikely]]
     return; // its profiler is gone
   if (end_ticks != 0 && core.timeline_on.load(std::memory_order_relaxed)) [[unlikely]]
-    timeline_append(core, event_kind::block, site, start_ticks, end_ticks, flow_id);
+    timeline_append(core, timeline_kind::block, site, start_ticks, end_ticks, flow_id);
   const buffer_cache cached = last_buffer;
   thread_buffer* buf = cached.core_id == core.id ? cached.buffer : find_buffer_nothrow(core);
   if (buf == nullptr) [[unlikely]]

@@ -276,7 +276,7 @@ public:
           // A flow's suspensions are drawn by the flow; a leaf await draws its own.
           if (own_flow_ == 0) own_flow_ = detail::next_timeline_id();
           arrow_ = detail::next_timeline_id();
-          detail::timeline_append(*core_, detail::event_kind::suspend, site_, suspend_begin_, arrow_, own_flow_);
+          detail::timeline_append(*core_, timeline_kind::suspend, site_, suspend_begin_, arrow_, own_flow_);
         }
       } // nothing after this block: the coroutine may resume elsewhere at once
     }
@@ -333,7 +333,7 @@ private:
     if (in_flow_) return; // the flow counted it
     const std::uint64_t now = detail::now_ticks();
     if (arrow_ != 0) {
-      detail::timeline_append(*core_, detail::event_kind::resume, site_, now, arrow_, own_flow_);
+      detail::timeline_append(*core_, timeline_kind::resume, site_, now, arrow_, own_flow_);
       arrow_ = 0;
     }
     suspended_ns_ += detail::ticks_to_ns(suspend_begin_, now);

@@ -179,7 +179,7 @@ context* enter_flow(context& c) noexcept {
     if (c.suspended) {
       const std::uint64_t now = now_ticks();
       if (c.arrow != 0) {
-        if (profiler_core* core = drawing(c)) timeline_append(*core, event_kind::resume, 0, now, c.arrow, c.id);
+        if (profiler_core* core = drawing(c)) timeline_append(*core, timeline_kind::resume, 0, now, c.arrow, c.id);
         c.arrow = 0;
       }
       c.suspended_ns += ticks_to_ns(c.suspend_begin, now);
@@ -201,7 +201,7 @@ void leave_flow(context& c, context* previous) noexcept {
     c.suspend_begin = now_ticks();
     if (profiler_core* core = drawing(c)) {
       c.arrow = next_timeline_id();
-      timeline_append(*core, event_kind::suspend, 0, c.suspend_begin, c.arrow, c.id);
+      timeline_append(*core, timeline_kind::suspend, 0, c.suspend_begin, c.arrow, c.id);
     } // last: once suspended, another thread may resume the flow
   }
 }

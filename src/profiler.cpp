@@ -289,8 +289,8 @@ std::uint64_t next_timeline_id() noexcept {
   return next.fetch_add(1, std::memory_order_relaxed);
 }
 
-void timeline_append(profiler_core& core, event_kind kind, std::uint32_t site, std::uint64_t start, std::uint64_t end,
-                     std::uint64_t flow) noexcept {
+void timeline_append(profiler_core& core, timeline_kind kind, std::uint32_t site, std::uint64_t start,
+                     std::uint64_t end, std::uint64_t flow) noexcept {
   if (core.dead.load(std::memory_order_relaxed)) return;
   thread_buffer* bp = current_buffer(core);
   if (bp == nullptr) return note_no_memory(core);

@@ -1,4 +1,4 @@
-// Coroutine awareness (DESIGN.md invariants 5 and 6): blocks and timed awaits
+// Coroutine awareness (docs/architecture.md, "Invariants"; docs/coroutines.md): blocks and timed awaits
 // that follow coroutines across threads, with ground truth the test controls.
 #define BOOST_TEST_MODULE coro
 #include <boost/test/unit_test.hpp>

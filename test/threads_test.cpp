@@ -1,4 +1,4 @@
-// Thread safety and lifetimes (DESIGN.md invariants 1-4): exact counts with
+// Thread safety and lifetimes (docs/architecture.md, "Invariants"): exact counts with
 // many threads, exited threads kept, snapshots and clear() while recording,
 // profilers destroyed while their threads live on.
 #define BOOST_TEST_MODULE threads

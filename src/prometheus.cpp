@@ -1,4 +1,4 @@
-// Prometheus text exposition format (modules/format.cppm, write_prometheus).
+// The Prometheus text exposition format (modules/prometheus.cppm).
 // The format: docs/telemetry.md.
 module;
 #include <cstdint>
