@@ -30,7 +30,9 @@ inline constexpr int max_tracks = 256;
 inline constexpr std::uint32_t max_sites = 64 * 2048;
 } // namespace stichotrope
 
-export namespace stichotrope::detail {
+// Internal: reachable from the inline hot path, not visible to importers;
+// the few names the Asio header and the tests use are exported one by one.
+namespace stichotrope::detail {
 
 inline constexpr std::uint32_t invalid_site = UINT32_MAX;
 inline constexpr std::uint32_t chunk_slots = 64;
@@ -45,9 +47,9 @@ inline constexpr std::uint64_t no_sample = UINT64_MAX;
 /// most recent ones while they hold at most this many (thread, site) entries
 /// in all (and at least the last one); older ones are folded into one entry
 /// per site, so memory after threads exit stays bounded by the sites.
-inline constexpr std::size_t max_exited_entries = 4096;
+export inline constexpr std::size_t max_exited_entries = 4096;
 /// Exited threads' timelines kept (older ones are dropped and counted).
-inline constexpr std::size_t max_exited_timelines = 64;
+export inline constexpr std::size_t max_exited_timelines = 64;
 
 inline std::atomic<bool> global_enabled{true};
 
@@ -383,7 +385,7 @@ struct frame_entry {
 /// (except for the atomic `serial` of a frame whose block closed elsewhere).
 /// Contexts come from a pool and are never freed (see acquire_context), so a
 /// block that outlives its flow can never reach freed memory.
-struct context {
+export struct context {
   frame_entry frames[max_depth];
   std::uint32_t depth = 0;          // frames in use (holes included)
   std::uint32_t active = 0;         // runs in progress (an executor may run a flow inside itself)
@@ -404,9 +406,9 @@ struct context {
 
 /// A context from the pool, reset (never freed: blocks may refer to it after
 /// its flow ended). Cold: called once per flow.
-context* acquire_context();
+export context* acquire_context();
 /// Returns a context to the pool once its flow has ended.
-void release_context(context* c) noexcept;
+export void release_context(context* c) noexcept;
 
 /// What happened to a flow between two points: counters taken at a block's
 /// open and subtracted at its close.
@@ -689,6 +691,28 @@ bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out);
 /// Adds the histogram of a reading to `h` (left untrimmed: see accumulator::finish).
 void add_pages(const slot_reading& r, latency_histogram& h);
 
+/// White-box checks of internals that importers cannot name (the tests).
+namespace testing {
+/// What a page held after `ns` was recorded UINT32_MAX + 2 times: it is
+/// counted to UINT32_MAX - 1 directly in its 32-bit page, then recorded
+/// through the hot and cold paths until the page has turned 64-bit.
+export struct page_widening {
+  bool wide = false;           ///< the page is 64-bit now
+  bool fast_took_last = false; ///< the hot path counted up to UINT32_MAX
+  bool fast_refused = false;   ///< ... and then left the rest to the cold path
+  std::uint64_t count = 0;     ///< the bucket's count, as a reader sees it
+  std::uint64_t total = 0;     ///< all counts of the histogram
+};
+export page_widening widen_a_page(std::uint64_t ns);
+/// The call-site cache of the calling thread's most recently used buffer.
+export struct site_cache_use {
+  std::uint32_t size = 0; ///< entries now
+  std::uint32_t max = 0;  ///< entries it may grow to
+  std::size_t held = 0;   ///< entries holding a site
+};
+export site_cache_use site_cache_of_calling_thread();
+} // namespace testing
+
 /// Sums readings and results per call site.
 struct accumulator {
   explicit accumulator(std::size_t sites);
@@ -715,7 +739,7 @@ std::uint64_t buffer_bytes(const thread_buffer& buf);
 /// kernel lacks it). Cold: once per take_results().
 void issue_barrier() noexcept;
 /// Tests set it to exercise the fallback where membarrier is available.
-inline std::atomic<bool> barrier_by_protection{false};
+export inline std::atomic<bool> barrier_by_protection{false};
 
 /// set_thread_name's work: the calling thread's name, in its buffers too.
 void rename_thread(std::string_view name);

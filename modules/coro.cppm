@@ -14,7 +14,8 @@ import :core;
 // Coroutine awareness: flows (contexts) that follow coroutines across
 // threads, and the timed awaiter behind Profiler::wrap.
 
-export namespace stichotrope::detail {
+// Internal, but for the flow hooks the Asio header calls (exported one by one).
+namespace stichotrope::detail {
 
 /// Identity of the calling thread. Out of line on purpose: after a
 /// suspension the coroutine may run elsewhere, and a thread-local address
@@ -23,7 +24,7 @@ const void* this_thread_id() noexcept;
 
 /// Makes `c` the current flow of the calling thread; if it was suspended,
 /// its suspension ends now (suspended time, count, thread change).
-void resume_flow(context& c) noexcept;
+export void resume_flow(context& c) noexcept;
 /// As resume_flow, for a suspension that did not happen after all (the
 /// awaiter declined, or resumed the coroutine at once): nothing is counted.
 void resume_flow_uncounted(context& c) noexcept;
@@ -31,12 +32,12 @@ void resume_flow_uncounted(context& c) noexcept;
 /// thread's previous flow becomes current again.
 void suspend_flow(context& c) noexcept;
 /// The flow ended: the thread's previous flow becomes current again.
-void finish_flow(context& c) noexcept;
+export void finish_flow(context& c) noexcept;
 /// The frames of suspended flow `c` are being destroyed on this thread: `c`
 /// becomes current (still suspended), so that its blocks, closed by their
 /// destructors, count as abandoned; leave_destroying restores the thread.
 void enter_destroying(context& c) noexcept;
-void leave_destroying(context& c) noexcept;
+export void leave_destroying(context& c) noexcept;
 
 /// Marks the flow whose await_suspend is running on this thread (and returns
 /// the previous mark): a resumption that finds its flow's mark happened
@@ -45,7 +46,7 @@ const void* exchange_suspending(const void* flow) noexcept;
 /// The flow goes on running here (after an await): resumed if it was
 /// suspended, without counting a suspension that ended inside its own
 /// await_suspend.
-void continue_flow(context& c) noexcept;
+export void continue_flow(context& c) noexcept;
 
 /// Closes an open frame of `opened_in` (see Block::close): every case, in
 /// any order, on any thread. Out of line: the timed awaiters' and the slow

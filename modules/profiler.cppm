@@ -198,7 +198,9 @@ private:
   std::uint32_t depth_; // its frame's index in ctx_ (max_depth when too deep to have one)
 };
 
-namespace detail {
+} // namespace stichotrope
+
+namespace stichotrope::detail { // internal: reachable, not visible
 template <class T>
 constexpr std::string_view type_name() noexcept {
   std::string_view s = __PRETTY_FUNCTION__;
@@ -225,7 +227,8 @@ std::string default_track_name(std::string_view type, bool is_class, const std::
 /// (whose coroutines accept only Asio awaitables; see stichotrope/asio.hpp).
 template <class R>
 concept timed_result = !std::is_reference_v<R> && awaitable<R> && !requires { typename R::executor_type; };
-} // namespace detail
+} // namespace stichotrope::detail
+export namespace stichotrope {
 
 /// Opens blocks on one pre-registered site, without needing the Profiler
 /// object: what a Tracked does for each call. Cheap to copy; it may outlive
@@ -304,7 +307,7 @@ private:
   F fn_;
 };
 
-namespace detail {
+namespace detail { // exported: the optional exporters (importers) register through these
 /// An optional exporter (the Prometheus endpoint, OpenTelemetry) learns of
 /// every profiler, live or to come, without code in the program: its object
 /// file registers one of these at start-up.

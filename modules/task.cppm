@@ -20,7 +20,9 @@ export namespace stichotrope {
 template <class T = void>
 class task;
 
-namespace detail {
+} // namespace stichotrope
+
+namespace stichotrope::detail { // internal: reachable, not visible
 
 template <class T>
 struct is_task : std::false_type {};
@@ -112,7 +114,8 @@ struct task_promise<void> : task_promise_base {
   }
 };
 
-} // namespace detail
+} // namespace stichotrope::detail
+export namespace stichotrope {
 
 /// A lazy coroutine: starts when awaited, resumes its awaiter when done
 /// (symmetric transfer), rethrows its exception there. Its blocks nest in its
@@ -166,7 +169,9 @@ private:
   std::coroutine_handle<promise_type> handle_;
 };
 
-namespace detail {
+} // namespace stichotrope
+
+namespace stichotrope::detail { // internal: reachable, not visible
 template <class T>
 task<T> task_promise<T>::get_return_object() noexcept {
   return task<T>(std::coroutine_handle<task_promise<T>>::from_promise(*this));
@@ -217,7 +222,8 @@ detached run_detached(task<void> t, F on_done) {
   }
   on_done(error);
 }
-} // namespace detail
+} // namespace stichotrope::detail
+export namespace stichotrope {
 
 /// Runs a task to completion, blocking the calling thread (the task may
 /// finish on any thread), and returns its value or rethrows its exception.

@@ -11,6 +11,17 @@ module stichotrope;
 
 namespace stichotrope::detail {
 
+// docs/performance.md "Memory": what one (thread, site) and one thread buffer
+// cost (test/stats_test.cpp checks the sizes importers can see).
+static_assert(sizeof(slot) == 64);        // hot statistics: one cache line
+static_assert(sizeof(slot_dir) == 88);    // eight page entries, cold part, sealed copy, first caller
+static_assert(sizeof(narrow_page) == 32); // one octave: eight 32-bit buckets
+static_assert(sizeof(wide_page) == 64);
+static_assert(sizeof(slot_ext) == 152);
+static_assert(sizeof(sealed_slot) == 64);
+static_assert(sizeof(thread_buffer) == 18544);
+static_assert(chunk_slots * sizeof(slot) == 4096);
+
 arena::~arena() {
   while (blocks != nullptr) {
     void* previous = *static_cast<void**>(blocks);
@@ -248,5 +259,40 @@ void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint6
 }
 
 void record_abandoned(profiler_core& core, std::uint32_t site) { record_note(core, site, &slot_ext::abandoned); }
+
+namespace testing {
+page_widening widen_a_page(std::uint64_t ns) {
+  thread_buffer buf;
+  slot_dir dir;
+  zero(dir);
+  page_widening out;
+  if (!add_sample_slow(buf, dir, ns)) return out;
+  const unsigned b = latency_histogram::bucket_of(ns);
+  const std::uint64_t entry = dir.pages[b / page_buckets % dir_entries].load();
+  auto* narrow = reinterpret_cast<narrow_page*>(entry & page_address);
+  narrow->n[b % page_buckets].store(UINT32_MAX - 1);
+  out.fast_took_last = add_sample_fast(dir, ns); // reaches UINT32_MAX
+  out.fast_refused = !add_sample_fast(dir, ns);  // full: the slow path widens
+  if (!add_sample_slow(buf, dir, ns) || !add_sample_slow(buf, dir, ns)) return out;
+  out.wide = (dir.pages[b / page_buckets % dir_entries].load() & page_wide) != 0;
+  slot_reading r{};
+  r.dir = &dir;
+  r.pending_ns = no_sample;
+  latency_histogram h;
+  add_pages(r, h);
+  out.count = h.count(b);
+  out.total = h.total();
+  return out;
+}
+site_cache_use site_cache_of_calling_thread() {
+  site_cache_use out;
+  const thread_buffer* buf = last_buffer.buffer;
+  if (buf == nullptr) return out;
+  out.size = std::uint32_t{1} << (64 - buf->cache_shift);
+  out.max = site_cache_max;
+  for (std::uint32_t i = 0; i < out.size; ++i) out.held += buf->cache[i].location != nullptr ? 1 : 0;
+  return out;
+}
+} // namespace testing
 
 } // namespace stichotrope::detail

@@ -116,27 +116,14 @@ BOOST_AUTO_TEST_CASE(sparse_histogram_operations_keep_it_trimmed) {
 }
 
 BOOST_AUTO_TEST_CASE(a_bucket_past_four_billion_turns_its_page_wide_without_losing_a_count) {
-  // White box: a narrow page counts to UINT32_MAX, then a 64-bit copy takes over.
-  namespace d = stichotrope::detail;
-  d::thread_buffer buf;
-  d::slot_dir dir;
-  BOOST_TEST(d::add_sample_slow(buf, dir, 1000));
-  const unsigned b = latency_histogram::bucket_of(1000);
-  const std::uint64_t entry = dir.pages[b / d::page_buckets % d::dir_entries].load();
-  auto* narrow = reinterpret_cast<d::narrow_page*>(entry & d::page_address);
-  narrow->n[b % d::page_buckets].store(UINT32_MAX - 1);
-  BOOST_TEST(d::add_sample_fast(dir, 1000));  // reaches UINT32_MAX
-  BOOST_TEST(!d::add_sample_fast(dir, 1000)); // full: the slow path widens
-  BOOST_TEST(d::add_sample_slow(buf, dir, 1000));
-  BOOST_TEST(d::add_sample_slow(buf, dir, 1000));
-  BOOST_TEST((dir.pages[b / d::page_buckets % d::dir_entries].load() & d::page_wide) != 0u);
-  d::slot_reading r{};
-  r.dir = &dir;
-  r.pending_ns = d::no_sample;
-  latency_histogram h;
-  d::add_pages(r, h);
-  BOOST_TEST(h.count(b) == std::uint64_t{UINT32_MAX} + 2);
-  BOOST_TEST(h.total() == std::uint64_t{UINT32_MAX} + 2);
+  // White box (src/record.cpp, detail::testing): a narrow page counts to
+  // UINT32_MAX, then a 64-bit copy takes over.
+  const auto w = stichotrope::detail::testing::widen_a_page(1000);
+  BOOST_TEST(w.fast_took_last);
+  BOOST_TEST(w.fast_refused);
+  BOOST_TEST(w.wide);
+  BOOST_TEST(w.count == std::uint64_t{UINT32_MAX} + 2);
+  BOOST_TEST(w.total == std::uint64_t{UINT32_MAX} + 2);
 }
 
 BOOST_AUTO_TEST_CASE(a_block_over_four_octaves_costs_at_most_320_bytes_per_thread_and_site) {
@@ -359,14 +346,11 @@ BOOST_AUTO_TEST_CASE(a_thread_using_a_thousand_named_sites_grows_its_cache_to_ho
   auto open = [&](const std::string& n) { auto b = p.block(6, std::string_view(n)); }; // one call site
   for (int round = 0; round < 3; ++round)
     for (const auto& n : names) open(n);
-  namespace d = stichotrope::detail;
-  const d::thread_buffer* buf = d::last_buffer.buffer;
-  BOOST_REQUIRE(buf != nullptr);
-  const std::uint32_t cache_size = std::uint32_t{1} << (64 - buf->cache_shift);
-  BOOST_TEST(cache_size == d::site_cache_max);
-  std::size_t held = 0;
-  for (std::uint32_t i = 0; i < cache_size; ++i) held += buf->cache[i].location != nullptr ? 1 : 0;
-  BOOST_TEST_MESSAGE("measured: " << held << " of 1000 named sites held in a cache of " << cache_size);
+  // White box (src/record.cpp, detail::testing): this thread's cache.
+  const auto cache = stichotrope::detail::testing::site_cache_of_calling_thread();
+  BOOST_TEST(cache.size == cache.max);
+  const std::size_t held = cache.held;
+  BOOST_TEST_MESSAGE("measured: " << held << " of 1000 named sites held in a cache of " << cache.size);
   BOOST_TEST(held >= 850u); // direct-mapped: a few collide
   const auto r = p.get_results();
   BOOST_TEST(r.total_hits() == 3000u);
