@@ -84,6 +84,8 @@ async function main() {
   });
   const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
   const errors = [];
+  let apiRequests = 0;
+  page.on('request', (r) => r.url().includes('/api/') && apiRequests++);
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
   await page.goto(url);
@@ -205,6 +207,25 @@ async function main() {
   await page.waitForFunction(() => document.getElementById('status').textContent === 'recording', null, {
     timeout: 10_000,
   });
+
+  // A hidden page asks nothing of the program; shown again, it refreshes.
+  await page.evaluate(() => {
+    Object.defineProperty(document, 'hidden', { value: true, configurable: true });
+    document.dispatchEvent(new Event('visibilitychange'));
+  });
+  await sleep(700); // a poll in flight may still land
+  const hidden0 = await refreshes();
+  const requests0 = apiRequests;
+  await sleep(2500);
+  const hidden1 = await refreshes();
+  check(hidden1 === hidden0, `a hidden page went on refreshing (${hidden0} -> ${hidden1})`);
+  check(apiRequests === requests0, `a hidden page made ${apiRequests - requests0} API requests in 2.5 s`);
+  await page.evaluate(() => {
+    Object.defineProperty(document, 'hidden', { value: false, configurable: true });
+    document.dispatchEvent(new Event('visibilitychange'));
+  });
+  await waitRefreshes(2);
+  console.log(`hidden: no refresh and no API request in 2.5 s; shown again: refreshing (${apiRequests} requests in all)`);
 
   await waitRefreshes(2);
   const shot = path.join(work, 'live-view.png');
