@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "json_writer.hpp" // the library's JSON escaping (private header)
 #include "web_assets.hpp"
 import stichotrope;
 
@@ -36,8 +37,7 @@ namespace {
 
 struct endpoint {
   httplib::Server server;
-  std::string host; // as bound
-  int port = 0;
+  std::string host;                              // as bound
   std::vector<stichotrope::Profiler*> profilers; // under exporter_state::mutex
 };
 
@@ -69,47 +69,18 @@ bool is_loopback(const std::string& host) {
 
 // ------------------------------------------------------------------ JSON
 
-void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const unsigned char c : s) {
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (c < 0x20) {
-        static constexpr char hex[] = "0123456789abcdef";
-        out += "\\u00";
-        out += hex[c >> 4];
-        out += hex[c & 15];
-      } else {
-        out += static_cast<char>(c);
-      }
-    }
-  }
-  out += '"';
-}
+using stichotrope::detail::json::json_string;
 
 /// The profiler's switches: started, timeline capture, and each track that
-/// has blocks or a name, with its name and whether it is on.
+/// has a name or is switched off (the page adds the tracks it sees in the
+/// results: a poll aggregates once, in /api/results).
 std::string state_json(stichotrope::Profiler& p) {
-  const auto r = p.get_results();
   std::map<int, std::pair<std::optional<std::string>, bool>> tracks;
-  for (const auto& t : r.tracks) tracks[t.track_idx] = {t.track_name, t.enabled};
-  for (int i = 0; i < 256; ++i)
-    if (auto name = p.track_name(i)) tracks[i] = {name, p.is_track_enabled(i)};
+  for (int i = 0; i < stichotrope::max_tracks; ++i) {
+    const bool enabled = p.is_track_enabled(i);
+    auto name = p.track_name(i);
+    if (name || !enabled) tracks[i] = {std::move(name), enabled};
+  }
   std::string out = "{\"name\":";
   json_string(out, p.name());
   out += ",\"started\":";
@@ -383,7 +354,6 @@ void configured(stichotrope::Profiler& p) {
     const auto [host, port] = split_address(*address);
     auto* e = new endpoint;
     e->host = host;
-    e->port = port;
     serve(e);
     if (!e->server.bind_to_port(host.c_str(), port)) {
       stichotrope::detail::report(p, "http: cannot listen on " + *address +

@@ -16,6 +16,7 @@ let sort = { key: 'total_time_ns', dir: -1 };
 let lastHits = new Map();
 let lastSlow = 0;
 let resultsByName = new Map(); // block name -> {total, suspended}, for the icicle
+let seenTracks = new Map(); // track -> {track, name, enabled} from the last results
 let shownRows = null; // the last rows fetched, re-rendered at once when the filter or the order changes
 
 // ------------------------------------------------------------ helpers
@@ -80,8 +81,17 @@ function showTip(ev, text) {
 
 // ------------------------------------------------------------ switches
 
+// The switches: tracks that are named or off (from /api/profilers) and the
+// tracks that have blocks (from the results already fetched).
+function allTracks() {
+  const tracks = new Map(seenTracks);
+  for (const t of state.tracks) tracks.set(t.track, t);
+  return [...tracks.values()].sort((a, b) => a.track - b.track);
+}
+
 function renderState() {
   if (!state) return;
+  const trackList = allTracks();
   $('profiler-name').textContent = state.name;
   const st = $('status');
   st.textContent = state.started ? 'recording' : 'stopped';
@@ -91,9 +101,9 @@ function renderState() {
   $('download-trace').href = `/api/trace${query()}`;
   const box = $('tracks');
   const have = new Set([...box.querySelectorAll('input')].map((i) => i.dataset.track));
-  const want = state.tracks.map((t) => String(t.track));
+  const want = trackList.map((t) => String(t.track));
   if (have.size !== want.length || want.some((t) => !have.has(t))) {
-    box.innerHTML = state.tracks
+    box.innerHTML = trackList
       .map(
         (t) =>
           `<label data-track="${t.track}"><input type="checkbox" data-track="${t.track}">` +
@@ -105,7 +115,7 @@ function renderState() {
         control('/api/track', { track: input.dataset.track, enabled: input.checked ? '1' : '0' }).catch(alert),
       );
   }
-  for (const t of state.tracks) {
+  for (const t of trackList) {
     const input = box.querySelector(`input[data-track="${t.track}"]`);
     input.checked = t.enabled;
     input.parentElement.classList.toggle('off', !t.enabled);
@@ -113,7 +123,7 @@ function renderState() {
   const sel = $('track-filter');
   const chosen = sel.value;
   const options = ['<option value="">all</option>']
-    .concat(state.tracks.map((t) => `<option value="${t.track}">${t.track}${t.name ? ` · ${esc(t.name)}` : ''}</option>`))
+    .concat(trackList.map((t) => `<option value="${t.track}">${t.track}${t.name ? ` · ${esc(t.name)}` : ''}</option>`))
     .join('');
   if (sel.dataset.options !== options) {
     sel.innerHTML = options;
@@ -464,10 +474,13 @@ async function tick(now) {
     }
     sel.value = profiler || '';
     state = list.profilers.find((p) => p.name === profiler) || null;
-    renderState();
     if (state) {
       const perThread = $('per-thread').checked;
       const res = await getJSON('/api/results', perThread ? { threads: '1' } : {});
+      seenTracks = new Map();
+      for (const r of perThread ? res.threads.map((t) => t.results) : [res])
+        for (const t of r.tracks) seenTracks.set(t.track_idx, { track: t.track_idx, name: t.track_name, enabled: t.enabled });
+      renderState();
       let rows;
       if (perThread) rows = res.threads.flatMap((t) => rowsOf(t.results, t.thread_name || String(t.thread_id)));
       else {
@@ -514,6 +527,7 @@ $('timeline-toggle').addEventListener('click', () =>
 $('profiler').addEventListener('change', (ev) => {
   profiler = ev.target.value;
   lastHits = new Map();
+  seenTracks = new Map();
   tick(true);
 });
 for (const id of ['filter', 'track-filter'])

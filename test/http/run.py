@@ -120,6 +120,12 @@ def main():
     check(state["name"] == "httptest" and state["started"] and state["timeline"], f"state {state}")
     check({t["track"]: t["name"] for t in state["tracks"]} == {0: "Outer", 1: "Inner", 2: 'Leaf "quoted"'},
           f"tracks {state['tracks']}")
+    # Track 3 has blocks but no name: the results list it, the switches only
+    # once it is switched off (the page joins the two).
+    check(3 not in [t["track"] for t in state["tracks"]], "an unnamed, enabled track among the switches")
+    s3 = c.control("/api/track?track=3&enabled=0")
+    check([(t["name"], t["enabled"]) for t in s3["tracks"] if t["track"] == 3] == [(None, False)], f"track 3: {s3}")
+    c.control("/api/track?track=3&enabled=1")
     r = c.json("/api/results")
     check(r["profiler_name"] == "httptest" and hits(r, 0, "outer") > 0, "results")
     per = c.json("/api/results?threads=1")["threads"]

@@ -1,5 +1,5 @@
 // A program that records without pause on three threads (nested blocks on
-// tracks 0-2, a timeline) while test/http/run.py reads and controls it
+// tracks 0-2, one on unnamed track 3, a timeline) while test/http/run.py reads and controls it
 // through the HTTP endpoint (STICHOTROPE_HTTP, set by run.py). Prints READY,
 // then records until a line arrives on stdin.
 #include <atomic>
@@ -31,6 +31,7 @@ int main() {
           auto inner = profiler.block(1, "inner");
           auto leaf = profiler.block(2, "leaf");
         }
+        auto unnamed = profiler.block(3, "unnamed"); // a track with no name
         std::this_thread::sleep_for(std::chrono::microseconds(50));
       }
     });

@@ -17,7 +17,8 @@ intervals that do not overlap, and several of them; the resource carries
 OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; with the timeline on, every
 block arrives as a span whose parent is its enclosing block and whose trace
 is its flow. Then an unreachable collector: the program records the same,
-ends on time and reports the failed exports in its diagnostics.
+ends on time and reports the failed exports in its diagnostics, and
+nothing of the SDK's is printed.
 Bounded: every wait has a deadline; ~5 s when it passes.
 """
 import gzip
@@ -119,6 +120,10 @@ def run_target(target, results, env, args=()):
     if p.returncode != 0:
         fail(f"target exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
     check("ENDED" in p.stdout, f"target did not end its profiler:\n{p.stdout}")
+    # The exporter's failures are counted and reported, never printed.
+    for line in (p.stdout + p.stderr).splitlines():
+        if not line.startswith("diagnostic: "):  # the target's own print of its diagnostics
+            check("[OTLP" not in line and "[Error]" not in line, f"the SDK printed: {line}")
     return p.stdout, took
 
 
