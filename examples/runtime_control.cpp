@@ -17,7 +17,7 @@ int main() {
   work(1);                                    // recorded: track 1 is still on
   (void)profiler.set_track_enabled(0, true);
 
-  stichotrope::set_global_enabled(false); // every profiler: one relaxed load per block
+  stichotrope::set_global_enabled(false); // every profiler: two loads and a branch per block
   work(0);                                // not recorded
   stichotrope::set_global_enabled(true);
 

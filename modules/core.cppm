@@ -321,8 +321,9 @@ struct profiler_core {
   std::string name;
   std::atomic<bool> started{true};
   std::array<std::atomic<bool>, max_tracks> track_enabled;
-  // started && track_enabled[t]: the one flag a block checks after the global
-  // switch (recomputed under switch_mutex whenever either changes).
+  // global_enabled && started && track_enabled[t] (and not dead): the one flag
+  // a block checks, recomputed under switch_mutex whenever one changes
+  // (src/profiler.cpp, reopen_tracks).
   std::array<std::atomic<bool>, max_tracks> track_open;
   std::mutex switch_mutex;
   std::atomic<std::uint64_t> generation{1}; // clear() count: timelines older than it are emptied
@@ -584,10 +585,13 @@ inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const voi
 }
 
 /// The site id for a call site whose name is immutable text (a string
-/// literal or a const array): compared by address, no memcmp.
-inline std::uint32_t site_for_literal(thread_buffer& buf, profiler_core& core, const void* location, int track,
-                                      const char* text, std::size_t capacity, const char* file, std::uint32_t line,
-                                      std::uint32_t column, const char* function) {
+/// literal or a const array): compared by address, no memcmp. Always
+/// inlined: the caller lays it out of line, as the unlikely branch of the
+/// switch, where clang would otherwise leave it a call.
+[[gnu::always_inline]] inline std::uint32_t site_for_literal(thread_buffer& buf, profiler_core& core,
+                                                             const void* location, int track, const char* text,
+                                                             std::size_t capacity, const char* file, std::uint32_t line,
+                                                             std::uint32_t column, const char* function) {
   const std::uint64_t h = (reinterpret_cast<std::uintptr_t>(location) ^ (reinterpret_cast<std::uintptr_t>(text) << 16) ^
                            static_cast<unsigned>(track)) *
                           0x9E3779B97F4A7C15ull;

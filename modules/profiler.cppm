@@ -34,11 +34,12 @@ inline constexpr bool instrumentation_compiled_in = false;
 inline constexpr bool instrumentation_compiled_in = true;
 #endif
 
-/// Switches every profiler of the process on or off. Off costs one relaxed
-/// load and a branch per block.
-inline void set_global_enabled(bool enabled) noexcept {
-  detail::global_enabled.store(enabled, std::memory_order_relaxed);
-}
+/// Switches every profiler of the process on or off. Off, a block costs what
+/// it costs on a stopped profiler or a disabled track: two loads and a
+/// branch. The switch itself visits every live profiler (it is folded into
+/// their track flags), so it is for turning profiling on and off, not for
+/// toggling around each block.
+void set_global_enabled(bool enabled) noexcept;
 inline bool is_global_enabled() noexcept {
   return instrumentation_compiled_in && detail::global_enabled.load(std::memory_order_relaxed);
 }
@@ -109,7 +110,8 @@ public:
   Block& operator=(const Block&) = delete;
   [[gnu::always_inline]] inline ~Block() {
     if constexpr (instrumentation_compiled_in) // compiled out: nothing at all
-      if (core_ != nullptr) finish();          // an inert block: one load and a branch, no call
+      if (core_ != nullptr) [[unlikely]]
+        finish(); // an inert block: a not-taken branch, no call
   }
 
   /// True while the block is open and will record.
@@ -157,8 +159,12 @@ private:
   }
 
   inline Block(detail::profiler_core& core, std::uint32_t site) noexcept : Block(&core, site) {}
+  // An inert block falls through both this test and the destructor's: the
+  // open and close paths are laid out of line, where a taken branch is lost
+  // among two timestamp reads (docs/performance.md).
   inline Block(detail::profiler_core* core, std::uint32_t site) noexcept : core_(core) {
-    if (core == nullptr) return;
+    if (core == nullptr) [[likely]]
+      return;
     detail::context& ctx = detail::current_context();
     ctx_ = &ctx;
     bytes_ = 0;
@@ -373,20 +379,19 @@ public:
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
-      if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
-        return Block{};
       detail::profiler_core& core = *core_;
-      if (!valid_track(track) || !core.track_open[static_cast<unsigned>(track)].load(std::memory_order_relaxed))
-          [[unlikely]] {
-        if (!valid_track(track)) note_invalid_track(track, name, loc);
-        return Block{};
+      detail::profiler_core* recording = nullptr;
+      std::uint32_t id = detail::invalid_site;
+      if (open(core, track)) [[unlikely]] { // laid out of line: a switched-off block falls through
+        detail::thread_buffer& buf = detail::buffer_for(core);
+        id = detail::site_for(buf, core, location_key(loc), track, name, loc.file_name(), loc.line(), loc.column(),
+                              loc.function_name());
+        if (id != detail::invalid_site) [[likely]]
+          recording = &core;
+      } else if (!valid_track(track)) [[unlikely]] {
+        note_invalid_track(track, name, loc);
       }
-      detail::thread_buffer& buf = detail::buffer_for(core);
-      const std::uint32_t id = detail::site_for(buf, core, location_key(loc), track, name, loc.file_name(), loc.line(),
-                                                loc.column(), loc.function_name());
-      if (id == detail::invalid_site) [[unlikely]]
-        return Block{};
-      return Block{core, id};
+      return Block{recording, id};
     }
   }
 
@@ -398,20 +403,19 @@ public:
     if constexpr (!instrumentation_compiled_in) {
       return Block{};
     } else {
-      if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
-        return Block{};
       detail::profiler_core& core = *core_;
-      if (!valid_track(track) || !core.track_open[static_cast<unsigned>(track)].load(std::memory_order_relaxed))
-          [[unlikely]] {
-        if (!valid_track(track)) note_invalid_track(track, std::string_view(name), loc);
-        return Block{};
+      detail::profiler_core* recording = nullptr;
+      std::uint32_t id = detail::invalid_site;
+      if (open(core, track)) [[unlikely]] { // laid out of line: a switched-off block falls through
+        detail::thread_buffer& buf = detail::buffer_for(core);
+        id = detail::site_for_literal(buf, core, location_key(loc), track, name, N, loc.file_name(), loc.line(),
+                                      loc.column(), loc.function_name());
+        if (id != detail::invalid_site) [[likely]]
+          recording = &core;
+      } else if (!valid_track(track)) [[unlikely]] {
+        note_invalid_track(track, std::string_view(name), loc);
       }
-      detail::thread_buffer& buf = detail::buffer_for(core);
-      const std::uint32_t id = detail::site_for_literal(buf, core, location_key(loc), track, name, N, loc.file_name(),
-                                                        loc.line(), loc.column(), loc.function_name());
-      if (id == detail::invalid_site) [[unlikely]]
-        return Block{};
-      return Block{core, id};
+      return Block{recording, id};
     }
   }
 
@@ -526,22 +530,21 @@ private:
   friend void detail::report_status(Profiler& p, std::string_view key, std::string message);
 
   // The Site paths, on a core that outlives its Profiler (Tracked keeps one).
-  // `slot` holds the core pointer: it is read only once the global switch is
-  // on (reading it first measured 0.55 -> 0.58 ns for a disabled block).
   // The profiler a block on `s` records into, or null when nothing is to be
-  // recorded. `slot` holds the core pointer: it is read only once the global
-  // switch is known to be on.
+  // recorded. The switches are one flag per track (global && started &&
+  // enabled), so a block switched off in any of the three ways costs the
+  // same: the core pointer, the flag, one not-taken branch. Only an open
+  // flag is followed by the check that `s` belongs to this profiler. (With
+  // the global switch, the Site's profiler and the track's flag tested in
+  // turn, a stopped profiler or a disabled track cost three taken branches
+  // an iteration, 1.4-1.5 ns against 0.55 ns for the global switch;
+  // docs/performance.md.) The core is never freed: reading it is always safe.
   [[gnu::always_inline]] inline static detail::profiler_core* site_core(detail::profiler_core* const* slot,
                                                                         const Site& s) noexcept {
-    detail::profiler_core* core = nullptr;
-    if (detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]] {
-      detail::profiler_core& c = **slot;
-      // A Site of this profiler is valid (an invalid one has core id 0).
-      if (s.core_id_ == c.id && c.track_open[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed))
-          [[likely]]
-        core = &c;
-    }
-    return core;
+    detail::profiler_core* const c = *slot;
+    if (!c->track_open[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed)) [[likely]]
+      return nullptr;
+    return s.core_id_ == c->id ? c : nullptr; // a Site of this profiler (an invalid one has core id 0)
   }
   inline static Block site_block(detail::profiler_core* const* slot, const Site& s) noexcept {
     if constexpr (!instrumentation_compiled_in) {
@@ -560,13 +563,18 @@ private:
     if constexpr (!instrumentation_compiled_in) {
       return static_cast<A&&>(awaitable);
     } else {
-      const bool on = detail::global_enabled.load(std::memory_order_relaxed) && s.core_id_ == c.id &&
-                      c.track_open[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed);
+      const bool on =
+          c.track_open[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed) && s.core_id_ == c.id;
       return timed_awaitable<A>(std::forward<A>(awaitable), on ? &c : nullptr, s.id_, start_ticks);
     }
   }
 
   inline static bool valid_track(int track) noexcept { return static_cast<unsigned>(track) < unsigned{max_tracks}; }
+  // Whether a block on `track` records: the global switch, the profiler's and
+  // the track's, folded into one flag per track (src/profiler.cpp, reopen_tracks).
+  [[gnu::always_inline]] inline static bool open(const detail::profiler_core& core, int track) noexcept {
+    return valid_track(track) && core.track_open[static_cast<unsigned>(track)].load(std::memory_order_relaxed);
+  }
   inline static const void* location_key(const std::source_location& loc) noexcept {
     if constexpr (sizeof(std::source_location) == sizeof(const void*))
       return std::bit_cast<const void*>(loc); // libstdc++ and libc++: a pointer to per-site static data
@@ -581,10 +589,7 @@ private:
   template <class Name, class Find>
   inline std::uint32_t named_site(detail::profiler_core& core, int track, const Name& name,
                                   const std::source_location& loc, Find&& find) {
-    if (!detail::global_enabled.load(std::memory_order_relaxed)) [[unlikely]]
-      return detail::invalid_site;
-    if (!valid_track(track) || !core.track_open[static_cast<unsigned>(track)].load(std::memory_order_relaxed))
-        [[unlikely]] {
+    if (!open(core, track)) [[unlikely]] {
       if (!valid_track(track)) note_invalid_track(track, std::string_view(name), loc);
       return detail::invalid_site;
     }

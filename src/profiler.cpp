@@ -316,7 +316,7 @@ void timeline_append(profiler_core& core, timeline_kind kind, std::uint32_t site
 profiler_core::profiler_core(std::string profiler_name)
     : id(next_core_id.fetch_add(1, std::memory_order_relaxed)), name(std::move(profiler_name)) {
   for (auto& e : track_enabled) e.store(true, std::memory_order_relaxed);
-  for (auto& e : track_open) e.store(true, std::memory_order_relaxed);
+  for (auto& e : track_open) e.store(false, std::memory_order_relaxed); // opened once listed (switched_cores)
 }
 
 thread_buffer& find_buffer_slow(profiler_core& core) {
@@ -435,6 +435,42 @@ void set_thread_name(std::string_view name) { detail::rename_thread(name); }
 std::string thread_name() { return detail::current_thread_name(); }
 
 namespace {
+/// The cores of live profilers, for the global switch: it is folded into
+/// each core's track flags, so that a block checks one flag however it was
+/// switched off (modules/profiler.cppm, Profiler::site_core). Lock order:
+/// this mutex, then a core's switch_mutex. Never freed (profilers may end
+/// during static destruction).
+struct switched_cores {
+  std::mutex mutex;
+  std::vector<detail::profiler_core*> cores;
+};
+switched_cores& switched() {
+  static switched_cores* s = new switched_cores;
+  return *s;
+}
+
+/// Recomputes a core's track flags from the three switches (its switch_mutex
+/// held). A dead core stays closed.
+void reopen_tracks(detail::profiler_core& core) noexcept {
+  const bool on = !core.dead.load(std::memory_order_relaxed) &&
+                  detail::global_enabled.load(std::memory_order_relaxed) &&
+                  core.started.load(std::memory_order_relaxed);
+  for (unsigned t = 0; t < unsigned{max_tracks}; ++t)
+    core.track_open[t].store(on && core.track_enabled[t].load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
+} // namespace
+
+void set_global_enabled(bool enabled) noexcept {
+  auto& s = switched();
+  std::lock_guard lock(s.mutex);
+  detail::global_enabled.store(enabled, std::memory_order_relaxed);
+  for (detail::profiler_core* core : s.cores) {
+    std::lock_guard core_lock(core->switch_mutex);
+    reopen_tracks(*core);
+  }
+}
+
+namespace {
 /// Puts a resolved configuration into effect (switches, names, timeline);
 /// outputs and endpoints are kept for the exporters.
 void apply_config(Profiler& p, detail::profiler_core& core, ResolvedConfig resolved) {
@@ -528,6 +564,13 @@ void report_status(Profiler& p, std::string_view key, std::string message) {
 Profiler::Profiler(std::string name, Config config) {
   calibrate_clock();
   core_ = new detail::profiler_core(std::move(name)); // owned by the graveyard once the profiler is gone
+  {
+    auto& s = switched();
+    std::lock_guard lock(s.mutex);
+    s.cores.push_back(core_);
+    std::lock_guard core_lock(core_->switch_mutex);
+    reopen_tracks(*core_);
+  }
   core_->code_config = config;
   apply_config(*this, *core_, resolve_config(config, core_->name));
   {
@@ -593,9 +636,12 @@ Profiler::~Profiler() {
   }
   core.started.store(false, std::memory_order_relaxed);
   {
-    std::lock_guard lock(core.switch_mutex);
+    auto& s = switched();
+    std::lock_guard lock(s.mutex);
+    std::erase(s.cores, core_);
+    std::lock_guard core_lock(core.switch_mutex);
     core.dead.store(true, std::memory_order_relaxed); // start() after this reopens nothing
-    for (auto& e : core.track_open) e.store(false, std::memory_order_relaxed);
+    reopen_tracks(core);
   }
   core.timeline_on.store(false, std::memory_order_relaxed);
   {
@@ -638,8 +684,7 @@ expected<void> Profiler::set_track_enabled(int track, bool enabled) {
   if (auto ok = check_track(track); !ok) return ok;
   std::lock_guard lock(core_->switch_mutex);
   core_->track_enabled[static_cast<unsigned>(track)].store(enabled, std::memory_order_relaxed);
-  core_->track_open[static_cast<unsigned>(track)].store(enabled && core_->started.load(std::memory_order_relaxed),
-                                                        std::memory_order_relaxed);
+  reopen_tracks(*core_);
   return {};
 }
 
@@ -648,10 +693,7 @@ void set_started(detail::profiler_core& core, bool started) noexcept {
   std::lock_guard lock(core.switch_mutex);
   if (core.dead.load(std::memory_order_relaxed)) return;
   core.started.store(started, std::memory_order_relaxed);
-  for (int t = 0; t < max_tracks; ++t)
-    core.track_open[static_cast<unsigned>(t)].store(
-        started && core.track_enabled[static_cast<unsigned>(t)].load(std::memory_order_relaxed),
-        std::memory_order_relaxed);
+  reopen_tracks(core);
 }
 } // namespace
 
@@ -694,6 +736,7 @@ Site Profiler::site_or_invalid(int track, std::string_view name, const std::sour
 }
 
 void Profiler::note_invalid_track(int track, std::string_view name, const std::source_location& loc) {
+  if (!is_global_enabled()) return; // switched off globally: nothing at all, not even a diagnostic
   const std::string* registered = nullptr;
   detail::register_site(*core_, track, name, loc.file_name(), loc.line(), loc.column(), loc.function_name(),
                         &registered); // records the diagnostic

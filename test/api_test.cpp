@@ -22,6 +22,12 @@ std::uint64_t hits(const Profiler& p, int track, std::string_view name) {
   const auto* b = r.find_block(track, name);
   return b == nullptr ? 0 : b->hit_count;
 }
+std::uint64_t total_hits(const Profiler& p) { // registered sites are listed with 0 hits
+  std::uint64_t n = 0;
+  for (const auto& t : p.get_results().tracks)
+    for (const auto& b : t.blocks) n += b.hit_count;
+  return n;
+}
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(seed_api)
@@ -236,6 +242,118 @@ BOOST_AUTO_TEST_CASE(global_switch_affects_every_profiler) {
   }
   BOOST_TEST(hits(a, 0, "x") == 1u);
   BOOST_TEST(hits(b, 0, "x") == 0u);
+}
+
+// Each of the three switches (global, profiler, track) against every call
+// form: off, nothing records, not even a first use of a site; on again,
+// each form records once. The switches are folded into one flag per track,
+// so this is also the test that the folding follows every change.
+BOOST_AUTO_TEST_CASE(every_switch_turns_every_call_form_off_and_on) {
+  enum class how { global, stopped, track };
+  for (how h : {how::global, how::stopped, how::track}) {
+    Profiler p{"p"};
+    const auto site = p.site(0, "site");
+    BOOST_REQUIRE(site.has_value());
+    auto tracked = p.track(0, "tracked", [](int x) { return x + 1; });
+    const auto opener = p.opener(*site);
+    const std::string name = "string";
+    auto every_form = [&] {
+      {
+        auto b = p.block(0, "literal");
+      }
+      {
+        auto b = p.block(0, name);
+      }
+      {
+        auto b = p.block(*site);
+      }
+      {
+        auto b = opener();
+      }
+      BOOST_TEST(tracked(1) == 2);
+      p.record(0, "recorded", std::chrono::microseconds(5));
+      p.record(*site, std::chrono::microseconds(5));
+    };
+    auto turn = [&](bool on) {
+      if (h == how::global) stichotrope::set_global_enabled(on);
+      if (h == how::stopped) on ? p.start() : p.stop();
+      if (h == how::track) BOOST_TEST(p.set_track_enabled(0, on).has_value());
+    };
+    turn(false);
+    every_form();
+    std::thread(every_form).join();
+    BOOST_TEST(total_hits(p) == 0u);
+    turn(true);
+    every_form();
+    BOOST_TEST(hits(p, 0, "literal") == 1u);
+    BOOST_TEST(hits(p, 0, "string") == 1u);
+    BOOST_TEST(hits(p, 0, "site") == 3u); // block, opener, record
+    BOOST_TEST(hits(p, 0, "tracked") == 1u);
+    BOOST_TEST(hits(p, 0, "recorded") == 1u);
+    turn(false); // and off again, after the sites are known
+    every_form();
+    BOOST_TEST(hits(p, 0, "literal") == 1u);
+    BOOST_TEST(hits(p, 0, "site") == 3u);
+    BOOST_TEST(hits(p, 0, "tracked") == 1u);
+    turn(true);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_global_switch_reaches_profilers_made_while_it_is_off) {
+  stichotrope::set_global_enabled(false);
+  auto made_off = std::make_unique<Profiler>("made_off");
+  {
+    auto b = made_off->block(0, "x");
+  }
+  (void)made_off->block(-1, "bad track"); // off: not even a diagnostic
+  BOOST_TEST(total_hits(*made_off) == 0u);
+  BOOST_TEST(made_off->get_results().diagnostics.empty());
+  // Switching it on opens this profiler, stopped or not, but never a destroyed one.
+  auto stopped = std::make_unique<Profiler>("stopped");
+  stopped->stop();
+  auto gone = std::make_unique<Profiler>("gone");
+  auto outliving = gone->track(0, "outliving", [] {});
+  gone.reset();
+  stichotrope::set_global_enabled(true);
+  {
+    auto b = made_off->block(0, "x");
+  }
+  (void)made_off->block(-1, "bad track");
+  BOOST_TEST(hits(*made_off, 0, "x") == 1u);
+  BOOST_TEST(made_off->get_results().diagnostics.size() == 1u);
+  {
+    auto b = stopped->block(0, "x");
+  }
+  BOOST_TEST(total_hits(*stopped) == 0u);
+  outliving(); // records nothing, touches nothing freed
+  stopped->start();
+  {
+    auto b = stopped->block(0, "x");
+  }
+  BOOST_TEST(hits(*stopped, 0, "x") == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_site_of_another_profiler_is_inert_in_every_form) {
+  Profiler a{"a"}, b{"b"};
+  const auto of_a = a.site(0, "of_a");
+  BOOST_REQUIRE(of_a.has_value());
+  (void)b.site(0, "of_b"); // b has a site of the same id and track
+  {
+    auto blk = b.block(*of_a);
+  }
+  {
+    auto blk = b.opener(*of_a)();
+  }
+  b.record(*of_a, std::chrono::microseconds(5));
+  {
+    auto blk = b.block(stichotrope::Site{}); // an invalid Site
+  }
+  BOOST_TEST(total_hits(b) == 0u);
+  BOOST_TEST(total_hits(a) == 0u);
+  {
+    auto blk = a.block(*of_a);
+  }
+  BOOST_TEST(hits(a, 0, "of_a") == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(clear_drops_all_data) {
