@@ -85,12 +85,13 @@ def main():
     def row(case, measured, ratio, target, ok):
         rows.append((case, measured, ratio, target, ok if isinstance(ok, str) else ("PASS" if ok else "MISS")))
 
+    # docs/performance.md and the design: <= 1.15 x the two timestamp reads a block needs.
     r = ns(block, "block_explicit_site") / floor
     row("empty block, site seen, Site handle", f"{ns(block, 'block_explicit_site'):.2f} ns", f"{r:.2f} x 2 timestamps",
-        "<= 1.25", r <= 1.25)
+        "<= 1.15", r <= 1.15)
     r = ns(block, "block_site_seen") / floor
     row("empty block, site seen, source_location + literal", f"{ns(block, 'block_site_seen'):.2f} ns",
-        f"{r:.2f} x 2 timestamps", "<= 1.25", r <= 1.25)
+        f"{r:.2f} x 2 timestamps", "<= 1.15", r <= 1.15)
     d = ns(block, "block_globally_disabled")
     r = d / loop
     row("empty block, globally disabled", f"{d:.2f} ns", f"{r:.2f} x empty loop", "<= 1 ns, <= 2",
@@ -103,8 +104,10 @@ def main():
             costs.append((form, v))
         worst = max(v for _, v in costs)
         label = {"global": "global switch off", "stopped": "profiler stopped", "track": "track disabled"}[how]
+        # The ratio to the empty loop (the benchmark's own iteration) says how
+        # much of the figure is the machine's speed of the moment.
         row(f"disabled ({label}): literal / string / Site / track()", " / ".join(f"{v:.2f}" for _, v in costs) + " ns",
-            "-", "<= 1 ns each", worst <= 1.0)
+            f"{worst / loop:.2f} x empty loop (worst)", "<= 1 ns each", worst <= 1.0)
     c = ns(out, "block_explicit_site")
     base = ns(out, "baseline_empty_loop")
     row("empty block, compiled out", f"{c:.3f} ns", f"{c / base:.2f} x no instrumentation", "identical",
