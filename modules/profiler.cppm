@@ -542,7 +542,7 @@ private:
   [[gnu::always_inline]] inline static detail::profiler_core* site_core(detail::profiler_core* const* slot,
                                                                         const Site& s) noexcept {
     detail::profiler_core* const c = *slot;
-    if (!c->track_open[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed)) [[likely]]
+    if (!c->track_open[flag_index(s)].load(std::memory_order_relaxed)) [[likely]]
       return nullptr;
     return s.core_id_ == c->id ? c : nullptr; // a Site of this profiler (an invalid one has core id 0)
   }
@@ -563,13 +563,19 @@ private:
     if constexpr (!instrumentation_compiled_in) {
       return static_cast<A&&>(awaitable);
     } else {
-      const bool on =
-          c.track_open[static_cast<unsigned>(s.track_)].load(std::memory_order_relaxed) && s.core_id_ == c.id;
+      const bool on = c.track_open[flag_index(s)].load(std::memory_order_relaxed) && s.core_id_ == c.id;
       return timed_awaitable<A>(std::forward<A>(awaitable), on ? &c : nullptr, s.id_, start_ticks);
     }
   }
 
   inline static bool valid_track(int track) noexcept { return static_cast<unsigned>(track) < unsigned{max_tracks}; }
+  // The flag a Site reads. An invalid Site keeps the track it was asked for,
+  // which may be out of range: the index wraps (a byte load, no extra
+  // instruction), and such a Site fails the core id check behind any flag.
+  [[gnu::always_inline]] inline static unsigned flag_index(const Site& s) noexcept {
+    static_assert((max_tracks & (max_tracks - 1)) == 0);
+    return static_cast<unsigned>(s.track_) % unsigned{max_tracks};
+  }
   // Whether a block on `track` records: the global switch, the profiler's and
   // the track's, folded into one flag per track (src/profiler.cpp, reopen_tracks).
   [[gnu::always_inline]] inline static bool open(const detail::profiler_core& core, int track) noexcept {
