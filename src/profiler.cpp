@@ -316,7 +316,7 @@ void timeline_append(profiler_core& core, timeline_kind kind, std::uint32_t site
 profiler_core::profiler_core(std::string profiler_name)
     : id(next_core_id.fetch_add(1, std::memory_order_relaxed)), name(std::move(profiler_name)) {
   for (auto& e : track_enabled) e.store(true, std::memory_order_relaxed);
-  for (auto& e : track_open) e.store(false, std::memory_order_relaxed); // opened once listed (switched_cores)
+  for (auto& e : track_open) e.store(false, std::memory_order_relaxed); // opened once listed (switched())
 }
 
 thread_buffer& find_buffer_slow(profiler_core& core) {
@@ -435,17 +435,19 @@ void set_thread_name(std::string_view name) { detail::rename_thread(name); }
 std::string thread_name() { return detail::current_thread_name(); }
 
 namespace {
-/// The cores of live profilers, for the global switch: it is folded into
-/// each core's track flags, so that a block checks one flag however it was
-/// switched off (modules/profiler.cppm, Profiler::site_core). Lock order:
-/// this mutex, then a core's switch_mutex. Never freed (profilers may end
-/// during static destruction).
-struct switched_cores {
+/// A list of cores under its own mutex; the two below are never freed
+/// (profilers may end during static destruction).
+struct core_list {
   std::mutex mutex;
   std::vector<detail::profiler_core*> cores;
 };
-switched_cores& switched() {
-  static switched_cores* s = new switched_cores;
+
+/// The cores of live profilers, for the global switch: it is folded into
+/// each core's track flags, so that a block checks one flag however it was
+/// switched off (modules/profiler.cppm, Profiler::site_core). Lock order:
+/// this mutex, then a core's switch_mutex.
+core_list& switched() {
+  static core_list* s = new core_list;
   return *s;
 }
 
@@ -604,12 +606,8 @@ namespace {
 /// freed: blocks, timed awaits and wrappers that outlive their profiler (on
 /// any thread, at static destruction time) still read its `dead` flag and
 /// then record nothing. Reachable from this never-destroyed list.
-struct core_graveyard {
-  std::mutex mutex;
-  std::vector<detail::profiler_core*> cores;
-};
-core_graveyard& graveyard() {
-  static core_graveyard* g = new core_graveyard;
+core_list& graveyard() {
+  static core_list* g = new core_list;
   return *g;
 }
 } // namespace
