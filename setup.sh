@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   clang-19 clang-tools-19 libclang-rt-19-dev clang-format-19  # compiler, scan-deps, sanitizer runtimes
-  llvm-19                                        # llvm-symbolizer: readable sanitizer reports
+  llvm-19                                        # llvm-symbolizer (sanitizer reports), llvm-objdump (report.py)
   ninja-build                                    # the only generator CMake supports for C++ modules
   libboost-test-dev                              # unit tests
   libexpected-dev                                # tl::expected error values
