@@ -715,6 +715,8 @@ export struct site_cache_use {
   std::size_t held = 0;   ///< entries holding a site
 };
 export site_cache_use site_cache_of_calling_thread();
+/// How many threads the last merge_buffers used (tests check the split ran).
+export inline std::atomic<unsigned> last_merge_threads{0};
 } // namespace testing
 
 /// Sums readings and results per call site.
@@ -728,7 +730,9 @@ struct accumulator {
 };
 
 /// Adds every slot of `buffers` that holds something of `interval`, in the
-/// order that keeps the sums in cache.
+/// order that keeps the sums in cache; from parallel_merge_slots (live
+/// thread x site slots) on, on up to four threads (src/aggregate.cpp).
+export inline constexpr std::uint64_t parallel_merge_slots = std::uint64_t{1} << 16;
 void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers,
                    std::uint32_t interval);
 /// One thread's blocks of `interval`, the sites it used only (in site order):

@@ -9,10 +9,13 @@ module;
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
 module stichotrope;
 
@@ -238,16 +241,65 @@ void merge_chunk(accumulator& acc, const slot* chunk, std::uint32_t first_site, 
 }
 } // namespace
 
-void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers,
-                   std::uint32_t interval) {
-  // Site-major: the sums of 64 sites stay in cache while every thread's slots
-  // of them are read (thread-major, the sums of all sites are walked once per
-  // thread; docs/performance.md has the figures).
+namespace {
+/// Merges the columns `first`, `first + step`, ... (a column: chunk c of every
+/// buffer, the sites [64c, 64c + 64)). Site-major: the sums of 64 sites stay
+/// in cache while every thread's slots of them are read (thread-major, the
+/// sums of all sites are walked once per thread; docs/performance.md).
+void merge_columns(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers, std::uint32_t interval,
+                   std::uint32_t first, std::uint32_t step) {
   const auto sites = static_cast<std::uint32_t>(acc.blocks.size());
-  for (std::uint32_t c = 0; c * chunk_slots < sites; ++c)
+  for (std::uint32_t c = first; c * chunk_slots < sites; c += step)
     for (const auto& buf : buffers)
       if (const slot* chunk = buf->chunks[c].load(std::memory_order_acquire))
         merge_chunk(acc, chunk, c * chunk_slots, std::min(chunk_slots, sites - c * chunk_slots), interval);
+}
+} // namespace
+
+void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers,
+                   std::uint32_t interval) {
+  const auto sites = static_cast<std::uint32_t>(acc.blocks.size());
+  const std::uint32_t columns = (sites + chunk_slots - 1) / chunk_slots;
+  const std::uint64_t slots = std::uint64_t{sites} * buffers.size();
+  // A large read is memory-bound, one cache miss after another: it is split
+  // among up to four threads, each taking every n-th column, so each writes
+  // sums of its own sites only (disjoint elements of acc.blocks). The caller
+  // holds the profiler's lock for all of them, and joins them before it goes
+  // on; recorders are never waited for, as with one reader.
+  const unsigned cores = std::thread::hardware_concurrency();
+  const auto threads = static_cast<std::uint32_t>(
+      slots < parallel_merge_slots ? 1 : std::min<std::uint64_t>({cores == 0 ? 1 : cores, 4, columns}));
+  testing::last_merge_threads.store(threads, std::memory_order_relaxed);
+  if (threads <= 1) return merge_columns(acc, buffers, interval, 0, 1);
+  std::vector<std::exception_ptr> failed(threads);
+  {
+    std::vector<std::jthread> helpers;
+    helpers.reserve(threads - 1);
+    for (std::uint32_t t = 1; t < threads; ++t) {
+      try {
+        helpers.emplace_back([&, t] {
+          try {
+            merge_columns(acc, buffers, interval, t, threads);
+          } catch (...) {
+            failed[t] = std::current_exception();
+          }
+        });
+      } catch (const std::system_error&) { // no thread to be had: this one reads that share too
+        try {
+          merge_columns(acc, buffers, interval, t, threads);
+        } catch (...) {
+          failed[t] = std::current_exception();
+        }
+      }
+    }
+    try {
+      merge_columns(acc, buffers, interval, 0, threads);
+    } catch (...) {
+      failed[0] = std::current_exception();
+    }
+  } // the helpers are joined here
+  for (const auto& e : failed)
+    if (e) std::rethrow_exception(e);
 }
 
 std::vector<BlockResults> buffer_blocks(const thread_buffer& buf, std::uint32_t sites, std::uint32_t interval) {

@@ -278,6 +278,76 @@ BOOST_AUTO_TEST_CASE(the_same_with_the_page_protection_barrier) {
   stichotrope::detail::barrier_by_protection = false;
 }
 
+BOOST_AUTO_TEST_CASE(a_read_split_among_threads_counts_every_slot_once_while_another_thread_records) {
+  // Enough live (thread, site) slots for merge_buffers to split the read
+  // among threads (src/aggregate.cpp), while one more thread records.
+  Profiler p{"split"};
+  constexpr int threads = 20, sites = 3300;
+  static_assert(std::uint64_t{threads} * sites >= stichotrope::detail::parallel_merge_slots);
+  std::vector<Site> handles;
+  for (int i = 0; i < sites; ++i) handles.push_back(*p.site(0, "s" + std::to_string(i)));
+  const Site busy = *p.site(1, "busy");
+  std::atomic<int> ready{0};
+  std::atomic<bool> release{false}, stop{false};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      for (int round = 0; round < 2; ++round)
+        for (int i = 0; i < sites; ++i) p.record(handles[i], nanoseconds(duration_of(t, std::uint64_t(i))));
+      ++ready;
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1)); // parked: its buffer stays live
+    });
+  std::uint64_t busy_records = 0;
+  std::thread recorder([&] {
+    while (!stop) {
+      p.record(busy, nanoseconds(50));
+      ++busy_records;
+    }
+  });
+  while (ready < threads) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::vector<sums> truth(sites);
+  std::vector<std::uint64_t> low(sites, UINT64_MAX), high(sites, 0);
+  for (int t = 0; t < threads; ++t)
+    for (int i = 0; i < sites; ++i)
+      for (int round = 0; round < 2; ++round) {
+        low[i] = std::min(low[i], duration_of(t, std::uint64_t(i)));
+        high[i] = std::max(high[i], duration_of(t, std::uint64_t(i)));
+        truth[i].hits += 1;
+        truth[i].total += duration_of(t, std::uint64_t(i));
+        truth[i].hist.add(duration_of(t, std::uint64_t(i)));
+      }
+  auto check = [&](const ProfilerResults& r, const char* what) {
+    BOOST_TEST_INFO(what);
+    if (std::thread::hardware_concurrency() > 1) BOOST_TEST(stichotrope::detail::testing::last_merge_threads > 1u);
+    int wrong = 0;
+    for (int i = 0; i < sites; ++i) {
+      const BlockResults* b = r.find_block(0, "s" + std::to_string(i));
+      if (b == nullptr || b->hit_count != truth[i].hits || b->total_time_ns != truth[i].total ||
+          !(b->histogram == truth[i].hist) || b->min_time_ns != low[i] || b->max_time_ns != high[i])
+        ++wrong;
+      else
+        check_consistent(*b);
+    }
+    BOOST_TEST(wrong == 0);
+  };
+  std::uint64_t busy_taken = 0;
+  check(p.get_results(), "get_results");
+  const auto first = p.take_results();
+  check(first, "take_results");
+  if (const BlockResults* b = first.find_block(1, "busy")) busy_taken += b->hit_count;
+  check(p.get_results(), "get_results after take_results"); // still counts since the start
+  const auto second = p.take_results();
+  BOOST_TEST(second.total_hits() == (second.find_block(1, "busy") ? second.find_block(1, "busy")->hit_count : 0u));
+  if (const BlockResults* b = second.find_block(1, "busy")) busy_taken += b->hit_count;
+  stop = true;
+  recorder.join();
+  release = true;
+  for (auto& t : pool) t.join();
+  if (const BlockResults* b = p.take_results().find_block(1, "busy")) busy_taken += b->hit_count;
+  BOOST_TEST(busy_taken == busy_records); // each of the busy thread's records in exactly one interval
+  BOOST_TEST(p.get_results().find_block(1, "busy")->hit_count == busy_records);
+}
+
 BOOST_AUTO_TEST_CASE(interval_statistics_describe_only_that_intervals_records) {
   Profiler p{"interval_minmax"};
   auto site = p.site(0, "b");
