@@ -343,7 +343,8 @@ BOOST_AUTO_TEST_CASE(a_read_split_among_threads_counts_every_slot_once_while_ano
   recorder.join();
   release = true;
   for (auto& t : pool) t.join();
-  if (const BlockResults* b = p.take_results().find_block(1, "busy")) busy_taken += b->hit_count;
+  const auto last = p.take_results();
+  if (const BlockResults* b = last.find_block(1, "busy")) busy_taken += b->hit_count;
   BOOST_TEST(busy_taken == busy_records); // each of the busy thread's records in exactly one interval
   BOOST_TEST(p.get_results().find_block(1, "busy")->hit_count == busy_records);
 }
