@@ -266,9 +266,11 @@ void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_bu
   // sums of its own sites only (disjoint elements of acc.blocks). The caller
   // holds the profiler's lock for all of them, and joins them before it goes
   // on; recorders are never waited for, as with one reader.
-  const unsigned cores = std::thread::hardware_concurrency();
-  const auto threads = static_cast<std::uint32_t>(
-      slots < parallel_merge_slots ? 1 : std::min<std::uint64_t>({cores == 0 ? 1 : cores, 4, columns}));
+  std::uint32_t threads = 1;
+  if (slots >= parallel_merge_slots) { // hardware_concurrency() is a system call: only for a large read
+    const unsigned cores = std::thread::hardware_concurrency();
+    threads = static_cast<std::uint32_t>(std::min<std::uint64_t>({cores == 0 ? 1 : cores, 4, columns}));
+  }
   testing::last_merge_threads.store(threads, std::memory_order_relaxed);
   if (threads <= 1) return merge_columns(acc, buffers, interval, 0, 1);
   std::vector<std::exception_ptr> failed(threads);
