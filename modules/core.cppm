@@ -352,6 +352,15 @@ struct profiler_core {
   std::size_t exited_entries = 0; // blocks in `exited`
   exited_thread exited_folded;    // "(N older exited threads)"
   std::uint64_t exited_folded_count = 0;
+  // An interval that a take_results() ended but could not read (it ran out of
+  // memory): the next take_results() returns it and begins no other; until
+  // then get_results() adds it, and a thread that ends hands over its part
+  // of it too. So a failed call loses no record. interval 0: none.
+  struct unread_interval {
+    std::uint32_t interval = 0;
+    std::deque<exited_thread> exited; // threads that ended in it
+    exited_thread folded;             // the blocks of threads that ended since, by site id
+  } unread;
   std::vector<BlockResults> taken; // the intervals taken since the last clear(), summed (used sites, no names)
   std::uint64_t dropped_taken = 0; // dropped_no_memory of those intervals
   std::deque<ThreadTimeline> exited_timelines; // their timelines (when capture was on), most recent only

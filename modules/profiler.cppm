@@ -500,6 +500,9 @@ public:
   /// start), and a new interval begins, atomically: each record lands in
   /// exactly one interval, whole, none lost, while other threads go on
   /// recording (they never wait). get_results() still counts from clear().
+  /// Throws std::bad_alloc when there is no memory for the results; the
+  /// interval it ended is then returned by the next call (which begins no
+  /// other), and get_results() counts it meanwhile: no record is lost.
   ProfilerResults take_results();
   /// One entry per thread that recorded in the current interval (since the
   /// last take_results() or clear()); exited threads beyond the most recent

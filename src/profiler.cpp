@@ -197,6 +197,20 @@ ThreadTimeline read_timeline(const thread_buffer& buf, bool exited) {
   return t;
 }
 
+/// Adds `blocks` to `folded`, which is indexed by site id: costs what the
+/// blocks cover, not every site.
+void fold_blocks(const profiler_core& core, std::vector<BlockResults>& folded,
+                 const std::vector<BlockResults>& blocks) {
+  for (const auto& b : blocks) {
+    if (folded.size() <= b.site_id) {
+      const std::size_t old = folded.size();
+      folded.resize(std::min(core.sites.size(), std::max<std::size_t>(b.site_id + 1, old * 2)));
+      for (std::size_t id = old; id < folded.size(); ++id) folded[id].site_id = static_cast<std::uint32_t>(id);
+    }
+    folded[b.site_id].merge(b);
+  }
+}
+
 /// Hands a thread's data over to the profiler when the thread ends: its
 /// statistics of the current interval (the sites it used, without names),
 /// and its timeline. O(sites the thread used), no string copies.
@@ -208,18 +222,13 @@ void retire(profiler_core& core, const std::shared_ptr<thread_buffer>& buf) {
     core.exited_entries += t.blocks.size();
     core.exited.push_back(std::move(t));
   }
-  // Folding costs what the folded thread used: the folded entry is indexed
-  // by site id.
+  // A take_results() that failed left an interval unread: this thread's part
+  // of it goes there (its buffer is about to go).
+  if (core.unread.interval != 0)
+    fold_blocks(core, core.unread.folded.blocks,
+                buffer_blocks(*buf, static_cast<std::uint32_t>(core.sites.size()), core.unread.interval));
   while (core.exited_entries > max_exited_entries && core.exited.size() > 1) {
-    auto& folded = core.exited_folded.blocks;
-    for (auto& b : core.exited.front().blocks) {
-      if (folded.size() <= b.site_id) {
-        const std::size_t old = folded.size();
-        folded.resize(std::min(core.sites.size(), std::max<std::size_t>(b.site_id + 1, old * 2)));
-        for (std::size_t id = old; id < folded.size(); ++id) folded[id].site_id = static_cast<std::uint32_t>(id);
-      }
-      folded[b.site_id].merge(b);
-    }
+    fold_blocks(core, core.exited_folded.blocks, core.exited.front().blocks);
     core.exited_entries -= core.exited.front().blocks.size();
     core.exited.pop_front();
     ++core.exited_folded_count;
@@ -649,6 +658,9 @@ Profiler::~Profiler() {
     std::vector<std::shared_ptr<detail::thread_buffer>>().swap(core.buffers);
     std::deque<detail::exited_thread>().swap(core.exited);
     core.exited_folded = {};
+    std::deque<detail::exited_thread>().swap(core.unread.exited);
+    core.unread.folded = {};
+    core.unread.interval = 0;
     std::vector<BlockResults>().swap(core.taken);
     std::deque<ThreadTimeline>().swap(core.exited_timelines);
     core.site_index.clear();
@@ -774,6 +786,15 @@ accumulator current_interval(const profiler_core& core, std::uint32_t interval) 
   for (const auto& b : core.exited_folded.blocks) acc.add(b);
   return acc;
 }
+
+/// Adds the interval a failed take_results() left unread, if any.
+void add_unread(accumulator& acc, const profiler_core& core) {
+  if (core.unread.interval == 0) return;
+  merge_buffers(acc, core.buffers, core.unread.interval);
+  for (const auto& t : core.unread.exited)
+    for (const auto& b : t.blocks) acc.add(b);
+  for (const auto& b : core.unread.folded.blocks) acc.add(b);
+}
 } // namespace
 } // namespace detail
 
@@ -781,6 +802,7 @@ ProfilerResults Profiler::get_results() const {
   const auto& core = *core_;
   std::lock_guard lock(core.mutex);
   auto acc = detail::current_interval(core, core.interval.load(std::memory_order_relaxed));
+  detail::add_unread(acc, core);
   for (const auto& b : core.taken) acc.add(b);
   return detail::assemble(core, acc.finish(), true,
                           core.dropped_taken + core.dropped_no_memory.load(std::memory_order_relaxed));
@@ -789,25 +811,39 @@ ProfilerResults Profiler::get_results() const {
 ProfilerResults Profiler::take_results() {
   auto& core = *core_;
   std::lock_guard lock(core.mutex);
-  // A new interval first; then every record still writing the old one is
-  // either visible as in progress (read_slot waits for it) or was made after
-  // the switch and lands in the new one (modules/core.cppm, open_slot).
-  const std::uint32_t ended = core.interval.load(std::memory_order_relaxed);
-  core.interval.store(ended + 1 == 0 ? 1 : ended + 1, std::memory_order_seq_cst);
-  detail::issue_barrier();
-  auto acc = detail::current_interval(core, ended);
-  core.exited.clear();
-  core.exited_entries = 0;
-  core.exited_folded = {};
-  core.exited_folded_count = 0;
-  const std::uint64_t dropped = core.dropped_no_memory.exchange(0, std::memory_order_relaxed);
+  if (core.unread.interval == 0) {
+    // A new interval first; then every record still writing the old one is
+    // either visible as in progress (read_slot waits for it) or was made
+    // after the switch and lands in the new one (modules/core.cppm,
+    // open_slot). The threads that ended in the old one go with it.
+    const std::uint32_t ended = core.interval.load(std::memory_order_relaxed);
+    core.interval.store(ended + 1 == 0 ? 1 : ended + 1, std::memory_order_seq_cst);
+    detail::issue_barrier();
+    core.unread.interval = ended;
+    core.unread.exited.swap(core.exited);
+    std::swap(core.unread.folded, core.exited_folded);
+    core.exited_entries = 0;
+    core.exited_folded_count = 0;
+  }
+  // Whatever can fail (no memory) comes before anything changes: a call
+  // that throws leaves the interval unread, and the next one returns it.
+  detail::accumulator acc(core.sites.size());
+  detail::add_unread(acc, core);
+  const std::uint64_t dropped = core.dropped_no_memory.load(std::memory_order_relaxed);
   auto blocks = acc.finish();
   detail::accumulator total(core.sites.size());
   for (const auto& b : core.taken) total.add(b);
   for (const auto& b : blocks) total.add(b);
-  core.taken = detail::used_blocks(total.finish());
+  auto taken = detail::used_blocks(total.finish());
+  auto results = detail::assemble(core, std::move(blocks), true, dropped);
+  // Nothing below allocates.
+  core.taken = std::move(taken);
   core.dropped_taken += dropped;
-  return detail::assemble(core, std::move(blocks), true, dropped);
+  core.dropped_no_memory.fetch_sub(dropped, std::memory_order_relaxed);
+  core.unread.interval = 0;
+  core.unread.exited.clear();
+  core.unread.folded = {};
+  return results;
 }
 
 std::vector<ThreadResults> Profiler::get_all_thread_data() const {
@@ -843,6 +879,8 @@ MemoryUse Profiler::memory_use() const {
   };
   for (const auto& t : core.exited) m.exited_threads += sizeof(t) + blocks_bytes(t.blocks);
   m.exited_threads += blocks_bytes(core.exited_folded.blocks) + blocks_bytes(core.taken);
+  for (const auto& t : core.unread.exited) m.exited_threads += sizeof(t) + blocks_bytes(t.blocks);
+  m.exited_threads += blocks_bytes(core.unread.folded.blocks);
   for (const auto& s : core.sites) m.sites += sizeof(s) + s.name.capacity() + s.file.capacity() + s.function.capacity();
   return m;
 }
@@ -862,6 +900,9 @@ void Profiler::clear() {
   core_->exited_entries = 0;
   core_->exited_folded = {};
   core_->exited_folded_count = 0;
+  core_->unread.interval = 0; // never read: its records go with the rest
+  core_->unread.exited.clear();
+  core_->unread.folded = {};
   core_->exited_timelines.clear();
   core_->exited_timeline_events_dropped = 0;
 }

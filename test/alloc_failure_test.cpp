@@ -6,19 +6,25 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <string>
 #include <thread>
+#include <vector>
 
 import stichotrope;
 
 namespace {
 thread_local bool out_of_memory = false; // only this thread's allocations fail
+// Or every thread's but those marked: the threads a read starts fail.
+std::atomic<bool> unmarked_out_of_memory{false};
+thread_local bool marked = false;
 std::atomic<int> refused{0};
 
 void* allocate(std::size_t n) noexcept {
-  if (out_of_memory) {
+  if (out_of_memory || (unmarked_out_of_memory.load(std::memory_order_relaxed) && !marked)) {
     ++refused;
     return nullptr;
   }
@@ -103,4 +109,51 @@ BOOST_AUTO_TEST_CASE(no_memory_for_a_new_chunk_or_histogram_drops_only_those_rec
   const auto r = p.get_results();
   BOOST_TEST(r.find_block(0, "first")->hit_count == 3u);
   BOOST_TEST(p.get_timeline().threads.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_read_that_runs_out_of_memory_throws_bad_alloc_and_loses_no_record) {
+  // Enough live slots for get_results() to split the read among threads
+  // (src/aggregate.cpp). First the helpers' allocations fail, then the
+  // caller's; a take_results() that fails after beginning its interval
+  // leaves that interval for the next call, even as its threads exit.
+  Profiler p{"split"};
+  constexpr int threads = 20, sites = 3300;
+  constexpr std::uint64_t all = std::uint64_t{threads} * sites;
+  static_assert(all >= stichotrope::detail::parallel_merge_slots);
+  std::vector<Site> handles;
+  for (int i = 0; i < sites; ++i) handles.push_back(*p.site(0, "s" + std::to_string(i)));
+  std::atomic<int> ready{0};
+  std::atomic<bool> release{false};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      marked = true;
+      for (const Site& s : handles) p.record(s, std::chrono::nanoseconds(100));
+      ++ready;
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+  marked = true;
+  while (ready < threads) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (std::thread::hardware_concurrency() > 1) {
+    unmarked_out_of_memory = true; // the helper threads of the split read
+    BOOST_CHECK_THROW(p.get_results(), std::bad_alloc);
+    BOOST_TEST(stichotrope::detail::testing::last_merge_threads > 1u);
+    BOOST_CHECK_THROW(p.take_results(), std::bad_alloc);
+    unmarked_out_of_memory = false;
+  }
+  out_of_memory = true; // the caller: the read on one thread fails the same way
+  BOOST_CHECK_THROW(p.take_results(), std::bad_alloc);
+  out_of_memory = false;
+  BOOST_TEST(p.get_results().total_hits() == all); // the lock was released, the unread interval counts
+  release = true;                                  // the threads end while their interval is unread
+  for (auto& t : pool) t.join();
+  const auto since_start = p.get_results();
+  BOOST_TEST(since_start.total_hits() == all);
+  BOOST_TEST(since_start.find_block(0, "s3299")->hit_count == std::uint64_t{threads});
+  const auto taken = p.take_results(); // the interval the failed calls began to take
+  BOOST_TEST(taken.total_hits() == all);
+  BOOST_TEST(taken.find_block(0, "s0")->hit_count == std::uint64_t{threads});
+  BOOST_TEST(p.take_results().total_hits() == 0u); // nothing counted twice
+  BOOST_TEST(p.get_results().total_hits() == all);
+  marked = false;
 }
