@@ -360,6 +360,11 @@ struct profiler_core {
     std::uint32_t interval = 0;
     std::deque<exited_thread> exited; // threads that ended in it
     exited_thread folded;             // the blocks of threads that ended since, by site id
+    void reset() noexcept {
+      interval = 0;
+      exited.clear();
+      folded = {};
+    }
   } unread;
   std::vector<BlockResults> taken; // the intervals taken since the last clear(), summed (used sites, no names)
   std::uint64_t dropped_taken = 0; // dropped_no_memory of those intervals

@@ -274,31 +274,24 @@ void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_bu
   testing::last_merge_threads.store(threads, std::memory_order_relaxed);
   if (threads <= 1) return merge_columns(acc, buffers, interval, 0, 1);
   std::vector<std::exception_ptr> failed(threads);
+  auto share = [&](std::uint32_t t) noexcept {
+    try {
+      merge_columns(acc, buffers, interval, t, threads);
+    } catch (...) {
+      failed[t] = std::current_exception();
+    }
+  };
   {
     std::vector<std::jthread> helpers;
     helpers.reserve(threads - 1);
     for (std::uint32_t t = 1; t < threads; ++t) {
       try {
-        helpers.emplace_back([&, t] {
-          try {
-            merge_columns(acc, buffers, interval, t, threads);
-          } catch (...) {
-            failed[t] = std::current_exception();
-          }
-        });
+        helpers.emplace_back(share, t);
       } catch (const std::system_error&) { // no thread to be had: this one reads that share too
-        try {
-          merge_columns(acc, buffers, interval, t, threads);
-        } catch (...) {
-          failed[t] = std::current_exception();
-        }
+        share(t);
       }
     }
-    try {
-      merge_columns(acc, buffers, interval, 0, threads);
-    } catch (...) {
-      failed[0] = std::current_exception();
-    }
+    share(0);
   } // the helpers are joined here
   for (const auto& e : failed)
     if (e) std::rethrow_exception(e);

@@ -658,9 +658,7 @@ Profiler::~Profiler() {
     std::vector<std::shared_ptr<detail::thread_buffer>>().swap(core.buffers);
     std::deque<detail::exited_thread>().swap(core.exited);
     core.exited_folded = {};
-    std::deque<detail::exited_thread>().swap(core.unread.exited);
-    core.unread.folded = {};
-    core.unread.interval = 0;
+    core.unread.reset();
     std::vector<BlockResults>().swap(core.taken);
     std::deque<ThreadTimeline>().swap(core.exited_timelines);
     core.site_index.clear();
@@ -776,24 +774,19 @@ void Profiler::record(const Site& s, std::chrono::nanoseconds duration) {
 
 namespace detail {
 namespace {
-/// The current interval: every live thread's slots of it and the threads
-/// that exited in it (core.mutex held).
-accumulator current_interval(const profiler_core& core, std::uint32_t interval) {
-  accumulator acc(core.sites.size());
+/// Adds one interval: every live thread's slots of it and the threads that
+/// ended in it (core.mutex held).
+void add_interval(accumulator& acc, const profiler_core& core, std::uint32_t interval,
+                  const std::deque<exited_thread>& exited, const exited_thread& folded) {
   merge_buffers(acc, core.buffers, interval);
-  for (const auto& t : core.exited)
+  for (const auto& t : exited)
     for (const auto& b : t.blocks) acc.add(b);
-  for (const auto& b : core.exited_folded.blocks) acc.add(b);
-  return acc;
+  for (const auto& b : folded.blocks) acc.add(b);
 }
 
 /// Adds the interval a failed take_results() left unread, if any.
 void add_unread(accumulator& acc, const profiler_core& core) {
-  if (core.unread.interval == 0) return;
-  merge_buffers(acc, core.buffers, core.unread.interval);
-  for (const auto& t : core.unread.exited)
-    for (const auto& b : t.blocks) acc.add(b);
-  for (const auto& b : core.unread.folded.blocks) acc.add(b);
+  if (core.unread.interval != 0) add_interval(acc, core, core.unread.interval, core.unread.exited, core.unread.folded);
 }
 } // namespace
 } // namespace detail
@@ -801,7 +794,8 @@ void add_unread(accumulator& acc, const profiler_core& core) {
 ProfilerResults Profiler::get_results() const {
   const auto& core = *core_;
   std::lock_guard lock(core.mutex);
-  auto acc = detail::current_interval(core, core.interval.load(std::memory_order_relaxed));
+  detail::accumulator acc(core.sites.size());
+  detail::add_interval(acc, core, core.interval.load(std::memory_order_relaxed), core.exited, core.exited_folded);
   detail::add_unread(acc, core);
   for (const auto& b : core.taken) acc.add(b);
   return detail::assemble(core, acc.finish(), true,
@@ -840,9 +834,7 @@ ProfilerResults Profiler::take_results() {
   core.taken = std::move(taken);
   core.dropped_taken += dropped;
   core.dropped_no_memory.fetch_sub(dropped, std::memory_order_relaxed);
-  core.unread.interval = 0;
-  core.unread.exited.clear();
-  core.unread.folded = {};
+  core.unread.reset();
   return results;
 }
 
@@ -900,9 +892,7 @@ void Profiler::clear() {
   core_->exited_entries = 0;
   core_->exited_folded = {};
   core_->exited_folded_count = 0;
-  core_->unread.interval = 0; // never read: its records go with the rest
-  core_->unread.exited.clear();
-  core_->unread.folded = {};
+  core_->unread.reset(); // never read: its records go with the rest
   core_->exited_timelines.clear();
   core_->exited_timeline_events_dropped = 0;
 }
