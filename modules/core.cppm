@@ -38,8 +38,8 @@ inline constexpr std::uint32_t invalid_site = UINT32_MAX;
 inline constexpr std::uint32_t chunk_slots = 64;
 inline constexpr std::uint32_t max_chunks = max_sites / chunk_slots;
 inline constexpr unsigned tracked_callers = 4;
-/// A thread's call-site cache starts with this many entries and grows (x4)
-/// while it keeps missing, up to site_cache_max.
+/// A thread's call-site cache starts with this many entries (two per
+/// bucket) and grows (x4) while it keeps missing, up to site_cache_max.
 inline constexpr unsigned site_cache_size = 64;
 inline constexpr unsigned site_cache_max = 4096;
 inline constexpr std::uint64_t no_sample = UINT64_MAX;
@@ -217,13 +217,19 @@ struct timeline_ring {
 /// Where a thread keeps one profiler's data. Owned jointly by the thread and
 /// the profiler, so either may end first.
 struct thread_buffer {
-  struct cache_entry {
-    const void* location = nullptr;    // identity of the std::source_location
-    const std::string* name = nullptr; // the registered name (owned by the core)
-    const char* literal = nullptr;     // immutable text this entry was found with, if any
-    int track = -1;
+  // Two to a cache line, which is a bucket: a site is looked for in both
+  // entries of its bucket at once. A name of up to 16 bytes is held whole by
+  // its length and key (name_key), so a hit compares registers with the
+  // line, with no pointer to follow and no memcmp.
+  struct alignas(32) cache_entry {
+    const void* location = nullptr; // identity of the std::source_location; null: empty
+    std::uint64_t head = 0;         // name_key::head; an entry found by address: the text's address
+    std::uint64_t tail = 0;         // name_key::tail; a name longer than 16 bytes: its registered std::string*
     std::uint32_t site = invalid_site;
+    std::uint32_t shape = 0; // track | length << 8; an entry found by address: track | literal_length << 8
   };
+  static constexpr std::uint32_t literal_length = 0xFFFFFF; // names this long or longer are not cached
+  static_assert(max_tracks <= 256, "a track takes the low 8 bits of an entry's shape");
 
   std::uint64_t core_id = 0;
   std::uint64_t os_thread_id = 0;
@@ -233,9 +239,9 @@ struct thread_buffer {
   std::array<std::atomic<slot*>, max_chunks> chunks{};
   // Touched by the owner only: `cache` is `first_cache` until the thread
   // uses more named sites than it holds (then a larger table from the arena).
-  std::array<cache_entry, site_cache_size> first_cache{};
+  alignas(64) std::array<cache_entry, site_cache_size> first_cache{}; // a bucket is one cache line
   cache_entry* cache = first_cache.data();
-  std::uint32_t cache_shift = 64 - 6;            // an index is a hash's top bits (log2 of the size)
+  std::uint32_t cache_shift = 64 - 5;            // a bucket is a hash's top bits (log2 of the buckets)
   std::uint32_t cache_fills = 0;                 // entries written since the table was made
   std::atomic<timeline_ring*> timeline{nullptr}; // created at the thread's first event
 
@@ -551,51 +557,118 @@ inline std::uint32_t find_link(const profiler_core& core, const void* location, 
   }
 }
 
-/// Where a named call site goes in a thread's cache. Names are hashed by
-/// length and their first and last eight bytes: one call site often opens
-/// blocks of many names ("hot_site_1", "hot_site_2", ...).
-inline std::uint64_t cache_hash(const void* location, int track, std::string_view name) noexcept {
+/// A name's first and last eight bytes (overlapping when it is shorter
+/// than 16; for fewer than eight, its first and last four, or its bytes
+/// 0, n/2 and n-1): with the length, the whole name when it is at most 16
+/// bytes long.
+struct name_key {
   std::uint64_t head = 0, tail = 0;
+};
+[[gnu::always_inline]] inline name_key key_of(std::string_view name) noexcept {
+  const char* p = name.data();
   const std::size_t n = name.size();
+  name_key k;
   if (n >= 8) {
-    std::memcpy(&head, name.data(), 8);
-    std::memcpy(&tail, name.data() + n - 8, 8);
+    std::memcpy(&k.head, p, 8);
+    std::memcpy(&k.tail, p + n - 8, 8);
+  } else if (n >= 4) {
+    std::uint32_t first = 0, last = 0;
+    std::memcpy(&first, p, 4);
+    std::memcpy(&last, p + n - 4, 4);
+    k.head = first | std::uint64_t{last} << 32;
   } else if (n != 0) {
-    std::memcpy(&head, name.data(), n);
+    k.head = std::uint64_t{static_cast<unsigned char>(p[0])} |
+             std::uint64_t{static_cast<unsigned char>(p[n / 2])} << 8 |
+             std::uint64_t{static_cast<unsigned char>(p[n - 1])} << 16;
   }
+  return k;
+}
+
+/// Where a named call site goes in a thread's cache: hashed by length and
+/// key. One call site often opens blocks of many names ("hot_site_1",
+/// "hot_site_2", ...), which differ in their last bytes, the top bits of
+/// `tail`: the fold before the last multiply brings them down, so that every
+/// bit of the result depends on them (both buckets of a site are taken from
+/// its top bits; see second_bucket).
+[[gnu::always_inline]] inline std::uint64_t cache_hash(const void* location, int track, std::size_t size,
+                                                       name_key k) noexcept {
   const std::uint64_t key =
-      reinterpret_cast<std::uintptr_t>(location) + (std::uint64_t{static_cast<unsigned>(track)} << 48) + n;
-  // The top bits depend on every input bit (an index is taken from them).
-  return (((key ^ head) * 0xC2B2AE3D27D4EB4Full) ^ tail) * 0x9E3779B97F4A7C15ull;
+      reinterpret_cast<std::uintptr_t>(location) + (std::uint64_t{static_cast<unsigned>(track)} << 48) + size;
+  std::uint64_t x = ((key ^ k.head) * 0xC2B2AE3D27D4EB4Full) ^ k.tail;
+  x ^= x >> 32;
+  return x * 0x9E3779B97F4A7C15ull;
 }
 
-/// Counts a cache fill; a table that keeps filling is replaced by a larger
-/// one (cold).
-void grow_cache(thread_buffer& buf) noexcept;
-inline void note_cache_fill(thread_buffer& buf) noexcept {
-  const std::uint32_t size = std::uint32_t{1} << (64 - buf.cache_shift);
-  if (++buf.cache_fills >= size && size < site_cache_max) [[unlikely]]
-    grow_cache(buf);
+/// Where a call site whose name is immutable text goes: found by the text's
+/// address, not its content.
+inline std::uint64_t literal_hash(const void* location, int track, const char* text) noexcept {
+  return (reinterpret_cast<std::uintptr_t>(location) ^ (reinterpret_cast<std::uintptr_t>(text) << 16) ^
+          static_cast<unsigned>(track)) *
+         0x9E3779B97F4A7C15ull;
 }
 
-/// The site id for a call site, through the thread's cache; names are
-/// compared by content, so a reused buffer with new text is a new site.
-inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const void* location, int track,
-                              std::string_view name, const char* file, std::uint32_t line, std::uint32_t column,
-                              const char* function) {
-  auto& e = buf.cache[cache_hash(location, track, name) >> buf.cache_shift];
-  if (e.location == location && e.track == track && e.name->size() == name.size() &&
-      std::memcmp(e.name->data(), name.data(), name.size()) == 0) [[likely]]
-    return e.site;
-  const std::string* registered = nullptr;
-  std::uint32_t site = find_link(core, location, track, name, &registered); // no lock once registered
-  if (site == invalid_site)
-    site = register_site(core, track, name, file, line, column, function, &registered, location);
-  if (site != invalid_site) {
-    e = {location, registered, nullptr, track, site};
-    note_cache_fill(buf);
-  }
-  return site;
+/// A site's second bucket in the cache, tried when its first (the hash's
+/// top bits) holds two other sites: the bits below those, never the first
+/// bucket itself. Two buckets of two entries per site, a site moved to its
+/// other bucket to make room (src/record.cpp, site_for_miss): a thread that
+/// alternates among half as many sites as the cache holds finds nearly all
+/// of them in their first bucket, where one slot per site left a fifth of
+/// them evicting each other on every pass (docs/performance.md).
+inline std::size_t second_bucket(std::uint64_t hash, std::uint32_t shift) noexcept {
+  const std::uint32_t bits = 64 - shift;
+  const std::size_t first = hash >> shift;
+  const std::size_t second = (hash >> (shift - bits)) & ((std::size_t{1} << bits) - 1);
+  return second == first ? second ^ 1 : second;
+}
+
+/// The shape of a named site's cache entry; a name too long to cache has a
+/// shape no entry holds.
+inline std::uint64_t shape_of(int track, std::size_t length) noexcept {
+  return std::uint64_t{static_cast<unsigned>(track)} | std::uint64_t{length} << 8;
+}
+
+/// The rest of a call site's look-up once the first bucket of its cache
+/// holds other sites (cold, out of line): the second bucket, then the
+/// profiler's table of sites (no lock), then registration (the lock); the
+/// site found is put in the cache. `literal` is the immutable text the block
+/// was opened with (compared by address; `name` is then that array, of its
+/// full capacity), or null (compared by content).
+std::uint32_t site_for_miss(thread_buffer& buf, profiler_core& core, std::uint64_t hash, const void* location,
+                            int track, std::string_view name, const char* literal, const char* file, std::uint32_t line,
+                            std::uint32_t column, const char* function);
+
+/// Whether cache entry `e` holds the named call site (location, track, name
+/// with key `k`): compared by content, so a reused buffer with new text is a
+/// new site. Only a name longer than 16 bytes is read beyond its key.
+[[gnu::always_inline]] inline bool holds(const thread_buffer::cache_entry& e, const void* location, int track,
+                                         std::string_view name, name_key k) noexcept {
+  if (e.location != location || e.head != k.head || e.shape != shape_of(track, name.size())) return false;
+  if (name.size() <= 16) return e.tail == k.tail;
+  const auto* registered = reinterpret_cast<const std::string*>(static_cast<std::uintptr_t>(e.tail));
+  return registered != nullptr && // (a literal entry's shape is that of a name of literal_length bytes)
+         std::memcmp(registered->data() + 8, name.data() + 8, name.size() - 8) == 0;
+}
+
+/// Whether cache entry `e` holds the call site found by the address of its
+/// immutable text.
+[[gnu::always_inline]] inline bool holds_literal(const thread_buffer::cache_entry& e, const void* location, int track,
+                                                 const char* text) noexcept {
+  return e.location == location && e.head == reinterpret_cast<std::uintptr_t>(text) &&
+         e.shape == shape_of(track, thread_buffer::literal_length);
+}
+
+/// The site id for a named call site, through the thread's cache.
+[[gnu::always_inline]] inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const void* location,
+                                                     int track, std::string_view name, const char* file,
+                                                     std::uint32_t line, std::uint32_t column, const char* function) {
+  const name_key k = key_of(name);
+  const std::uint64_t h = cache_hash(location, track, name.size(), k);
+  const thread_buffer::cache_entry* bucket = buf.cache + (h >> buf.cache_shift) * 2;
+  if (holds(bucket[0], location, track, name, k)) [[likely]]
+    return bucket[0].site;
+  if (holds(bucket[1], location, track, name, k)) [[likely]]
+    return bucket[1].site;
+  return site_for_miss(buf, core, h, location, track, name, nullptr, file, line, column, function);
 }
 
 /// The site id for a call site whose name is immutable text (a string
@@ -606,25 +679,14 @@ inline std::uint32_t site_for(thread_buffer& buf, profiler_core& core, const voi
                                                              const void* location, int track, const char* text,
                                                              std::size_t capacity, const char* file, std::uint32_t line,
                                                              std::uint32_t column, const char* function) {
-  const std::uint64_t h = (reinterpret_cast<std::uintptr_t>(location) ^ (reinterpret_cast<std::uintptr_t>(text) << 16) ^
-                           static_cast<unsigned>(track)) *
-                          0x9E3779B97F4A7C15ull;
-  auto& e = buf.cache[h >> buf.cache_shift];
-  if (e.location == location && e.literal == text && e.track == track) [[likely]]
-    return e.site;
-  std::size_t length = 0;
-  while (length < capacity && text[length] != '\0') ++length;
-  const std::string* registered = nullptr;
-  const std::string_view name(text, length);
-  std::uint32_t site = find_link(core, location, track, name, &registered); // no lock once registered
-  if (site == invalid_site)
-    site = register_site(core, track, name, file, line, column, function, &registered, location);
-  if (site != invalid_site) {
-    e = {location, registered, nullptr, track, site};
-    e.literal = text;
-    note_cache_fill(buf);
-  }
-  return site;
+  const std::uint64_t h = literal_hash(location, track, text);
+  const thread_buffer::cache_entry* bucket = buf.cache + (h >> buf.cache_shift) * 2;
+  if (holds_literal(bucket[0], location, track, text)) [[likely]]
+    return bucket[0].site;
+  if (holds_literal(bucket[1], location, track, text)) [[likely]]
+    return bucket[1].site;
+  return site_for_miss(buf, core, h, location, track, std::string_view(text, capacity), text, file, line, column,
+                       function);
 }
 
 /// Appends a timeline event to the calling thread's ring for `core` (cold:
@@ -729,6 +791,10 @@ export struct site_cache_use {
   std::size_t held = 0;   ///< entries holding a site
 };
 export site_cache_use site_cache_of_calling_thread();
+/// Whether the cache entry a thread makes for a site named `registered`
+/// holds a look-up of `name` at the same call site and track: the
+/// comparison a cache hit makes, without the hash that picks the bucket.
+export bool cache_entry_holds(std::string_view registered, std::string_view name);
 /// How many threads the last merge_buffers used (tests check the split ran).
 export inline std::atomic<unsigned> last_merge_threads{0};
 } // namespace testing
