@@ -143,6 +143,38 @@ void block_many_named_sites(benchmark::State& state) {
 }
 BENCHMARK(block_many_named_sites);
 
+// The same with 1,000 names of 25 bytes that differ only in their middle
+// ("GET /users/100000/profile", ...), against one of them: a name longer
+// than 16 bytes is hashed and compared by its whole text.
+const std::vector<std::string>& long_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (int i = 0; i < 1000; ++i) n.push_back("GET /users/" + std::to_string(100000 + i) + "/profile");
+    return n;
+  }();
+  return names;
+}
+
+void block_one_long_named_site(benchmark::State& state) {
+  const std::string_view name = long_names().front();
+  for (auto _ : state) {
+    auto b = profiler.block(8, name);
+    benchmark::DoNotOptimize(b);
+  }
+}
+BENCHMARK(block_one_long_named_site);
+
+void block_many_long_named_sites(benchmark::State& state) {
+  const auto& names = long_names();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    auto b = profiler.block(8, std::string_view(names[i]));
+    benchmark::DoNotOptimize(b);
+    if (++i == names.size()) i = 0;
+  }
+}
+BENCHMARK(block_many_long_named_sites);
+
 // The same 1,000 sites through Site handles (no lookup at all): what is left
 // of the difference above is the cost of recording into 1,000 slots.
 void block_many_site_handles(benchmark::State& state) {

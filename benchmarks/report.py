@@ -184,6 +184,9 @@ def main():
     many, one = ns(block, "block_many_named_sites"), ns(block, "block_one_named_site")
     row("one thread alternating among 1,000 hot named sites", f"{many:.2f} ns", f"{many / one:.2f} x one hot site",
         "<= 1.3", many / one <= 1.3)
+    many_long, one_long = ns(block, "block_many_long_named_sites"), ns(block, "block_one_long_named_site")
+    row("... 1,000 names of 25 bytes that differ in the middle", f"{many_long:.2f} ns",
+        f"{many_long / one_long:.2f} x one of them", "-", "info")
     h = ns(block, "block_many_site_handles")
     row("the same 1,000 sites by Site handle (no lookup)", f"{h:.2f} ns",
         f"{h / ns(block, 'block_explicit_site'):.2f} x one site", "-", "info")

@@ -224,7 +224,7 @@ struct thread_buffer {
   struct alignas(32) cache_entry {
     const void* location = nullptr; // identity of the std::source_location; null: empty
     std::uint64_t head = 0;         // name_key::head; an entry found by address: the text's address
-    std::uint64_t tail = 0;         // name_key::tail; a name longer than 16 bytes: its registered std::string*
+    std::uint64_t tail = 0;         // name_key::tail; a name longer than 16 bytes: its registered text
     std::uint32_t site = invalid_site;
     std::uint32_t shape = 0; // track | length << 8; an entry found by address: track | literal_length << 8
   };
@@ -585,16 +585,24 @@ struct name_key {
 }
 
 /// Where a named call site goes in a thread's cache: hashed by length and
-/// key. One call site often opens blocks of many names ("hot_site_1",
-/// "hot_site_2", ...), which differ in their last bytes, the top bits of
-/// `tail`: the fold before the last multiply brings them down, so that every
-/// bit of the result depends on them (both buckets of a site are taken from
-/// its top bits; see second_bucket).
-[[gnu::always_inline]] inline std::uint64_t cache_hash(const void* location, int track, std::size_t size,
+/// key, and a name longer than 16 bytes by the rest of its text too (names
+/// like "/users/17/profile" differ only in the middle). One call site often
+/// opens blocks of many names ("hot_site_1", "hot_site_2", ...), which
+/// differ in their last bytes, the top bits of `tail`: the folds before the
+/// multiplies bring them down, so that every bit of the result depends on
+/// them (both buckets of a site are taken from its top bits; see
+/// second_bucket).
+[[gnu::always_inline]] inline std::uint64_t cache_hash(const void* location, int track, std::string_view name,
                                                        name_key k) noexcept {
   const std::uint64_t key =
-      reinterpret_cast<std::uintptr_t>(location) + (std::uint64_t{static_cast<unsigned>(track)} << 48) + size;
+      reinterpret_cast<std::uintptr_t>(location) + (std::uint64_t{static_cast<unsigned>(track)} << 48) + name.size();
   std::uint64_t x = ((key ^ k.head) * 0xC2B2AE3D27D4EB4Full) ^ k.tail;
+  for (std::size_t at = 8; at + 8 < name.size(); at += 8) { // the middle of a longer name, eight bytes a step
+    std::uint64_t word;
+    std::memcpy(&word, name.data() + at, 8);
+    x ^= x >> 32;
+    x = (x * 0xC2B2AE3D27D4EB4Full) ^ word;
+  }
   x ^= x >> 32;
   return x * 0x9E3779B97F4A7C15ull;
 }
@@ -644,9 +652,10 @@ std::uint32_t site_for_miss(thread_buffer& buf, profiler_core& core, std::uint64
                                          std::string_view name, name_key k) noexcept {
   if (e.location != location || e.head != k.head || e.shape != shape_of(track, name.size())) return false;
   if (name.size() <= 16) return e.tail == k.tail;
-  const auto* registered = reinterpret_cast<const std::string*>(static_cast<std::uintptr_t>(e.tail));
+  // The registered text (owned by the core, never freed), one pointer away.
+  const auto* registered = reinterpret_cast<const char*>(static_cast<std::uintptr_t>(e.tail));
   return registered != nullptr && // (a literal entry's shape is that of a name of literal_length bytes)
-         std::memcmp(registered->data() + 8, name.data() + 8, name.size() - 8) == 0;
+         std::memcmp(registered + 8, name.data() + 8, name.size() - 8) == 0;
 }
 
 /// Whether cache entry `e` holds the call site found by the address of its
@@ -662,7 +671,7 @@ std::uint32_t site_for_miss(thread_buffer& buf, profiler_core& core, std::uint64
                                                      int track, std::string_view name, const char* file,
                                                      std::uint32_t line, std::uint32_t column, const char* function) {
   const name_key k = key_of(name);
-  const std::uint64_t h = cache_hash(location, track, name.size(), k);
+  const std::uint64_t h = cache_hash(location, track, name, k);
   const thread_buffer::cache_entry* bucket = buf.cache + (h >> buf.cache_shift) * 2;
   if (holds(bucket[0], location, track, name, k)) [[likely]]
     return bucket[0].site;

@@ -146,9 +146,12 @@ std::uint64_t hash_of(const entry& e) noexcept {
   const std::size_t length = e.shape >> 8;
   if (length == thread_buffer::literal_length)
     return literal_hash(e.location, track, reinterpret_cast<const char*>(static_cast<std::uintptr_t>(e.head)));
-  if (length <= 16) return cache_hash(e.location, track, length, {e.head, e.tail});
-  const auto* name = reinterpret_cast<const std::string*>(static_cast<std::uintptr_t>(e.tail));
-  return cache_hash(e.location, track, length, key_of(*name));
+  if (length <= 16) { // hashed by its length and key alone: the text itself is not read
+    static constexpr char unread[16] = {};
+    return cache_hash(e.location, track, std::string_view(unread, length), {e.head, e.tail});
+  }
+  const std::string_view name(reinterpret_cast<const char*>(static_cast<std::uintptr_t>(e.tail)), length);
+  return cache_hash(e.location, track, name, key_of(name));
 }
 
 entry* empty_in(entry* bucket) noexcept {
@@ -205,7 +208,7 @@ std::uint32_t site_for_miss(thread_buffer& buf, profiler_core& core, std::uint64
               {location, reinterpret_cast<std::uintptr_t>(literal), 0, site,
                static_cast<std::uint32_t>(shape_of(track, thread_buffer::literal_length))});
   } else if (name.size() < thread_buffer::literal_length) { // longer names are not cached
-    const std::uint64_t tail = name.size() <= 16 ? k.tail : reinterpret_cast<std::uintptr_t>(registered);
+    const std::uint64_t tail = name.size() <= 16 ? k.tail : reinterpret_cast<std::uintptr_t>(registered->data());
     cache_put(buf, hash, {location, k.head, tail, site, static_cast<std::uint32_t>(shape_of(track, name.size()))});
   }
   return site;
@@ -374,7 +377,7 @@ site_cache_use site_cache_of_calling_thread() {
 bool cache_entry_holds(std::string_view registered, std::string_view name) {
   const std::string text(registered);
   const name_key k = key_of(text);
-  const std::uint64_t tail = text.size() <= 16 ? k.tail : reinterpret_cast<std::uintptr_t>(&text);
+  const std::uint64_t tail = text.size() <= 16 ? k.tail : reinterpret_cast<std::uintptr_t>(text.data());
   static const int here = 0;
   const entry e{&here, k.head, tail, 0, static_cast<std::uint32_t>(shape_of(5, text.size()))};
   return holds(e, &here, 5, name, key_of(name));

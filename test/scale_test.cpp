@@ -432,6 +432,26 @@ BOOST_AUTO_TEST_CASE(a_thread_using_a_thousand_named_sites_grows_its_cache_to_ho
   BOOST_TEST(r.tracks.front().blocks.size() == 1000u);
 }
 
+// Names longer than 16 bytes that differ only in their middle (neither in
+// their first nor their last eight bytes): hashed by their whole text, they
+// spread over the cache like any others.
+BOOST_AUTO_TEST_CASE(long_names_that_differ_only_in_the_middle_are_each_held) {
+  Profiler p{"middle"};
+  std::vector<std::string> names;
+  for (int i = 0; i < 1000; ++i) names.push_back("GET /users/" + std::to_string(100000 + i) + "/profile");
+  auto open = [&](const std::string& n) { auto b = p.block(4, std::string_view(n)); }; // one call site
+  for (int round = 0; round < 3; ++round)
+    for (const auto& n : names) open(n);
+  const auto cache = stichotrope::detail::testing::site_cache_of_calling_thread();
+  BOOST_TEST_MESSAGE("measured: " << cache.held << " of 1000 long names held in a cache of " << cache.size);
+  BOOST_TEST(cache.size == cache.max);
+  BOOST_TEST(cache.held == 1000u); // by their first and last bytes alone, all would share two buckets
+  const auto r = p.get_results();
+  BOOST_REQUIRE(r.tracks.size() == 1u);
+  BOOST_TEST(r.tracks.front().blocks.size() == 1000u);
+  for (const auto& b : r.tracks.front().blocks) BOOST_TEST(b.hit_count == 3u, b.name);
+}
+
 // A name of up to 16 bytes is matched in the cache by its length and its
 // first and last bytes alone (detail::name_key), a longer one by those and
 // the registered text: every byte position must still tell names apart.
