@@ -424,8 +424,9 @@ BOOST_AUTO_TEST_CASE(a_thread_using_a_thousand_named_sites_grows_its_cache_to_ho
   BOOST_TEST_MESSAGE("measured: " << held << " of 1000 named sites held in a cache of " << cache.size);
   // Two buckets of two entries per site, a site moved to its other bucket to
   // make room: at a quarter of the cache, every site finds an entry (one
-  // slot per site, as before, left 4-20 % of these evicting each other on
-  // every pass, by the address the call site was loaded at).
+  // slot per site, as before, left up to a fifth of these evicting each
+  // other on every pass, by the address the call site was loaded at: a model
+  // of the cache in docs/performance.md).
   BOOST_TEST(held == 1000u);
   const auto r = p.get_results();
   BOOST_TEST(r.total_hits() == 3000u);
