@@ -654,8 +654,18 @@ std::uint32_t site_for_miss(thread_buffer& buf, profiler_core& core, std::uint64
   if (name.size() <= 16) return e.tail == k.tail;
   // The registered text (owned by the core, never freed), one pointer away.
   const auto* registered = reinterpret_cast<const char*>(static_cast<std::uintptr_t>(e.tail));
-  return registered != nullptr && // (a literal entry's shape is that of a name of literal_length bytes)
-         std::memcmp(registered + 8, name.data() + 8, name.size() - 8) == 0;
+  if (registered == nullptr) return false; // (a literal entry's shape is that of a name of literal_length bytes)
+  const std::size_t n = name.size();
+  if (n > 32) return std::memcmp(registered + 8, name.data() + 8, n - 8) == 0;
+  // Up to 32 bytes: the words at 8, at 16 or n - 8, and at n - 8 cover the
+  // rest of the name, compared without a call.
+  const auto differ = [&](std::size_t at) {
+    std::uint64_t a, b;
+    std::memcpy(&a, registered + at, 8);
+    std::memcpy(&b, name.data() + at, 8);
+    return a ^ b;
+  };
+  return (differ(8) | differ(n < 24 ? n - 8 : 16) | differ(n - 8)) == 0;
 }
 
 /// Whether cache entry `e` holds the call site found by the address of its
