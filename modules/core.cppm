@@ -244,6 +244,19 @@ struct thread_buffer {
   std::uint32_t cache_shift = 64 - 5;            // a bucket is a hash's top bits (log2 of the buckets)
   std::uint32_t cache_fills = 0;                 // entries written since the table was made
   std::atomic<timeline_ring*> timeline{nullptr}; // created at the thread's first event
+  // Wait sites this thread has charged (block site, await chain hash) -> site:
+  // open addressing, grown from the arena at half load, never evicting, so a
+  // wait is lock-free after its first use in the thread. Owner only.
+  struct wait_entry {
+    std::uint64_t chain = 0; // 0: empty
+    std::uint32_t block = 0;
+    std::uint32_t site = 0;
+  };
+  static constexpr std::uint32_t first_wait_entries = 32;
+  std::array<wait_entry, first_wait_entries> first_waits{};
+  wait_entry* waits = first_waits.data();
+  std::uint32_t wait_mask = first_wait_entries - 1;
+  std::uint32_t wait_used = 0;
 
   thread_buffer() = default;
   thread_buffer(const thread_buffer&) = delete;
@@ -270,6 +283,12 @@ struct site_info {
   std::string function;
   std::uint32_t line = 0;
   std::uint32_t column = 0;
+  // A wait site (docs/coroutines.md, "Waits"): the block it is a wait of, the
+  // await it happened under (a child coroutine's caller's await), and what
+  // was awaited. Ordinary call sites have wait_of == invalid_site.
+  std::uint32_t wait_of = UINT32_MAX;
+  std::uint32_t wait_parent = UINT32_MAX;
+  std::string awaited;
 };
 
 /// A call site already registered, keyed by what a thread's cache misses on:
@@ -347,7 +366,8 @@ struct profiler_core {
   std::deque<site_info> sites;                     // index = site id; deque keeps names at stable addresses
   std::map<std::tuple<int, std::string_view, std::string_view, std::uint32_t, std::uint32_t, std::string_view>,
            std::uint32_t>
-      site_index; // keys view into `sites`
+      site_index;                                  // keys view into `sites`
+  std::map<std::string, std::uint32_t> wait_index; // wait sites by (block, parent wait, await, awaited) as bytes
   std::array<std::optional<std::string>, max_tracks> track_names;
   std::vector<std::shared_ptr<thread_buffer>> buffers; // live threads
   // Threads that ended in the current interval: the most recent ones one by
@@ -398,8 +418,13 @@ struct frame_entry {
   std::atomic<std::uint64_t> serial{0}; // written by the flow's thread; a block closed elsewhere sets closed_bit
   profiler_core* core = nullptr;
   std::uint32_t site = 0;
-  std::uint64_t child_ns = 0; // time of the closed children
+  std::uint32_t join_depth = 0; // the flow's join_depth when the block opened (its waits' chains start there)
+  std::uint64_t child_ns = 0;   // time of the closed children
 };
+
+/// Awaits of child coroutines a flow's wait chains remember (deeper ones
+/// still join; their waits are charged to the deepest remembered await).
+inline constexpr std::uint32_t max_joins = 8;
 
 /// A logical flow of control whose open blocks nest: a thread, or a coroutine
 /// chain, or a fiber. Only the thread currently running the flow touches it
@@ -420,6 +445,14 @@ export struct context {
   context* destroy_saved = nullptr; // what was current before its frames began to be destroyed
   std::uint64_t id = 0;             // timeline id, given at the first entry (0: a thread's own)
   std::uint64_t arrow = 0;          // timeline arrow from the current suspension to its resumption
+  // The await the flow is suspended in (set just before it leaves): its
+  // source_location's identity and the awaited type's name (static storage).
+  const void* wait_location = nullptr;
+  const std::string_view* wait_type = nullptr;
+  // Awaits of child coroutines that joined this flow, outermost first: the
+  // path from the flow's bottom frame to the running one (a wait's chain).
+  const void* joins[max_joins]{};
+  std::uint32_t join_depth = 0;
   bool suspended = false;
   bool destroying = false; // its suspended frames are being destroyed (blocks count as abandoned)
   bool is_thread = false;  // a thread's own context
@@ -533,6 +566,17 @@ void record_cold(profiler_core& core, thread_buffer& buf, slot_dir& d, std::uint
 /// The cold statistics of a directory, allocated at their first use; null
 /// without memory.
 slot_ext* ext_of(thread_buffer& buf, slot_dir& d) noexcept;
+
+/// The identity of the pseudo-await "other flows ran inside this flow's run"
+/// (a child started inline): a wait location no co_await has.
+inline constexpr char inline_run_marker = 0;
+/// Registers the wait site of block `block` for a wait whose chain is the
+/// joins `joins[0..n)` (outermost first) and then the await `location` (an
+/// await_key, inline_run_marker's address, or null: unknown) of type `type`
+/// (may be null), with the sites of its chain's prefixes, under the core's
+/// lock; invalid_site when there is no room.
+std::uint32_t register_wait_site(profiler_core& core, std::uint32_t block, const void* const* joins, std::uint32_t n,
+                                 const void* location, const std::string_view* type);
 
 /// Registers a call site (or finds it) under the core's lock; invalid_site
 /// when the track or name is invalid (a diagnostic is kept in the results).
@@ -751,7 +795,7 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
     d->first_caller.store(tag, std::memory_order_relaxed);
     first = tag;
   }
-  if ((bytes | flow.suspensions) != 0 || first != tag) [[unlikely]]
+  if ((bytes | flow.suspended_ns | flow.suspensions | flow.migrations) != 0 || first != tag) [[unlikely]]
     record_cold(core, *buf, *d, ns, bytes, flow, first != tag ? tag : 0);
   const std::uint64_t pending = s.pending_ns.load(std::memory_order_relaxed);
   if (pending != no_sample && !add_sample_fast(*d, pending)) [[unlikely]]

@@ -1,9 +1,12 @@
 module;
 #include <atomic>
+#include <bit>
 #include <concepts>
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <source_location>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 export module stichotrope:coro;
@@ -61,6 +64,41 @@ void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, 
 /// its frame index, or max_depth.
 std::uint32_t innermost_open(const context& c) noexcept;
 
+template <class T>
+constexpr std::string_view type_name() noexcept {
+  std::string_view s = __PRETTY_FUNCTION__;
+  const auto b = s.find("T = ");
+  if (b == std::string_view::npos) return {};
+  s.remove_prefix(b + 4);
+  return s.substr(0, s.rfind(']'));
+}
+
+/// The name of an awaited type, in static storage: a wait keeps its address
+/// (compile-time text, no RTTI).
+export template <class T>
+struct awaited_type {
+  static constexpr std::string_view name = type_name<T>();
+};
+
+/// The identity of a co_await's source location: a pointer to its static
+/// data (libstdc++ and libc++), which the wait registry reads back once.
+export inline const void* await_key(const std::source_location& loc) noexcept {
+  static_assert(sizeof(std::source_location) == sizeof(const void*),
+                "await sites are identified by std::source_location's pointer to its static data");
+  return std::bit_cast<const void*>(loc);
+}
+
+/// A child coroutine joins flow `c` through the await at `where`: its
+/// suspensions are waits under that await (a wait chain). Returns the depth
+/// to restore when the await completes.
+export inline std::uint32_t push_join(context& c, const void* where) noexcept {
+  const std::uint32_t depth = c.join_depth;
+  if (depth < max_joins) c.joins[depth] = where;
+  c.join_depth = depth + 1;
+  return depth;
+}
+export inline void pop_join(context& c, std::uint32_t depth) noexcept { c.join_depth = depth; }
+
 template <class A>
 concept has_member_co_await = requires(A&& a) { std::forward<A>(a).operator co_await(); };
 template <class A>
@@ -96,7 +134,7 @@ concept awaitable = std::is_class_v<std::remove_cvref_t<A>> && requires(A&& a) {
 } && awaiter<std::remove_reference_t<awaiter_t<A>>>;
 
 /// Forwards inner.await_suspend(h) in any of its three forms; `undo` runs
-/// when the coroutine did not suspend after all (bool false, or a throw).
+/// when the coroutine did not suspend after all (bool false, a throw, or its own handle returned).
 template <class Inner, class Handle, class Undo>
 auto forward_suspend(Inner& inner, Handle h, Undo&& undo) {
   using R = decltype(inner.await_suspend(h));
@@ -118,12 +156,15 @@ auto forward_suspend(Inner& inner, Handle h, Undo&& undo) {
     if (!suspended) undo();
     return suspended;
   } else {
+    R next;
     try {
-      return inner.await_suspend(h); // symmetric transfer: a coroutine handle
+      next = inner.await_suspend(h); // symmetric transfer: a coroutine handle
     } catch (...) {
       undo();
       throw;
     }
+    if (next.address() == h.address()) undo(); // the coroutine itself goes on: no suspension
+    return next;
   }
 }
 
@@ -147,7 +188,13 @@ public:
   Context& operator=(const Context&) = delete;
 
   void enter() noexcept { detail::resume_flow(*ctx_); }
-  void leave() noexcept { detail::suspend_flow(*ctx_); }
+  /// The flow stops running here; the time until the next enter() is a wait
+  /// at the caller's line (the fiber's switch point).
+  void leave(std::source_location loc = std::source_location::current()) noexcept {
+    ctx_->wait_location = detail::await_key(loc);
+    ctx_->wait_type = nullptr;
+    detail::suspend_flow(*ctx_);
+  }
   /// The flow is done (no suspension is counted).
   void finish() noexcept { detail::finish_flow(*ctx_); }
 
@@ -169,13 +216,17 @@ bool in_flow() noexcept;
 /// Enters a Context for a scope (e.g. one run of a fiber) and leaves it.
 class ContextScope {
 public:
-  explicit ContextScope(Context& c) noexcept : c_(c) { c_.enter(); }
-  ~ContextScope() { c_.leave(); }
+  explicit ContextScope(Context& c, std::source_location loc = std::source_location::current()) noexcept
+      : c_(c), loc_(loc) {
+    c_.enter();
+  }
+  ~ContextScope() { c_.leave(loc_); } // the wait until the next run is charged to where the scope was made
   ContextScope(const ContextScope&) = delete;
   ContextScope& operator=(const ContextScope&) = delete;
 
 private:
   Context& c_;
+  std::source_location loc_;
 };
 
 /// Wraps an awaiter so that the flow `ctx` leaves the thread when the
@@ -186,8 +237,15 @@ private:
 template <class Aw>
 class flow_awaiter {
 public:
+  /// `where`: the co_await's await_key (null: unknown); `what`: the awaited
+  /// type's name (detail::awaited_type), or null.
   template <class X>
-  flow_awaiter(X&& inner, detail::context& ctx) : inner_(static_cast<Aw&&>(inner)), ctx_(&ctx) {}
+  flow_awaiter(X&& inner, detail::context& ctx, const void* where = nullptr, const std::string_view* what = nullptr)
+      : inner_(static_cast<Aw&&>(inner)), ctx_(&ctx), where_(where), what_(what) {}
+  /// With no flow (`ctx` null) it only forwards: a frame that belongs to none.
+  template <class X>
+  flow_awaiter(X&& inner, detail::context* ctx, const void* where = nullptr, const std::string_view* what = nullptr)
+      : inner_(static_cast<Aw&&>(inner)), ctx_(ctx), where_(where), what_(what) {}
   flow_awaiter(flow_awaiter&&) = default; // only before the await begins
   flow_awaiter& operator=(const flow_awaiter&) = delete;
   ~flow_awaiter() {
@@ -202,7 +260,10 @@ public:
   bool await_ready() { return static_cast<bool>(inner_.await_ready()); }
   template <class P>
   auto await_suspend(std::coroutine_handle<P> h) {
+    if (ctx_ == nullptr) return detail::forward_suspend(inner_, h, [] {});
     suspended_ = true;
+    ctx_->wait_location = where_; // what the flow waits on, charged when it resumes
+    ctx_->wait_type = what_;
     detail::suspend_flow(*ctx_); // before handing over: the coroutine may resume elsewhere at once
     struct unmark {              // touches only this thread's state, never *this: the frame may be gone
       const void* previous;
@@ -224,14 +285,20 @@ public:
 private:
   Aw inner_;
   detail::context* ctx_;
+  const void* where_;
+  const std::string_view* what_;
   bool suspended_ = false;
 };
 
-/// `co_await on_flow(ctx, x)`: awaits x with ctx following the coroutine.
+/// `co_await on_flow(ctx, x)`: awaits x with ctx following the coroutine; a
+/// suspension is a wait at this line. A promise's await_transform that takes
+/// a defaulted std::source_location passes it on, so that each co_await of
+/// its coroutines is its own await site.
 template <class A>
-auto on_flow(Context& ctx, A&& a) {
+auto on_flow(Context& ctx, A&& a, std::source_location loc = std::source_location::current()) {
   using held = detail::held_t<detail::awaiter_t<A&&>>;
-  return flow_awaiter<held>(detail::get_awaiter(std::forward<A>(a)), ctx.raw());
+  return flow_awaiter<held>(detail::get_awaiter(std::forward<A>(a)), ctx.raw(), detail::await_key(loc),
+                            &detail::awaited_type<std::remove_cvref_t<A>>::name);
 }
 
 /// The awaiter of a timed co_await: one record of wall time, suspended
@@ -314,6 +381,7 @@ private:
         f.serial.store(serial_, std::memory_order_relaxed);
         f.core = core_;
         f.site = site_;
+        f.join_depth = ctx.join_depth;
         f.child_ns = 0;
         ctx.depth = depth_ + 1;
       }

@@ -177,6 +177,7 @@ private:
       f.serial.store(start_, std::memory_order_relaxed);
       f.core = core;
       f.site = site;
+      f.join_depth = ctx.join_depth;
       f.child_ns = 0;
       ctx.depth = depth_ + 1;
     }
@@ -207,14 +208,6 @@ private:
 } // namespace stichotrope
 
 namespace stichotrope::detail { // internal: reachable, not visible
-template <class T>
-constexpr std::string_view type_name() noexcept {
-  std::string_view s = __PRETTY_FUNCTION__;
-  const auto b = s.find("T = ");
-  if (b == std::string_view::npos) return {};
-  s.remove_prefix(b + 4);
-  return s.substr(0, s.rfind(']'));
-}
 template <auto F>
 constexpr std::string_view value_name() noexcept {
   std::string_view s = __PRETTY_FUNCTION__;

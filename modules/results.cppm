@@ -80,6 +80,33 @@ struct percentiles {
   friend bool operator==(const percentiles&, const percentiles&) = default;
 };
 
+/// Where a block's coroutine waited: one await site of the block, with the
+/// statistics of the suspensions charged to it (docs/coroutines.md, "Waits").
+/// An await of a child coroutine is the parent of the awaits made inside the
+/// child, and its figures include theirs: a block's waits form a tree, and
+/// its suspended time is the sum of its top-level waits.
+struct WaitResults {
+  std::uint32_t site_id = 0;                ///< the wait's id among its profiler's sites
+  std::uint32_t parent_site_id = no_parent; ///< the await this one happened under, or no_parent at the top
+  std::string name;                         ///< "file.cpp:88", or what was awaited when there is no line
+  std::string file;
+  std::uint32_t line = 0;
+  std::uint32_t column = 0;
+  std::string function;
+  std::string awaited;     ///< the awaited type or operation, when known
+  std::uint64_t count = 0; ///< suspensions
+  std::uint64_t total_time_ns = 0;
+  std::uint64_t min_time_ns = 0;
+  std::uint64_t max_time_ns = 0;
+  std::uint64_t migrations = 0; ///< suspensions that resumed on another thread than they began on
+  latency_histogram histogram;
+
+  stichotrope::percentiles percentiles() const noexcept;
+  /// Adds the figures of another record set of the same wait.
+  void add(const WaitResults& other);
+  friend bool operator==(const WaitResults&, const WaitResults&) = default;
+};
+
 /// Statistics of one call site. Seed fields first, extensions after.
 struct BlockResults {
   std::string name;
@@ -108,6 +135,9 @@ struct BlockResults {
   /// parent, no suspended time. results.diagnostics names the site.
   std::uint64_t outside_flow = 0;
   std::uint64_t too_deep = 0; ///< hits opened deeper than max nesting: recorded without a parent
+  /// Where the suspended time went: the block's await sites, parents before
+  /// their children, by site id.
+  std::vector<WaitResults> waits;
 
   /// Wall time minus suspended time: when the block's flow was running.
   std::uint64_t active_time_ns() const noexcept {

@@ -4,6 +4,8 @@ module;
 #include <exception>
 #include <memory>
 #include <optional>
+#include <source_location>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -74,19 +76,43 @@ struct task_promise_base {
   final_awaiter final_suspend() noexcept { return {}; }
   void unhandled_exception() noexcept { error = std::current_exception(); }
 
+  /// The await of a task that joins this flow: while the task runs, its
+  /// waits are charged under this await too (docs/coroutines.md, "Waits").
+  template <class Inner>
+  struct join_awaiter {
+    Inner inner;
+    context* flow;
+    const void* where;
+    std::uint32_t restore = UINT32_MAX; // the join depth to go back to; UINT32_MAX: nothing pushed
+    bool await_ready() { return static_cast<bool>(inner.await_ready()); }
+    template <class P>
+    auto await_suspend(std::coroutine_handle<P> h) {
+      restore = push_join(*flow, where);
+      return inner.await_suspend(h);
+    }
+    decltype(auto) await_resume() {
+      if (restore != UINT32_MAX) pop_join(*flow, restore);
+      return inner.await_resume();
+    }
+  };
+
   /// Every co_await: a task (timed or not) joins this flow and runs in it;
-  /// anything else suspends the flow.
+  /// anything else suspends the flow, and each suspension is a wait at the
+  /// co_await's own line (`loc` is evaluated there).
   template <class A>
-  decltype(auto) await_transform(A&& a) {
+  decltype(auto) await_transform(A&& a, std::source_location loc = std::source_location::current()) {
     if constexpr (is_task<std::remove_cvref_t<A>>::value) {
       a.handle_.promise().flow = flow; // the awaited task continues this chain's flow
-      return std::forward<A>(a).operator co_await();
+      using inner = decltype(std::forward<A>(a).operator co_await());
+      return join_awaiter<inner>{std::forward<A>(a).operator co_await(), flow, await_key(loc)};
     } else if constexpr (is_timed_task<std::remove_cvref_t<A>>::value) {
       a.inner().handle_.promise().flow = flow; // wrap(task) / track(): the task nests in the timed await
-      return std::forward<A>(a).operator co_await();
+      using inner = decltype(std::forward<A>(a).operator co_await());
+      return join_awaiter<inner>{std::forward<A>(a).operator co_await(), flow, await_key(loc)};
     } else {
       using held = held_t<awaiter_t<A&&>>;
-      return flow_awaiter<held>(get_awaiter(std::forward<A>(a)), *flow);
+      return flow_awaiter<held>(get_awaiter(std::forward<A>(a)), *flow, await_key(loc),
+                                &awaited_type<std::remove_cvref_t<A>>::name);
     }
   }
 };

@@ -4,6 +4,7 @@ module;
 #include <memory>
 #include <cstdint>
 #include <mutex>
+#include <string_view>
 #include <new>
 #include <utility>
 #include <vector>
@@ -95,8 +96,10 @@ context* acquire_context() {
     auto fresh = std::make_unique<context>();
     context_pool& p = pool();
     std::lock_guard lock(p.mutex);
-    p.all.reserve(p.all.size() + 1);
-    p.free.reserve(p.all.size() + 1); // release_context never allocates
+    // Geometric growth, so that starting N flows alive at once costs O(N);
+    // `free` keeps the capacity of `all`, so release_context never allocates.
+    if (p.all.size() == p.all.capacity()) p.all.reserve(p.all.size() < 64 ? 64 : p.all.size() * 2);
+    if (p.free.capacity() < p.all.capacity()) p.free.reserve(p.all.capacity());
     p.all.push_back(fresh.get());
     return fresh.release();
   }
@@ -106,6 +109,9 @@ context* acquire_context() {
   c->thread = nullptr;
   c->saved = c->destroy_saved = nullptr;
   c->id = c->arrow = 0;
+  c->wait_location = nullptr;
+  c->wait_type = nullptr;
+  c->join_depth = 0;
   c->suspended = c->destroying = c->is_thread = false;
   return c;
 }
@@ -147,6 +153,87 @@ context& init_thread_context() noexcept {
 
 namespace {
 
+std::uint64_t mix(std::uint64_t h, const void* v) noexcept {
+  h = (h ^ static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(v))) * 0x9E3779B97F4A7C15ull;
+  return h ^ (h >> 29);
+}
+
+/// Adds (chain, block) -> site to the thread's wait table, growing it (x4,
+/// from the arena) at half load. False without memory.
+bool remember_wait(thread_buffer& buf, std::uint64_t chain, std::uint32_t block, std::uint32_t site) noexcept {
+  using entry = thread_buffer::wait_entry;
+  if ((buf.wait_used + 1) * 2 > buf.wait_mask + 1) {
+    const std::uint32_t size = (buf.wait_mask + 1) * 4;
+    auto* table = static_cast<entry*>(buf.memory.allocate(sizeof(entry) * size, alignof(entry)));
+    if (table == nullptr) return false;
+    for (std::uint32_t i = 0; i < size; ++i) new (&table[i]) entry{};
+    for (std::uint32_t i = 0; i <= buf.wait_mask; ++i) {
+      const entry& e = buf.waits[i];
+      if (e.chain == 0) continue;
+      std::uint32_t j = static_cast<std::uint32_t>(e.chain ^ (e.chain >> 32) ^ e.block) & (size - 1);
+      while (table[j].chain != 0) j = (j + 1) & (size - 1);
+      table[j] = e;
+    }
+    buf.waits = table; // the old table stays in the arena until the buffer goes
+    buf.wait_mask = size - 1;
+  }
+  std::uint32_t j = static_cast<std::uint32_t>(chain ^ (chain >> 32) ^ block) & buf.wait_mask;
+  while (buf.waits[j].chain != 0) j = (j + 1) & buf.wait_mask;
+  buf.waits[j] = entry{chain, block, site};
+  ++buf.wait_used;
+  return true;
+}
+
+/// One wait of `ns` charged to the open block `site` of `core`, on the wait
+/// site of its chain `chain` (a hash of joins[first..joins) and the await),
+/// in the calling thread's buffer. Lock-free after the wait site's first use
+/// in this thread.
+void charge_wait(profiler_core& core, std::uint32_t site, std::uint64_t chain, const context& c, std::uint32_t first,
+                 std::uint32_t joins, std::uint64_t ns, bool migrated) noexcept {
+  if (core.dead.load(std::memory_order_relaxed)) return;
+  thread_buffer* buf = current_buffer(core);
+  if (buf == nullptr) return note_no_memory(core);
+  std::uint32_t i = static_cast<std::uint32_t>(chain ^ (chain >> 32) ^ site) & buf->wait_mask;
+  for (;; i = (i + 1) & buf->wait_mask) {
+    const thread_buffer::wait_entry& e = buf->waits[i];
+    if (e.chain == chain && e.block == site) break;
+    if (e.chain == 0) {
+      std::uint32_t wait = invalid_site;
+      try {
+        wait = register_wait_site(core, site, c.joins + first, joins - first, c.wait_location, c.wait_type);
+      } catch (...) { // no memory for the registry
+        return note_no_memory(core);
+      }
+      if (wait == invalid_site) return;
+      if (!remember_wait(*buf, chain, site, wait)) return note_no_memory(core);
+      return record(core, wait, ns, 0, 0, site, flow_mark{0, 0, migrated ? 1u : 0u});
+    }
+  }
+  record(core, buf->waits[i].site, ns, 0, 0, site, flow_mark{0, 0, migrated ? 1u : 0u});
+}
+
+/// Charges a wait of `ns` that ended now to every open block of `c` (a
+/// block's suspended time is the sum of its waits). Each block's chain
+/// starts at the joins made after it opened.
+void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept {
+  if (c.depth == 0) return;
+  const std::uint32_t joins = c.join_depth < max_joins ? c.join_depth : max_joins;
+  const std::uint64_t leaf = mix(mix(0x9AE16A3B2F90404Full, c.wait_location), c.wait_type);
+  std::uint64_t h = leaf;
+  std::uint32_t at = joins; // h covers joins[at..joins) and the await
+  for (std::uint32_t d = c.depth; d-- > 0;) {
+    const frame_entry& f = c.frames[d];
+    if (is_hole(f) || f.core == nullptr) continue;
+    const std::uint32_t first = f.join_depth < joins ? f.join_depth : joins;
+    if (first > at) { // (a block moved in from a deeper join: start again)
+      h = leaf;
+      at = joins;
+    }
+    while (at > first) h = mix(h, c.joins[--at]);
+    charge_wait(*f.core, f.site, h == 0 ? 1 : h, c, first, joins, ns, migrated);
+  }
+}
+
 /// Another flow starts running inside the run of `previous` on this thread
 /// (Asio starts a co_spawned coroutine inline; a handler of another flow may
 /// be dispatched inside this one's): that time is not `previous`'s own.
@@ -160,8 +247,15 @@ void interrupt(context* previous, const context& c) noexcept {
 /// as its suspended time (not as a suspension).
 void uninterrupt(context* previous) noexcept {
   if (previous != nullptr && previous->interrupted_at != 0) {
-    previous->suspended_ns += ticks_to_ns(previous->interrupted_at, now_ticks());
+    const std::uint64_t ns = ticks_to_ns(previous->interrupted_at, now_ticks());
+    previous->suspended_ns += ns;
     previous->interrupted_at = 0;
+    // A wait of its own kind: the await it is "in" is the inline run.
+    const void* location = std::exchange(previous->wait_location, &inline_run_marker);
+    const std::string_view* type = std::exchange(previous->wait_type, nullptr);
+    charge_waits(*previous, ns, false);
+    previous->wait_location = location;
+    previous->wait_type = type;
   }
 }
 
@@ -182,10 +276,15 @@ context* enter_flow(context& c) noexcept {
         if (profiler_core* core = drawing(c)) timeline_append(*core, timeline_kind::resume, 0, now, c.arrow, c.id);
         c.arrow = 0;
       }
-      c.suspended_ns += ticks_to_ns(c.suspend_begin, now);
+      const std::uint64_t ns = ticks_to_ns(c.suspend_begin, now);
+      c.suspended_ns += ns;
       ++c.suspensions;
-      if (c.thread != nullptr && c.thread != here) ++c.migrations;
+      const bool migrated = c.thread != nullptr && c.thread != here;
+      if (migrated) ++c.migrations;
       c.suspended = false;
+      charge_waits(c, ns, migrated);
+      c.wait_location = nullptr; // the next suspension says what it waits on
+      c.wait_type = nullptr;
     }
     c.thread = here;
   }

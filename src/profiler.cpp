@@ -10,6 +10,7 @@ module;
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -81,6 +82,40 @@ void add_diagnostic(profiler_core& core, std::string message) {
     core.diagnostics.push_back(std::move(message));
 }
 
+/// The waits among `blocks` (wait sites' records), each added to the awaits
+/// it happened under too, by wait site id (core.mutex held).
+std::map<std::uint32_t, WaitResults> gather_waits(const profiler_core& core, const std::vector<BlockResults>& blocks) {
+  std::map<std::uint32_t, WaitResults> waits;
+  auto wait_at = [&](std::uint32_t id) -> WaitResults& {
+    auto [it, fresh] = waits.try_emplace(id);
+    if (fresh) {
+      const site_info& s = core.sites[id];
+      WaitResults& w = it->second;
+      w.site_id = id;
+      w.parent_site_id = s.wait_parent == invalid_site ? no_parent : s.wait_parent;
+      w.name = s.name;
+      w.file = s.file;
+      w.line = s.line;
+      w.column = s.column;
+      w.function = s.function;
+      w.awaited = s.awaited;
+    }
+    return it->second;
+  };
+  for (const auto& b : blocks) {
+    if (b.site_id >= core.sites.size() || core.sites[b.site_id].wait_of == invalid_site || b.hit_count == 0) continue;
+    WaitResults direct;
+    direct.count = b.hit_count;
+    direct.total_time_ns = b.total_time_ns;
+    direct.min_time_ns = b.min_time_ns;
+    direct.max_time_ns = b.max_time_ns;
+    direct.migrations = b.migrations;
+    direct.histogram = b.histogram;
+    for (std::uint32_t id = b.site_id; id != invalid_site; id = core.sites[id].wait_parent) wait_at(id).add(direct);
+  }
+  return waits;
+}
+
 /// Arranges per-site blocks into tracks (core.mutex held).
 ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> blocks, bool keep_empty,
                          std::uint64_t dropped) {
@@ -104,8 +139,12 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
     }
     return *t;
   };
+  std::map<std::uint32_t, std::vector<WaitResults>> waits_of; // by block site, in wait site order
+  for (auto& [id, w] : gather_waits(core, blocks)) waits_of[core.sites[id].wait_of].push_back(std::move(w));
   for (auto& b : blocks) {
     const site_info& site = core.sites[b.site_id];
+    if (site.wait_of != invalid_site) continue; // a wait: attached to its block
+    if (auto it = waits_of.find(b.site_id); it != waits_of.end()) b.waits = std::move(it->second);
     if (!keep_empty && b.hit_count == 0 && b.abandoned == 0 && b.outside_flow == 0 && b.too_deep == 0) continue;
     b.name = site.name;
     b.file = site.file;
@@ -413,7 +452,8 @@ std::uint32_t register_site(profiler_core& core, int track, std::string_view nam
     return invalid_site;
   }
   const auto id = static_cast<std::uint32_t>(core.sites.size());
-  const site_info& s = core.sites.emplace_back(site_info{track, std::string(name), file, function, line, column});
+  const site_info& s = core.sites.emplace_back(
+      site_info{track, std::string(name), file, function, line, column, invalid_site, invalid_site, {}});
   core.site_index.emplace(std::make_tuple(track, std::string_view(s.name), std::string_view(s.file), line, column,
                                           std::string_view(s.function)),
                           id);

@@ -21,7 +21,7 @@ static_assert(sizeof(narrow_page) == 32); // one octave: eight 32-bit buckets
 static_assert(sizeof(wide_page) == 64);
 static_assert(sizeof(slot_ext) == 152);
 static_assert(sizeof(sealed_slot) == 64);
-static_assert(sizeof(thread_buffer) == 18624);
+static_assert(sizeof(thread_buffer) == 19136); // with 512 B of wait table
 static_assert(chunk_slots * sizeof(slot) == 4096);
 
 arena::~arena() {
@@ -264,11 +264,11 @@ void record_cold(profiler_core& core, thread_buffer& buf, slot_dir& d, std::uint
   slot_ext* e = ext_of(buf, d);
   if (e == nullptr) return note_no_memory(core);
   if (bytes != 0) bump(e->bytes, bytes);
-  if (flow.suspensions != 0) {
-    bump(e->suspended_ns, flow.suspended_ns < ns ? flow.suspended_ns : ns);
-    bump(e->suspensions, flow.suspensions);
-    bump(e->migrations, flow.migrations != 0 ? 1 : 0);
-  }
+  // Suspended time without a suspension is time other flows ran inside this
+  // one's run (a child started inline): not this block's active time either.
+  if (flow.suspended_ns != 0) bump(e->suspended_ns, flow.suspended_ns < ns ? flow.suspended_ns : ns);
+  if (flow.suspensions != 0) bump(e->suspensions, flow.suspensions);
+  if (flow.migrations != 0) bump(e->migrations, 1);
   if (caller_tag == 0) return; // the interval's first caller
   for (auto& c : e->callers) {
     const std::uint32_t p = c.parent_plus1.load(std::memory_order_relaxed);

@@ -93,6 +93,22 @@ stichotrope::percentiles BlockResults::percentiles() const noexcept {
           histogram.percentile(0.99, min_time_ns, max_time_ns), histogram.percentile(0.999, min_time_ns, max_time_ns)};
 }
 
+stichotrope::percentiles WaitResults::percentiles() const noexcept {
+  return {histogram.percentile(0.50, min_time_ns, max_time_ns), histogram.percentile(0.90, min_time_ns, max_time_ns),
+          histogram.percentile(0.99, min_time_ns, max_time_ns), histogram.percentile(0.999, min_time_ns, max_time_ns)};
+}
+
+void WaitResults::add(const WaitResults& other) {
+  if (other.count > 0) {
+    min_time_ns = count == 0 ? other.min_time_ns : std::min(min_time_ns, other.min_time_ns);
+    max_time_ns = std::max(max_time_ns, other.max_time_ns);
+  }
+  count += other.count;
+  total_time_ns += other.total_time_ns;
+  migrations += other.migrations;
+  histogram.merge(other.histogram);
+}
+
 double BlockResults::throughput_bytes_per_s() const noexcept {
   if (bytes == 0 || total_time_ns == 0) return 0.0;
   return static_cast<double>(bytes) * 1e9 / static_cast<double>(total_time_ns);
@@ -124,6 +140,14 @@ void BlockResults::merge(const BlockResults& other) {
     } else {
       callers.insert(it, c);
     }
+  }
+  for (const auto& w : other.waits) {
+    auto it = std::lower_bound(waits.begin(), waits.end(), w.site_id,
+                               [](const WaitResults& a, std::uint32_t id) { return a.site_id < id; });
+    if (it != waits.end() && it->site_id == w.site_id)
+      it->add(w);
+    else
+      waits.insert(it, w);
   }
 }
 

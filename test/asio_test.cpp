@@ -388,3 +388,172 @@ BOOST_AUTO_TEST_CASE(a_child_spawned_and_awaited_or_on_a_strand_is_a_flow_of_its
   BOOST_TEST(par.active_time_ns() < 10'000'000u); // the child's spin is the child's
   BOOST_TEST(r.diagnostics.empty());
 }
+
+// Waits (docs/coroutines.md, "Waits"): each co_await of an Asio operation is
+// a wait named for the program's line and the operation it started.
+
+namespace {
+
+const stichotrope::WaitResults* wait_at_line(const BlockResults& b, std::uint32_t line) {
+  for (const auto& w : b.waits)
+    if (w.line == line) return &w;
+  return nullptr;
+}
+
+std::uint64_t top_level_wait_ns(const BlockResults& b) {
+  std::uint64_t sum = 0;
+  for (const auto& w : b.waits)
+    if (w.parent_site_id == stichotrope::no_parent) sum += w.total_time_ns;
+  return sum;
+}
+
+std::uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(each_await_of_a_handler_is_a_wait_named_for_its_line_and_operation) {
+  asio::io_context io(4);
+  Profiler p{"asio_waits"};
+  constexpr int requests = 200;
+  std::atomic<std::uint64_t> db_ns{0}, cache_ns{0};
+  std::atomic<std::uint32_t> db_line{0}, cache_line{0};
+  auto handle_request = [&]() -> asio::awaitable<void> {
+    auto b = p.block(0, "handle_request");
+    asio::steady_timer db(co_await asio::this_coro::executor, 20ms);
+    auto t0 = std::chrono::steady_clock::now();
+    db_line = __LINE__ + 1;
+    co_await db.async_wait(asio::use_awaitable);
+    db_ns += ns_since(t0);
+    asio::steady_timer cache(co_await asio::this_coro::executor, 5ms);
+    t0 = std::chrono::steady_clock::now();
+    cache_line = __LINE__ + 1;
+    co_await cache.async_wait(asio::use_awaitable);
+    cache_ns += ns_since(t0);
+  };
+  for (int i = 0; i < requests; ++i) asio::co_spawn(io, handle_request(), asio::detached);
+  run(io, 4);
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "handle_request");
+  BOOST_TEST(b.hit_count == unsigned(requests));
+  const auto* db = wait_at_line(b, db_line);
+  const auto* cache = wait_at_line(b, cache_line);
+  BOOST_TEST_REQUIRE(db != nullptr);
+  BOOST_TEST_REQUIRE(cache != nullptr);
+  BOOST_TEST(db->count == unsigned(requests));
+  BOOST_TEST(cache->count == unsigned(requests));
+  BOOST_TEST(db->total_time_ns <= db_ns.load());
+  BOOST_TEST(db->total_time_ns >= db_ns.load() / 100 * 99);
+  BOOST_TEST(cache->total_time_ns <= cache_ns.load());
+  BOOST_TEST(cache->total_time_ns >= cache_ns.load() / 100 * 99);
+  BOOST_TEST(db->awaited == "asio::basic_waitable_timer::async_wait");
+  BOOST_TEST(db->file.ends_with("asio_test.cpp"));
+  BOOST_TEST(db->parent_site_id == stichotrope::no_parent);
+  BOOST_TEST(b.waits.size() == 2u); // Asio's own awaits are folded into the program's
+  BOOST_TEST(b.suspended_time_ns == top_level_wait_ns(b));
+  BOOST_TEST(b.suspensions == db->count + cache->count);
+}
+
+BOOST_AUTO_TEST_CASE(a_wait_in_an_awaited_asio_coroutine_is_charged_under_the_await_of_it) {
+  asio::io_context io(1);
+  Profiler p{"asio_tree"};
+  std::uint32_t call_line = 0, inner_line = 0;
+  auto lookup = [&]() -> asio::awaitable<int> {
+    auto b = p.block(1, "lookup");
+    asio::steady_timer t(co_await asio::this_coro::executor, 10ms);
+    inner_line = __LINE__ + 1;
+    co_await t.async_wait(asio::use_awaitable);
+    co_return 3;
+  };
+  auto handle = [&]() -> asio::awaitable<void> {
+    auto b = p.block(0, "handle");
+    call_line = __LINE__ + 1;
+    co_await lookup();
+  };
+  asio::co_spawn(io, handle(), asio::detached);
+  io.run();
+  const auto r = p.get_results();
+  const auto& h = only(r, 0, "handle");
+  const auto& l = only(r, 1, "lookup");
+  const auto* via = wait_at_line(h, call_line);
+  const auto* inner = wait_at_line(h, inner_line);
+  BOOST_TEST_REQUIRE(via != nullptr);
+  BOOST_TEST_REQUIRE(inner != nullptr);
+  BOOST_TEST(inner->parent_site_id == via->site_id);
+  BOOST_TEST(inner->awaited == "asio::basic_waitable_timer::async_wait");
+  BOOST_TEST(via->total_time_ns == inner->total_time_ns);
+  BOOST_TEST(inner->min_time_ns >= 10'000'000u);
+  BOOST_REQUIRE(l.waits.size() == 1u);
+  BOOST_TEST(l.waits[0].line == inner_line);
+  BOOST_TEST(h.suspended_time_ns == top_level_wait_ns(h));
+  BOOST_TEST(l.suspended_time_ns == top_level_wait_ns(l));
+}
+
+BOOST_AUTO_TEST_CASE(a_cancelled_wait_is_counted_until_it_was_cancelled) {
+  asio::io_context io(1);
+  Profiler p{"asio_cancel"};
+  asio::steady_timer timer(io, std::chrono::hours(1));
+  bool aborted = false;
+  std::uint64_t waited = 0, until_cancel = 0;
+  std::chrono::steady_clock::time_point t0;
+  auto waiter = [&]() -> asio::awaitable<void> {
+    auto b = p.block(0, "waiter");
+    t0 = std::chrono::steady_clock::now();
+    try {
+      co_await timer.async_wait(asio::use_awaitable);
+    } catch (const std::system_error& e) {
+      aborted = e.code() == asio::error::operation_aborted;
+    }
+    waited = ns_since(t0);
+  };
+  asio::steady_timer canceller(io, 15ms);
+  canceller.async_wait([&](std::error_code) {
+    until_cancel = ns_since(t0);
+    timer.cancel();
+  });
+  asio::co_spawn(io, waiter(), asio::detached);
+  io.run();
+  BOOST_TEST(aborted);
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "waiter");
+  BOOST_REQUIRE(b.waits.size() == 1u);
+  BOOST_TEST(b.waits[0].count == 1u);
+  BOOST_TEST(b.waits[0].total_time_ns <= waited);
+  BOOST_TEST(b.waits[0].total_time_ns >= until_cancel); // it ends when the cancelled operation's handler resumes it
+  BOOST_TEST(until_cancel >= 10'000'000u);
+  BOOST_TEST(b.suspended_time_ns == b.waits[0].total_time_ns);
+}
+
+BOOST_AUTO_TEST_CASE(children_spawned_inline_are_the_parents_wait_not_its_active_time) {
+  asio::io_context io(1);
+  Profiler p{"asio_inline"};
+  constexpr int children = 8;
+  std::uint64_t own_spin = 0;
+  auto child = [&]() -> asio::awaitable<void> {
+    busy_for(4ms); // inline, inside the parent's run, before the child first suspends
+    asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
+    co_await t.async_wait(asio::use_awaitable);
+  };
+  auto parent = [&]() -> asio::awaitable<void> {
+    auto b = p.block(0, "parent");
+    const auto t0 = std::chrono::steady_clock::now();
+    busy_for(1ms);
+    own_spin = ns_since(t0);
+    for (int i = 0; i < children; ++i) asio::co_spawn(co_await asio::this_coro::executor, child(), asio::detached);
+    co_return; // the block closes without the parent ever suspending
+  };
+  asio::co_spawn(io, parent(), asio::detached);
+  io.run();
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "parent");
+  BOOST_TEST(b.suspensions == 0u);
+  BOOST_TEST(b.suspended_time_ns >= children * 4'000'000u);
+  BOOST_TEST(b.active_time_ns() >= own_spin);
+  BOOST_TEST(b.active_time_ns() < own_spin + 3'000'000u);
+  BOOST_REQUIRE(b.waits.size() == 1u);
+  BOOST_TEST(b.waits[0].awaited == "(other flows ran inline)");
+  BOOST_TEST(b.waits[0].count == unsigned(children));
+  BOOST_TEST(b.suspended_time_ns == b.waits[0].total_time_ns);
+}

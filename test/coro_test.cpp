@@ -238,10 +238,10 @@ BOOST_AUTO_TEST_CASE(every_awaiter_shape_keeps_its_result) {
   for (const char* name :
        {"ready", "bool_false", "bool_true", "void", "handle", "member", "free", "ref", "move_only", "lvalue"})
     BOOST_TEST(only(r, 0, name).hit_count == 1u, name);
-  for (const char* name : {"ready", "bool_false", "free", "ref", "move_only", "lvalue"})
+  // A symmetric transfer to the awaiting coroutine itself goes on at once: no suspension.
+  for (const char* name : {"ready", "bool_false", "handle", "free", "ref", "move_only", "lvalue"})
     BOOST_TEST(only(r, 0, name).suspensions == 0u, name);
-  for (const char* name : {"bool_true", "void", "handle", "member"})
-    BOOST_TEST(only(r, 0, name).suspensions == 1u, name);
+  for (const char* name : {"bool_true", "void", "member"}) BOOST_TEST(only(r, 0, name).suspensions == 1u, name);
   BOOST_TEST(only(r, 0, "void").suspended_time_ns <= only(r, 0, "void").total_time_ns);
 }
 

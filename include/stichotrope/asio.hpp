@@ -71,23 +71,43 @@ struct is_awaitable<::asio::awaitable<T, E>> : std::true_type {};
 /// type Asio expects (the flow frame starts with Asio's frame).
 /// Asio completes an operation by dropping the operation's frame and
 /// resuming its caller, so the flow goes on here, not in the operation.
+/// While the child runs, its waits are charged under this await too (an
+/// Asio operation is such a child: its wait is named for this line).
 template <class Awaitable, class Frame>
 struct join_awaiter {
   Awaitable awaitable;
   stichotrope::detail::context* flow;
+  const void* where;
+  std::uint32_t restore = UINT32_MAX; // the join depth to go back to; UINT32_MAX: nothing pushed
   bool await_ready() noexcept { return awaitable.await_ready(); }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
+    if (flow != nullptr) restore = stichotrope::detail::push_join(*flow, where);
     awaitable.await_suspend(std::coroutine_handle<Frame>::from_address(h.address()));
   }
   decltype(auto) await_resume() {
-    stichotrope::detail::continue_flow(*flow); // before the operation's frame goes
+    if (flow != nullptr) {
+      stichotrope::detail::continue_flow(*flow); // before the operation's frame goes
+      if (restore != UINT32_MAX) stichotrope::detail::pop_join(*flow, restore);
+    }
     return awaitable.await_resume();
   }
 };
 
+/// Whether a coroutine's parameters hold a use_awaitable token: Asio's own
+/// operation coroutines (async_result<use_awaitable_t>::initiate) do. Such a
+/// frame joins the flow that awaits it, and starts none of its own: awaited
+/// by co_spawn's entry point (its first dispatch), it belongs to no flow.
+template <class A>
+struct is_use_awaitable : std::false_type {};
+template <class E>
+struct is_use_awaitable<::asio::use_awaitable_t<E>> : std::true_type {};
+template <class... Args>
+inline constexpr bool is_operation = (is_use_awaitable<std::remove_cvref_t<Args>>::value || ...);
+
 /// The promise of asio::awaitable<T>: Asio's own frame plus a flow.
-template <class T, class Executor>
+/// `Operation`: an Asio operation's frame, which never starts a flow.
+template <class T, class Executor, bool Operation = false>
 class flow_frame : public ::asio::detail::awaitable_frame<T, Executor> {
   using base = ::asio::detail::awaitable_frame<T, Executor>;
 
@@ -126,16 +146,22 @@ public:
   }
 
   /// A child coroutine joins this flow; everything else Asio accepts is
-  /// awaited as Asio would, with the flow leaving the thread meanwhile.
+  /// awaited as Asio would, with the flow leaving the thread meanwhile. Each
+  /// suspension is a wait at the co_await's own line (`loc` is evaluated
+  /// there); one inside Asio's own operation coroutine is named for the
+  /// program's co_await of it and the operation it started.
   template <class A>
-  auto await_transform(A&& a) {
+  auto await_transform(A&& a, std::source_location loc = std::source_location::current()) {
     if constexpr (is_awaitable<std::remove_cvref_t<A>>::value) {
       offer_join(static_cast<::asio::detail::awaitable_frame_base<Executor>*>(this), flow_);
       using child = decltype(base::await_transform(std::forward<A>(a)));
-      return join_awaiter<child, base>{base::await_transform(std::forward<A>(a)), flow_};
+      return join_awaiter<child, base>{base::await_transform(std::forward<A>(a)), flow_,
+                                       stichotrope::detail::await_key(loc)};
     } else {
       auto inner = base::await_transform(std::forward<A>(a));
-      return stichotrope::flow_awaiter<decltype(inner)>(std::move(inner), *flow_);
+      return stichotrope::flow_awaiter<decltype(inner)>(
+          std::move(inner), flow_, stichotrope::detail::await_key(loc),
+          &stichotrope::detail::awaited_type<std::remove_cvref_t<A>>::name);
     }
   }
 
@@ -143,6 +169,7 @@ private:
   void start() {
     // Asio pushes a child frame over its caller (caller_) before resuming it.
     if (this->caller_ != nullptr) flow_ = take_join(static_cast<const void*>(this->caller_));
+    if constexpr (Operation) return;                                             // joined, or of no flow
     if (flow_ == nullptr) flow_ = own_ = stichotrope::detail::acquire_context(); // the bottom of an awaitable thread
     if (own_ != nullptr) stichotrope::detail::resume_flow(*own_);
   }
@@ -199,8 +226,10 @@ auto track(Profiler& profiler, int track, std::string_view name, F fn,
 #if !defined(STICHOTROPE_COMPILED_OUT)
 template <class T, class... Args>
 struct std::coroutine_traits<::asio::awaitable<T, ::asio::any_io_executor>, Args...> {
-  using promise_type = std::conditional_t<std::is_same_v<T, ::asio::detail::awaitable_thread_entry_point>,
-                                          ::asio::detail::awaitable_frame<T, ::asio::any_io_executor>,
-                                          stichotrope::for_asio::detail::flow_frame<T, ::asio::any_io_executor>>;
+  using promise_type =
+      std::conditional_t<std::is_same_v<T, ::asio::detail::awaitable_thread_entry_point>,
+                         ::asio::detail::awaitable_frame<T, ::asio::any_io_executor>,
+                         stichotrope::for_asio::detail::flow_frame<
+                             T, ::asio::any_io_executor, stichotrope::for_asio::detail::is_operation<Args...>>>;
 };
 #endif

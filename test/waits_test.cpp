@@ -1,0 +1,301 @@
+// Waits (docs/coroutines.md, "Waits"): every suspension of a flow is charged
+// to the co_await that made it, for every block open in the flow; a block's
+// suspended time is the sum of its waits. Ground truth from timers and spins
+// the test measures itself. The Asio flavour of these cases is in asio_test.
+#define BOOST_TEST_MODULE waits
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "support/async.hpp"
+import stichotrope;
+
+using namespace stichotrope;
+using namespace std::chrono_literals;
+using namespace test_async;
+
+namespace {
+
+const BlockResults& only(const ProfilerResults& r, int track, std::string_view name) {
+  const auto* b = r.find_block(track, name);
+  BOOST_TEST_REQUIRE(b != nullptr, "no block " << name);
+  return *b;
+}
+
+const WaitResults* wait_at_line(const BlockResults& b, std::uint32_t line) {
+  for (const auto& w : b.waits)
+    if (w.line == line) return &w;
+  return nullptr;
+}
+
+/// The sum of the top-level waits: what the block's suspended time must equal.
+std::uint64_t top_level_wait_ns(const BlockResults& b) {
+  std::uint64_t sum = 0;
+  for (const auto& w : b.waits)
+    if (w.parent_site_id == no_parent) sum += w.total_time_ns;
+  return sum;
+}
+
+std::uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+/// Runs `n` copies of `make()` at once and waits for all of them.
+template <class Make>
+void run_all(int n, Make make) {
+  std::atomic<int> done{0};
+  for (int i = 0; i < n; ++i) spawn(make(), [&](std::exception_ptr) { done.fetch_add(1, std::memory_order_release); });
+  while (done.load(std::memory_order_acquire) < n) std::this_thread::sleep_for(1ms);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(task_waits)
+
+BOOST_AUTO_TEST_CASE(each_await_site_of_a_handler_is_counted_and_timed_on_a_pool) {
+  thread_pool pool(4);
+  timer_service timers(pool);
+  Profiler p{"waits"};
+  constexpr int requests = 200;
+  std::atomic<std::uint64_t> db_ns{0}, cache_ns{0};
+  std::uint32_t db_line = 0, cache_line = 0;
+  auto handler = [&]() -> task<void> {
+    auto b = p.block(0, "handle_request");
+    co_await pool.schedule(); // leave the spawning thread: a wait of its own
+    auto t0 = std::chrono::steady_clock::now();
+    db_line = __LINE__ + 1;
+    co_await timers.after(20ms); // the "db"
+    db_ns += ns_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    cache_line = __LINE__ + 1;
+    co_await timers.after(5ms); // the "cache"
+    cache_ns += ns_since(t0);
+  };
+  run_all(requests, handler);
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "handle_request");
+  BOOST_TEST(b.hit_count == std::uint64_t{requests});
+  const WaitResults* db = wait_at_line(b, db_line);
+  const WaitResults* cache = wait_at_line(b, cache_line);
+  BOOST_TEST_REQUIRE(db != nullptr);
+  BOOST_TEST_REQUIRE(cache != nullptr);
+  BOOST_TEST(db->count == std::uint64_t{requests});
+  BOOST_TEST(cache->count == std::uint64_t{requests});
+  // Inside the interval the test measured around each await, and within 1 % of it.
+  BOOST_TEST(db->total_time_ns <= db_ns.load());
+  BOOST_TEST(db->total_time_ns >= db_ns.load() / 100 * 99);
+  BOOST_TEST(cache->total_time_ns <= cache_ns.load());
+  BOOST_TEST(cache->total_time_ns >= cache_ns.load() / 100 * 99);
+  BOOST_TEST(db->min_time_ns >= 20'000'000u);
+  BOOST_TEST(cache->min_time_ns >= 5'000'000u);
+  BOOST_TEST(db->file.ends_with("waits_test.cpp"));
+  BOOST_TEST(db->name == "waits_test.cpp:" + std::to_string(db_line));
+  BOOST_TEST(db->column > 0u);
+  BOOST_TEST(db->awaited == "awaiter"); // the awaited type, as the compiler names it (a local class here)
+  BOOST_TEST(db->percentiles().p50_ns >= 20'000'000u);
+  // Three awaits, all at the top: the suspended time is exactly their sum.
+  BOOST_TEST(b.waits.size() == 3u);
+  BOOST_TEST(b.suspensions == 3u * requests);
+  BOOST_TEST(b.suspended_time_ns == top_level_wait_ns(b));
+  std::uint64_t count = 0;
+  for (const auto& w : b.waits) count += w.count;
+  BOOST_TEST(count == b.suspensions);
+}
+
+BOOST_AUTO_TEST_CASE(a_wait_in_a_child_task_is_charged_to_its_site_and_to_the_await_of_the_child) {
+  thread_pool pool(2);
+  timer_service timers(pool);
+  Profiler p{"tree"};
+  std::uint32_t child_await_line = 0, timer_line = 0, direct_line = 0;
+  auto child = [&]() -> task<int> {
+    auto b = p.block(1, "lookup");
+    timer_line = __LINE__ + 1;
+    co_await timers.after(10ms);
+    co_return 1;
+  };
+  auto parent = [&]() -> task<int> {
+    auto b = p.block(0, "handle");
+    child_await_line = __LINE__ + 1;
+    int v = co_await child();
+    direct_line = __LINE__ + 1;
+    co_await timers.after(5ms);
+    co_return v;
+  };
+  BOOST_TEST(sync_wait(parent()) == 1);
+  const auto r = p.get_results();
+  const auto& handle = only(r, 0, "handle");
+  const auto& lookup = only(r, 1, "lookup");
+  // The child's own block sees the timer as its top-level wait.
+  BOOST_TEST_REQUIRE(lookup.waits.size() == 1u);
+  BOOST_TEST(lookup.waits[0].line == timer_line);
+  BOOST_TEST(lookup.waits[0].parent_site_id == no_parent);
+  BOOST_TEST(lookup.suspended_time_ns == lookup.waits[0].total_time_ns);
+  // The parent's block sees it under its await of the child.
+  const WaitResults* via = wait_at_line(handle, child_await_line);
+  const WaitResults* inner = wait_at_line(handle, timer_line);
+  const WaitResults* direct = wait_at_line(handle, direct_line);
+  BOOST_TEST_REQUIRE(via != nullptr);
+  BOOST_TEST_REQUIRE(inner != nullptr);
+  BOOST_TEST_REQUIRE(direct != nullptr);
+  BOOST_TEST(via->parent_site_id == no_parent);
+  BOOST_TEST(inner->parent_site_id == via->site_id);
+  BOOST_TEST(direct->parent_site_id == no_parent);
+  BOOST_TEST(via->count == 1u);
+  BOOST_TEST(via->total_time_ns == inner->total_time_ns);
+  BOOST_TEST(inner->total_time_ns == lookup.waits[0].total_time_ns);
+  BOOST_TEST(inner->min_time_ns >= 10'000'000u);
+  BOOST_TEST(direct->min_time_ns >= 5'000'000u);
+  BOOST_TEST(handle.suspended_time_ns == top_level_wait_ns(handle));
+  BOOST_TEST(handle.suspended_time_ns == via->total_time_ns + direct->total_time_ns);
+}
+
+BOOST_AUTO_TEST_CASE(awaits_that_decline_or_finish_at_once_are_no_waits_and_a_throwing_one_is) {
+  thread_pool pool(2);
+  Profiler p{"shapes"};
+  std::uint32_t throw_line = 0, hop_line = 0;
+  auto body = [&]() -> task<void> {
+    auto b = p.block(0, "shapes");
+    co_await ready_awaiter{1};           // ready: never suspends
+    co_await bool_awaiter{&pool, false}; // declines
+    co_await handle_awaiter{};           // resumes itself at once (symmetric transfer)
+    co_await free_co_await{2};           // operator co_await, ready
+    hop_line = __LINE__ + 1;
+    co_await bool_awaiter{&pool, true}; // a real suspension
+    try {
+      throw_line = __LINE__ + 1;
+      co_await throwing_awaiter{&pool}; // suspends, then throws from await_resume
+    } catch (const std::runtime_error&) {
+    }
+  };
+  sync_wait(body());
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "shapes");
+  BOOST_TEST(b.suspensions == 2u);
+  BOOST_TEST_REQUIRE(b.waits.size() == 2u);
+  BOOST_TEST(b.waits[0].line == hop_line);
+  BOOST_TEST(b.waits[1].line == throw_line);
+  BOOST_TEST(b.waits[0].count == 1u);
+  BOOST_TEST(b.waits[1].count == 1u);
+  BOOST_TEST(b.suspended_time_ns == top_level_wait_ns(b));
+}
+
+BOOST_AUTO_TEST_CASE(every_open_block_of_the_flow_is_charged_and_each_adds_up) {
+  thread_pool pool(2);
+  timer_service timers(pool);
+  Profiler p{"stack"};
+  auto body = [&]() -> task<void> {
+    auto outer = p.block(0, "outer");
+    co_await timers.after(2ms);
+    {
+      auto inner = p.block(0, "inner");
+      co_await timers.after(3ms);
+      co_await timers.after(4ms);
+    }
+    co_await timers.after(1ms);
+  };
+  sync_wait(body());
+  const auto r = p.get_results();
+  const auto& outer = only(r, 0, "outer");
+  const auto& inner = only(r, 0, "inner");
+  BOOST_TEST(outer.waits.size() == 4u);
+  BOOST_TEST(inner.waits.size() == 2u);
+  BOOST_TEST(outer.suspended_time_ns == top_level_wait_ns(outer));
+  BOOST_TEST(inner.suspended_time_ns == top_level_wait_ns(inner));
+  BOOST_TEST(inner.waits[0].total_time_ns == outer.waits[1].total_time_ns); // the same suspension, charged to both
+}
+
+BOOST_AUTO_TEST_CASE(children_run_inline_are_the_parents_wait_not_its_active_time) {
+  Profiler p{"inline"};
+  constexpr int children = 8;
+  std::uint64_t own_spin = 0;
+  auto child = [&]() -> task<void> {
+    busy_for(4ms); // runs inline, inside the parent's run, before it first suspends
+    co_return;
+  };
+  auto parent = [&]() -> task<void> {
+    auto b = p.block(0, "parent");
+    const auto t0 = std::chrono::steady_clock::now();
+    busy_for(1ms);
+    own_spin = ns_since(t0);
+    for (int i = 0; i < children; ++i) spawn(child(), [](std::exception_ptr) {}); // started inline: flows of their own
+    co_return; // closes without ever suspending itself
+  };
+  sync_wait(parent());
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "parent");
+  BOOST_TEST(b.suspensions == 0u);
+  BOOST_TEST(b.suspended_time_ns >= children * 4'000'000u); // the children's inline runs
+  BOOST_TEST(b.active_time_ns() >= own_spin);
+  BOOST_TEST(b.active_time_ns() < own_spin + 3'000'000u); // not the children's 32 ms
+  BOOST_TEST_REQUIRE(b.waits.size() == 1u);
+  BOOST_TEST(b.waits[0].awaited == "(other flows ran inline)");
+  BOOST_TEST(b.waits[0].count == std::uint64_t{children});
+  BOOST_TEST(b.suspended_time_ns == b.waits[0].total_time_ns);
+}
+
+BOOST_AUTO_TEST_CASE(a_fiber_context_waits_where_it_leaves) {
+  Profiler p{"fiber"};
+  Context fiber;
+  std::uint32_t leave_line = 0;
+  fiber.enter();
+  {
+    auto b = p.block(0, "fiber_block");
+    leave_line = __LINE__ + 1;
+    fiber.leave();
+    std::this_thread::sleep_for(3ms);
+    fiber.enter();
+  }
+  fiber.leave();
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "fiber_block");
+  BOOST_TEST_REQUIRE(b.waits.size() == 1u);
+  BOOST_TEST(b.waits[0].line == leave_line);
+  BOOST_TEST(b.waits[0].total_time_ns >= 3'000'000u);
+  BOOST_TEST(b.suspended_time_ns == b.waits[0].total_time_ns);
+}
+
+template <int N>
+task<void> await_site_n(thread_pool& pool) {
+  co_await pool.schedule(); // one await site per instantiation (its function differs)
+}
+
+template <int G, int... N>
+task<void> await_group(thread_pool& pool, std::integer_sequence<int, N...>) {
+  (co_await await_site_n<G * 100 + N>(pool), ...);
+}
+
+template <int... G>
+task<void> await_every_site(thread_pool& pool, std::integer_sequence<int, G...>) {
+  (co_await await_group<G>(pool, std::make_integer_sequence<int, 100>{}), ...);
+}
+
+BOOST_AUTO_TEST_CASE(a_thousand_distinct_await_sites_are_each_counted) {
+  thread_pool pool(2);
+  Profiler p{"many"};
+  auto body = [&]() -> task<void> {
+    auto b = p.block(0, "many");
+    for (int round = 0; round < 3; ++round) co_await await_every_site(pool, std::make_integer_sequence<int, 10>{});
+  };
+  sync_wait(body());
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "many");
+  BOOST_TEST(b.suspensions == 3000u);
+  std::size_t leaves = 0;
+  for (const auto& w : b.waits)
+    if (!w.awaited.empty()) { // the pool's awaiter, under the two awaits of child tasks
+      ++leaves;
+      BOOST_TEST(w.count == 3u);
+    }
+  BOOST_TEST(leaves == 1000u);
+  BOOST_TEST(b.suspended_time_ns == top_level_wait_ns(b));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
