@@ -152,6 +152,12 @@ struct BlockResults {
   /// bytes per second of total time; 0 without bytes or time.
   double throughput_bytes_per_s() const noexcept;
 
+  /// How many awaits wait `w` happened under (0: a top-level wait).
+  std::size_t wait_depth(const WaitResults& w) const noexcept;
+  /// The names of `w` and of the awaits it happened under, outermost first:
+  /// "handler.cpp:12 > db.cpp:40".
+  std::string wait_path(const WaitResults& w) const;
+
   /// Adds another record set of the same call site.
   void merge(const BlockResults& other);
 

@@ -27,6 +27,50 @@ module;
 module stichotrope;
 
 namespace stichotrope {
+namespace {
+
+/// The wait frames of a leaf wait of `b` ("[wait] a.cpp:10;[wait] b.cpp:50 awaited").
+template <class Frame>
+std::string wait_frames(const BlockResults& b, const WaitResults& w, Frame& frame) {
+  std::string leaf = "[wait] " + w.name + (w.awaited.empty() ? "" : " " + w.awaited);
+  std::string frames = frame(leaf);
+  for (std::uint32_t parent = w.parent_site_id; parent != no_parent;) {
+    auto it = std::find_if(b.waits.begin(), b.waits.end(), [&](const WaitResults& x) { return x.site_id == parent; });
+    if (it == b.waits.end() || frames.size() > 4096) break;
+    frames = frame("[wait] " + it->name) + ";" + frames;
+    parent = it->parent_site_id;
+  }
+  return frames;
+}
+
+/// The waits of `b` outside the blocks it called (each child's waits, for
+/// its share of time under `b`, taken from the same await seen from `b`): the
+/// off-CPU part of its self time, as wait frames and their weight.
+template <class Frame>
+std::vector<std::pair<std::string, double>>
+own_waits(const BlockResults& b, const std::vector<std::pair<const BlockResults*, double>>& called, Frame& frame) {
+  auto is_leaf = [](const BlockResults& x, const WaitResults& w) {
+    return std::none_of(x.waits.begin(), x.waits.end(),
+                        [&](const WaitResults& y) { return y.parent_site_id == w.site_id; });
+  };
+  std::vector<std::pair<std::string, double>> own;
+  for (const auto& w : b.waits)
+    if (is_leaf(b, w)) own.emplace_back(wait_frames(b, w, frame), static_cast<double>(w.total_time_ns));
+  for (const auto& [child, share] : called)
+    for (const auto& w : child->waits) {
+      if (!is_leaf(*child, w)) continue;
+      const std::string frames = wait_frames(*child, w, frame);
+      for (auto& [mine, amount] : own)
+        if (mine.ends_with(frames) && (mine.size() == frames.size() || mine[mine.size() - frames.size() - 1] == ';')) {
+          amount -= static_cast<double>(w.total_time_ns) * share;
+          break;
+        }
+    }
+  std::erase_if(own, [](const auto& x) { return x.second < 0.5; });
+  return own;
+}
+
+} // namespace
 
 std::string to_folded(const ProfilerResults& results, fold_weight weight) {
   std::map<std::uint32_t, const BlockResults*> by_site;
@@ -62,12 +106,26 @@ std::string to_folded(const ProfilerResults& results, fold_weight weight) {
       }
     }
   };
+  // The blocks called from each block, with the share of their time spent under it.
+  std::map<std::uint32_t, std::vector<std::pair<const BlockResults*, double>>> called;
+  for (const auto& [id, b] : by_site)
+    for (const auto& c : b->callers)
+      if (c.parent_site_id != no_parent && b->total_time_ns > 0)
+        called[c.parent_site_id].push_back(
+            {b, static_cast<double>(c.total_time_ns) / static_cast<double>(b->total_time_ns)});
   for (const auto& [id, b] : by_site) {
     double w = static_cast<double>(b->self_time_ns);
+    std::vector<std::pair<std::string, double>> waits;
     if (weight == fold_weight::active_time && b->total_time_ns > 0)
       w *= static_cast<double>(b->active_time_ns()) / static_cast<double>(b->total_time_ns);
-    if (w <= 0) continue;
+    else if (weight == fold_weight::self_time)
+      waits = own_waits(*b, called[id], frame);
     std::set<std::uint32_t> seen{id};
+    for (const auto& [frames, amount] : waits) {
+      w -= amount;
+      up(*b, frames, amount, 0, seen);
+    }
+    if (w <= 0) continue;
     up(*b, "", w, 0, seen);
   }
   std::string out;

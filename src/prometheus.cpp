@@ -53,6 +53,33 @@ void put_labels(std::ostream& out, const series& s, std::string_view extra = {})
   out << '}';
 }
 
+/// One histogram series: a bucket boundary per octave (the histogram's
+/// buckets never straddle one), then +Inf, sum and count.
+void put_histogram(std::ostream& out, std::string_view name, const series& s, const std::string& extra,
+                   const latency_histogram& h, std::uint64_t count, std::uint64_t total_ns) {
+  constexpr unsigned first_octave = 4, last_octave = latency_histogram::max_exponent; // 16 ns .. 2^41 ns
+  const std::string sep = extra.empty() ? "" : ",";
+  std::uint64_t cumulative = 0;
+  unsigned b = 0;
+  for (unsigned e = first_octave; e <= last_octave + 1; ++e) {
+    const std::uint64_t bound = std::uint64_t{1} << e; // values below it
+    for (; b < latency_histogram::bucket_count && latency_histogram::upper_bound(b) < bound; ++b)
+      cumulative += h.count(b);
+    out << name << "_bucket";
+    put_labels(out, s, extra + sep + "le=\"" + seconds(bound - 1) + "\"");
+    out << ' ' << cumulative << '\n';
+  }
+  out << name << "_bucket";
+  put_labels(out, s, extra + sep + "le=\"+Inf\"");
+  out << ' ' << count << '\n';
+  out << name << "_sum";
+  put_labels(out, s, extra);
+  out << ' ' << seconds(total_ns) << '\n';
+  out << name << "_count";
+  put_labels(out, s, extra);
+  out << ' ' << count << '\n';
+}
+
 } // namespace
 
 void write_prometheus(std::ostream& out, const std::vector<ProfilerResults>& results) {
@@ -63,30 +90,25 @@ void write_prometheus(std::ostream& out, const std::vector<ProfilerResults>& res
 
   out << "# HELP stichotrope_block_duration_seconds Wall time of each hit of a block.\n"
          "# TYPE stichotrope_block_duration_seconds histogram\n";
-  // One bucket boundary per octave: the histogram's buckets never straddle one.
-  constexpr unsigned first_octave = 4, last_octave = latency_histogram::max_exponent; // 16 ns .. 2^41 ns
-  for (const auto& s : all) {
-    const auto& h = s.block->histogram;
-    std::uint64_t cumulative = 0;
-    unsigned b = 0;
-    for (unsigned e = first_octave; e <= last_octave + 1; ++e) {
-      const std::uint64_t bound = std::uint64_t{1} << e; // values below it
-      for (; b < latency_histogram::bucket_count && latency_histogram::upper_bound(b) < bound; ++b)
-        cumulative += h.count(b);
-      out << "stichotrope_block_duration_seconds_bucket";
-      put_labels(out, s, "le=\"" + seconds(bound - 1) + "\"");
-      out << ' ' << cumulative << '\n';
+  for (const auto& s : all)
+    put_histogram(out, "stichotrope_block_duration_seconds", s, {}, s.block->histogram, s.block->hit_count,
+                  s.block->total_time_ns);
+  out << "# HELP stichotrope_wait_duration_seconds Suspensions of a block's coroutine, by the co_await that made "
+         "them (await_path: the awaits of child coroutines it happened under; top_level=\"true\" series add up to "
+         "the block's suspended time).\n"
+         "# TYPE stichotrope_wait_duration_seconds histogram\n";
+  for (const auto& s : all)
+    for (const auto& w : s.block->waits) {
+      std::ostringstream labels;
+      labels << "await=\"";
+      put_label_value(labels, w.file.empty() ? w.name : w.name + ":" + std::to_string(w.column));
+      labels << "\",await_path=\"";
+      put_label_value(labels, s.block->wait_path(w));
+      labels << "\",awaited=\"";
+      put_label_value(labels, w.awaited);
+      labels << "\",top_level=\"" << (w.parent_site_id == no_parent ? "true" : "false") << '"';
+      put_histogram(out, "stichotrope_wait_duration_seconds", s, labels.str(), w.histogram, w.count, w.total_time_ns);
     }
-    out << "stichotrope_block_duration_seconds_bucket";
-    put_labels(out, s, "le=\"+Inf\"");
-    out << ' ' << s.block->hit_count << '\n';
-    out << "stichotrope_block_duration_seconds_sum";
-    put_labels(out, s);
-    out << ' ' << seconds(s.block->total_time_ns) << '\n';
-    out << "stichotrope_block_duration_seconds_count";
-    put_labels(out, s);
-    out << ' ' << s.block->hit_count << '\n';
-  }
   struct counter {
     const char* name;
     const char* help;

@@ -82,6 +82,21 @@ private:
   std::string error_;
 };
 
+/// An optional sparse histogram: [lower bound in ns, count] pairs.
+bool read_histogram(reader& r, const json& j, const std::string& path, latency_histogram& h) {
+  if (const json* hist = r.array(j, "histogram", path, false)) {
+    for (std::size_t i = 0; i < hist->size(); ++i) {
+      const json& pair = (*hist)[i];
+      const std::string hp = path + ".histogram[" + std::to_string(i) + "]";
+      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_unsigned() || !pair[1].is_number_unsigned())
+        return r.fail_at(hp, "expected [lower bound, count] as unsigned integers"), false;
+      h.add(pair[0].get<std::uint64_t>(), pair[1].get<std::uint64_t>());
+    }
+    return true;
+  }
+  return r.ok();
+}
+
 bool read_block(reader& r, const json& j, const std::string& path, BlockResults& b, std::uint32_t fallback_id) {
   b.site_id = fallback_id;
   std::uint64_t ignored = 0;
@@ -120,14 +135,34 @@ bool read_block(reader& r, const json& j, const std::string& path, BlockResults&
   } else if (!r.ok()) {
     return false;
   }
-  if (const json* hist = r.array(j, "histogram", path, false)) {
-    for (std::size_t i = 0; i < hist->size(); ++i) {
-      const json& pair = (*hist)[i];
-      const std::string hp = path + ".histogram[" + std::to_string(i) + "]";
-      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_unsigned() || !pair[1].is_number_unsigned())
-        return r.fail_at(hp, "expected [lower bound, count] as unsigned integers"), false;
-      b.histogram.add(pair[0].get<std::uint64_t>(), pair[1].get<std::uint64_t>());
+  if (!read_histogram(r, j, path, b.histogram)) return false;
+  if (const json* waits = r.array(j, "waits", path, false)) {
+    for (std::size_t i = 0; i < waits->size(); ++i) {
+      const std::string wp = path + ".waits[" + std::to_string(i) + "]";
+      const json& x = (*waits)[i];
+      WaitResults w;
+      if (!x.is_object()) return r.fail_at(wp, "expected an object"), false;
+      const json* parent = r.field(x, "parent_site_id", wp, true);
+      if (parent == nullptr) return false;
+      if (parent->is_null())
+        w.parent_site_id = no_parent;
+      else if (!r.u32(x, "parent_site_id", wp, w.parent_site_id))
+        return false;
+      if (!r.u32(x, "site_id", wp, w.site_id) || !r.str(x, "name", wp, w.name) || !r.str(x, "file", wp, w.file) ||
+          !r.u32(x, "line", wp, w.line) || !r.u32(x, "column", wp, w.column) || !r.str(x, "function", wp, w.function) ||
+          !r.str(x, "awaited", wp, w.awaited) || !r.u64(x, "count", wp, w.count) ||
+          !r.u64(x, "total_time_ns", wp, w.total_time_ns) || !r.u64(x, "min_time_ns", wp, w.min_time_ns) ||
+          !r.u64(x, "max_time_ns", wp, w.max_time_ns) || !r.u64(x, "migrations", wp, w.migrations, false) ||
+          !read_histogram(r, x, wp, w.histogram))
+        return false;
+      if (w.count > 0 && w.min_time_ns > w.max_time_ns) return r.fail_at(wp, "has min_time_ns > max_time_ns"), false;
+      b.waits.push_back(std::move(w));
     }
+    std::sort(b.waits.begin(), b.waits.end(),
+              [](const WaitResults& x, const WaitResults& y) { return x.site_id < y.site_id; });
+    for (std::size_t i = 1; i < b.waits.size(); ++i)
+      if (b.waits[i].site_id == b.waits[i - 1].site_id)
+        return r.fail_at(path + ".waits", "has site_id " + std::to_string(b.waits[i].site_id) + " twice"), false;
   } else if (!r.ok()) {
     return false;
   }

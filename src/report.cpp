@@ -58,7 +58,32 @@ void csv_field(std::string& out, std::string_view v) {
   out += '"';
 }
 
+/// A block's waits in one CSV field: `site [awaited] count total_ns` for
+/// each, "; " between them, a wait under another after " > ".
+std::string waited_on(const BlockResults& b) {
+  std::string out;
+  for (const auto& w : b.waits) {
+    if (!out.empty()) out += "; ";
+    out += b.wait_path(w) + (w.awaited.empty() ? "" : " [" + w.awaited + "]") + " " + std::to_string(w.count) + " " +
+           std::to_string(w.total_time_ns);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- JSON
+
+/// Sparse histogram: [lower bound in ns, count] for non-empty buckets.
+void write_histogram(json_writer& w, const latency_histogram& h) {
+  w.begin_array();
+  for (unsigned i = 0; i < h.counts.size(); ++i) {
+    if (h.counts[i] == 0) continue;
+    w.begin_array();
+    w.value(latency_histogram::lower_bound(h.first + i));
+    w.value(h.counts[i]);
+    w.end_array();
+  }
+  w.end_array();
+}
 
 // ---------------------------------------------------------------- table
 
@@ -107,7 +132,7 @@ std::string to_csv(const ProfilerResults& results) {
   std::string out =
       "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% "
       "Total,Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s),Active Time (ns),"
-      "Suspended Time (ns),Suspensions,Migrations,Abandoned\r\n";
+      "Suspended Time (ns),Suspensions,Migrations,Abandoned,Waited On\r\n";
   const std::uint64_t all = results.total_time_ns();
   for (const auto& t : results.tracks) {
     const std::uint64_t track_total = t.total_time_ns();
@@ -126,6 +151,8 @@ std::string to_csv(const ProfilerResults& results) {
       out += ',' + fixed2(b.throughput_bytes_per_s());
       for (std::uint64_t v : {b.active_time_ns(), b.suspended_time_ns, b.suspensions, b.migrations, b.abandoned})
         out += ',' + std::to_string(v);
+      out += ',';
+      csv_field(out, waited_on(b));
       out += "\r\n";
     }
   }
@@ -194,15 +221,37 @@ std::string to_json(const ProfilerResults& results, int indent) {
       }
       w.end_array();
       w.key("other_callers_hits"), w.value(b.other_callers_hits);
-      // Sparse histogram: [lower bound in ns, count] for non-empty buckets.
       w.key("histogram");
+      write_histogram(w, b.histogram);
+      w.key("waits");
       w.begin_array();
-      for (unsigned i = 0; i < b.histogram.counts.size(); ++i) {
-        if (b.histogram.counts[i] == 0) continue;
-        w.begin_array();
-        w.value(latency_histogram::lower_bound(b.histogram.first + i));
-        w.value(b.histogram.counts[i]);
-        w.end_array();
+      for (const auto& x : b.waits) {
+        const auto wp = x.percentiles();
+        w.begin_object();
+        w.key("site_id"), w.value(std::uint64_t{x.site_id});
+        w.key("parent_site_id");
+        if (x.parent_site_id == no_parent)
+          w.null();
+        else
+          w.value(std::uint64_t{x.parent_site_id});
+        w.key("name"), w.value(x.name);
+        w.key("file"), w.value(x.file);
+        w.key("line"), w.value(std::uint64_t{x.line});
+        w.key("column"), w.value(std::uint64_t{x.column});
+        w.key("function"), w.value(x.function);
+        w.key("awaited"), w.value(x.awaited);
+        w.key("count"), w.value(x.count);
+        w.key("total_time_ns"), w.value(x.total_time_ns);
+        w.key("avg_time_ns"), w.value(x.count == 0 ? 0.0 : static_cast<double>(x.total_time_ns) / x.count);
+        w.key("min_time_ns"), w.value(x.min_time_ns);
+        w.key("max_time_ns"), w.value(x.max_time_ns);
+        w.key("p50_ns"), w.value(wp.p50_ns);
+        w.key("p90_ns"), w.value(wp.p90_ns);
+        w.key("p99_ns"), w.value(wp.p99_ns);
+        w.key("migrations"), w.value(x.migrations);
+        w.key("histogram");
+        write_histogram(w, x.histogram);
+        w.end_object();
       }
       w.end_array();
       w.end_object();
@@ -269,6 +318,29 @@ std::string to_table(const ProfilerResults& results) {
         os << ' ' << right(format_time_ns(v), 11);
       if (any_bytes) os << ' ' << right(throughput(b.throughput_bytes_per_s()), 13);
       os << '\n';
+    }
+    // Where the suspended time went: each block's awaits, the ones made
+    // inside an awaited child coroutine under the await of the child.
+    bool any_waits = false;
+    for (const auto& b : t.blocks) any_waits = any_waits || !b.waits.empty();
+    if (any_waits) {
+      os << rule_dash << '\n'
+         << left("  waited on", 70) << ' ' << right("Count", 9) << ' ' << right("Total", 9) << ' ' << right("Avg", 9)
+         << ' ' << right("P99", 9) << ' ' << right("%Susp", 7) << '\n';
+      for (const auto& b : t.blocks) {
+        if (b.waits.empty()) continue;
+        os << "  " << b.name << " (suspended " << format_time_ns(b.suspended_time_ns) << ")\n";
+        for (const auto& w : b.waits) {
+          std::string label = std::string(4 + 2 * b.wait_depth(w), ' ') + w.name;
+          if (!w.awaited.empty() && w.awaited != w.name) label += "  " + w.awaited;
+          if (display_width(label) > 70) label = label.substr(0, 67) + "...";
+          os << left(label, 70) << ' ' << right(thousands(w.count), 9) << ' '
+             << right(format_time_ns(w.total_time_ns), 9) << ' '
+             << right(format_time_ns(w.count == 0 ? 0 : w.total_time_ns / w.count), 9) << ' '
+             << right(format_time_ns(w.percentiles().p99_ns), 9) << ' '
+             << right(fixed2(percent(w.total_time_ns, b.suspended_time_ns)), 6) << "%\n";
+        }
+      }
     }
     for (const auto& b : t.blocks)
       if (b.abandoned > 0)

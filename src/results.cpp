@@ -109,6 +109,33 @@ void WaitResults::add(const WaitResults& other) {
   histogram.merge(other.histogram);
 }
 
+namespace {
+/// The wait of `b` with site id `id`, or null (waits are sorted by site id).
+const WaitResults* wait_of(const BlockResults& b, std::uint32_t id) noexcept {
+  auto it = std::lower_bound(b.waits.begin(), b.waits.end(), id,
+                             [](const WaitResults& a, std::uint32_t x) { return a.site_id < x; });
+  return it != b.waits.end() && it->site_id == id ? &*it : nullptr;
+}
+constexpr std::size_t max_wait_depth = 64; // a malformed file may loop
+} // namespace
+
+std::size_t BlockResults::wait_depth(const WaitResults& w) const noexcept {
+  std::size_t depth = 0;
+  for (const WaitResults* p = &w; p->parent_site_id != no_parent && depth < max_wait_depth; ++depth)
+    if ((p = wait_of(*this, p->parent_site_id)) == nullptr) break;
+  return depth;
+}
+
+std::string BlockResults::wait_path(const WaitResults& w) const {
+  std::string path = w.name;
+  std::size_t depth = 0;
+  for (const WaitResults* p = &w; p->parent_site_id != no_parent && depth < max_wait_depth; ++depth) {
+    if ((p = wait_of(*this, p->parent_site_id)) == nullptr) break;
+    path = p->name + " > " + path;
+  }
+  return path;
+}
+
 double BlockResults::throughput_bytes_per_s() const noexcept {
   if (bytes == 0 || total_time_ns == 0) return 0.0;
   return static_cast<double>(bytes) * 1e9 / static_cast<double>(total_time_ns);

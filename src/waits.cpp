@@ -72,7 +72,29 @@ std::string operation_of(std::string_view function) {
     else if (depth == 0 && (ch == ',' || ch == ']'))
       break;
   }
-  std::string name = without_template_arguments(rest.substr(0, end));
+  std::string_view initiation = rest.substr(0, end);
+  // A completion token's wrapper (redirect_error, as_tuple, ...) holds the
+  // operation's initiation as its first template argument.
+  for (int guard = 0; guard < 8; ++guard) {
+    const std::string outer = without_template_arguments(initiation);
+    if (!outer.ends_with("init_wrapper")) break;
+    const auto open = initiation.rfind("init_wrapper<");
+    if (open == std::string_view::npos) break;
+    std::string_view inner = initiation.substr(open + 13);
+    int level = 0;
+    std::size_t stop = 0;
+    for (; stop < inner.size(); ++stop) {
+      const char ch = inner[stop];
+      if (ch == '<' || ch == '(')
+        ++level;
+      else if ((ch == '>' || ch == ')') && level > 0)
+        --level;
+      else if (level == 0 && (ch == ',' || ch == '>'))
+        break;
+    }
+    initiation = inner.substr(0, stop);
+  }
+  std::string name = without_template_arguments(initiation);
   const auto last = name.rfind("::");
   const std::size_t part = last == std::string::npos ? 0 : last + 2;
   if (name.compare(part, 9, "initiate_") == 0) name.erase(part, 9);
@@ -108,14 +130,14 @@ std::vector<await_element> user_chain(const void* const* joins, std::uint32_t n,
   for (std::uint32_t i = 0; i <= n; ++i) {
     const bool leaf = i == n;
     await_element e = leaf ? element_of(location, type) : element_of(joins[i], nullptr);
-    if (e.internal && !chain.empty()) {
-      if (leaf) {
-        std::string op = operation_of(e.function);
-        chain.back().awaited = op.empty() ? e.awaited : std::move(op);
-      }
-      continue;
+    if (!e.internal) {
+      chain.push_back(std::move(e));
+    } else if (leaf && !chain.empty()) {
+      std::string op = operation_of(e.function);
+      chain.back().awaited = op.empty() ? e.awaited : std::move(op);
+    } else if (leaf) {
+      chain.push_back(std::move(e)); // nothing of the program's: Asio's own await, as it is
     }
-    chain.push_back(std::move(e));
   }
   return chain;
 }

@@ -56,11 +56,11 @@ BOOST_AUTO_TEST_CASE(header_rows_quoting_crlf_and_percentages_follow_the_seed) {
   const std::string expected =
       "Track,Block Name,Hit Count,Total Time (ns),Avg Time (ns),Min Time (ns),Max Time (ns),% Track,% Total,"
       "Self Time (ns),P50 (ns),P90 (ns),P99 (ns),P99.9 (ns),Bytes,Throughput (B/s),Active Time (ns),"
-      "Suspended Time (ns),Suspensions,Migrations,Abandoned\r\n"
-      "0,plain,3,1000,333,100,600,25.00,24.97,1000,0,0,0,0,0,0.00,1000,0,0,0,0\r\n"
-      "0,\"a,b\",1,3000,3000,3000,3000,75.00,74.91,3000,0,0,0,0,0,0.00,1200,1800,2,1,1\r\n"
-      "2,\"say \"\"hi\"\"\",2,5,2,2,3,100.00,0.12,5,0,0,0,0,0,0.00,5,0,0,0,0\r\n"
-      "2,\"line\nbreak\",0,0,0,0,0,0.00,0.00,0,0,0,0,0,0,0.00,0,0,0,0,0\r\n";
+      "Suspended Time (ns),Suspensions,Migrations,Abandoned,Waited On\r\n"
+      "0,plain,3,1000,333,100,600,25.00,24.97,1000,0,0,0,0,0,0.00,1000,0,0,0,0,\r\n"
+      "0,\"a,b\",1,3000,3000,3000,3000,75.00,74.91,3000,0,0,0,0,0,0.00,1200,1800,2,1,1,\r\n"
+      "2,\"say \"\"hi\"\"\",2,5,2,2,3,100.00,0.12,5,0,0,0,0,0,0.00,5,0,0,0,0,\r\n"
+      "2,\"line\nbreak\",0,0,0,0,0,0.00,0.00,0,0,0,0,0,0,0.00,0,0,0,0,0,\r\n";
   BOOST_TEST(to_csv(sample()) == expected);
 }
 
@@ -171,7 +171,8 @@ BOOST_AUTO_TEST_CASE(seed_keys_come_first_in_order_with_python_layout) {
               3,
               1
             ]
-          ]
+          ],
+          "waits": []
         }
       ]
     },
@@ -342,6 +343,128 @@ BOOST_AUTO_TEST_CASE(histogram_buckets_are_cumulative_per_octave_and_end_at_the_
     BOOST_TEST(text.find(counter + labels) != std::string::npos);
   }
   BOOST_TEST(to_prometheus({}).find("stichotrope_block_duration_seconds_bucket") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(waits)
+
+namespace {
+
+WaitResults wait(std::uint32_t site, std::uint32_t parent, std::string name, std::string awaited, std::uint64_t count,
+                 std::uint64_t total) {
+  WaitResults w;
+  w.site_id = site;
+  w.parent_site_id = parent;
+  w.name = std::move(name);
+  w.file = "/src/" + w.name.substr(0, w.name.find(':'));
+  w.line = static_cast<std::uint32_t>(std::stoul(w.name.substr(w.name.find(':') + 1)));
+  w.column = 7;
+  w.function = "handler()";
+  w.awaited = std::move(awaited);
+  w.count = count;
+  w.total_time_ns = total;
+  w.min_time_ns = total / count;
+  w.max_time_ns = total / count;
+  for (std::uint64_t i = 0; i < count; ++i) w.histogram.add(total / count);
+  return w;
+}
+
+/// "handle" (1000 ns, 900 of them suspended): 600 ns on a timer at
+/// server.cpp:88, 300 ns under its await of a child at server.cpp:90, in
+/// which the child waited on db.cpp:40. The child block "lookup" (300 ns,
+/// all of it on db.cpp:40) ran inside it.
+ProfilerResults with_waits() {
+  ProfilerResults r;
+  r.profiler_name = "w";
+  TrackResults t;
+  t.blocks.push_back(block("handle", 0, 1, 1000, 1000, 1000));
+  t.blocks.push_back(block("lookup", 1, 1, 300, 300, 300));
+  auto& handle = t.blocks[0];
+  handle.callers = {{no_parent, 1, 1000}};
+  handle.self_time_ns = 700;
+  handle.suspended_time_ns = 900;
+  handle.suspensions = 2;
+  handle.waits = {wait(2, no_parent, "server.cpp:88", "timer", 1, 600), wait(3, no_parent, "server.cpp:90", "", 1, 300),
+                  wait(4, 3, "db.cpp:40", "query", 1, 300)};
+  auto& lookup = t.blocks[1];
+  lookup.callers = {{0, 1, 300}};
+  lookup.suspended_time_ns = 300;
+  lookup.suspensions = 1;
+  lookup.waits = {wait(5, no_parent, "db.cpp:40", "query", 1, 300)};
+  r.tracks = {t};
+  return r;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(csv_carries_each_blocks_waits_in_one_field) {
+  const std::string csv = to_csv(with_waits());
+  BOOST_TEST(
+      csv.find(",server.cpp:88 [timer] 1 600; server.cpp:90 1 300; server.cpp:90 > db.cpp:40 [query] 1 300\r\n") !=
+      std::string::npos);
+  BOOST_TEST(csv.find(",db.cpp:40 [query] 1 300\r\n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(json_carries_the_waits_and_reads_back_equal) {
+  const ProfilerResults r = with_waits();
+  const auto back = read_results_json(to_json(r));
+  BOOST_TEST_REQUIRE(back.has_value());
+  BOOST_TEST(back->tracks[0].blocks[0].waits == r.tracks[0].blocks[0].waits);
+  BOOST_TEST(back->tracks[0].blocks[1].waits == r.tracks[0].blocks[1].waits);
+  BOOST_TEST(to_json(*back) == to_json(r));
+  // A wait whose parent is not a wait of the block still reads; a broken one is an error.
+  std::string broken = to_json(r, -1);
+  broken.replace(broken.find("\"count\": 1"), 10, "\"count\": \"x\"");
+  const auto bad = read_results_json(broken, "broken.json");
+  BOOST_TEST_REQUIRE(!bad.has_value());
+  BOOST_TEST(bad.error().message.find("waits[0].count") != std::string::npos, bad.error().message);
+}
+
+BOOST_AUTO_TEST_CASE(merging_results_adds_the_same_waits_and_keeps_the_tree) {
+  ProfilerResults r = with_waits();
+  r.merge(with_waits());
+  const auto& handle = r.tracks[0].blocks[0];
+  BOOST_TEST_REQUIRE(handle.waits.size() == 3u);
+  BOOST_TEST(handle.waits[0].count == 2u);
+  BOOST_TEST(handle.waits[0].total_time_ns == 1200u);
+  BOOST_TEST(handle.waits[2].parent_site_id == 3u);
+  BOOST_TEST(handle.waits[2].histogram.total() == 2u);
+  BOOST_TEST(handle.wait_path(handle.waits[2]) == "server.cpp:90 > db.cpp:40");
+  BOOST_TEST(handle.wait_depth(handle.waits[2]) == 1u);
+  BOOST_TEST(handle.wait_depth(handle.waits[0]) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(the_table_says_where_each_block_waited) {
+  const std::string table = to_table(with_waits());
+  BOOST_TEST(table.find("  waited on") != std::string::npos);
+  BOOST_TEST(table.find("\n  handle (suspended 900 ns)\n") != std::string::npos);
+  BOOST_TEST(table.find("\n    server.cpp:88  timer ") != std::string::npos);
+  BOOST_TEST(table.find("\n    server.cpp:90 ") != std::string::npos);
+  BOOST_TEST(table.find("\n      db.cpp:40  query ") != std::string::npos); // under the await of the child
+  BOOST_TEST(table.find("66.67%") != std::string::npos);                    // 600 of 900 ns suspended
+}
+
+BOOST_AUTO_TEST_CASE(folded_stacks_end_in_wait_frames_without_counting_a_childs_wait_twice) {
+  const std::string folded = to_folded(with_waits());
+  // handle's self time (700) is its timer wait (600) and 100 ns on the CPU;
+  // its wait under the child await belongs to lookup, which ran inside it.
+  BOOST_TEST(folded.find("handle;[wait] server.cpp:88 timer 600\n") != std::string::npos, folded);
+  BOOST_TEST(folded.find("handle 100\n") != std::string::npos, folded);
+  BOOST_TEST(folded.find("handle;lookup;[wait] db.cpp:40 query 300\n") != std::string::npos, folded);
+  BOOST_TEST(folded.find("handle;[wait] server.cpp:90") == std::string::npos, folded);
+  // On-CPU stacks have no waits.
+  BOOST_TEST(to_folded(with_waits(), fold_weight::active_time).find("[wait]") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(prometheus_has_a_wait_histogram_per_await) {
+  const std::string text = to_prometheus({with_waits()});
+  BOOST_TEST(text.find("# TYPE stichotrope_wait_duration_seconds histogram\n") != std::string::npos);
+  BOOST_TEST(text.find("stichotrope_wait_duration_seconds_count{profiler=\"w\",track=\"0\",track_name=\"\",block="
+                       "\"handle\",site=\"app.cpp:10\",await=\"server.cpp:88:7\",await_path=\"server.cpp:88\","
+                       "awaited=\"timer\",top_level=\"true\"} 1\n") != std::string::npos);
+  BOOST_TEST(text.find("await_path=\"server.cpp:90 > db.cpp:40\",awaited=\"query\",top_level=\"false\"} 1\n") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
