@@ -106,6 +106,11 @@ def main():
     coro, _ = run(built, "coro_bench", opts.quick)
     res, _ = run(built, "results_bench", opts.quick)
     scale, _ = run(built, "scale_bench", opts.quick)
+    waits, _ = run(built, "waits_bench", opts.quick)
+    spawn = os.path.exists(os.path.join(built, "spawn_bench"))
+    if spawn:
+        spawned, _ = run(built, "spawn_bench", opts.quick)
+        spawned_plain, _ = run(built, "spawn_bench_plain", opts.quick)
     out, _ = run(built_out, "block_bench", opts.quick)
 
     floor = ns(block, "baseline_two_timestamps")
@@ -181,6 +186,26 @@ def main():
         added = (ns(coro, wrapped) - ns(coro, plain)) / empty
         row(f"wrapped co_await, {case}", f"+{ns(coro, wrapped) - ns(coro, plain):.2f} ns",
             f"{added:.2f} x empty block", "<= 2", added <= 2.0)
+    # Waits (docs/coroutines.md): a flow's round trip with one block open
+    # charges one wait; with none, nothing. The difference is the attribution.
+    none, one_open, four = (ns(waits, f"flow_round_trip_{k}") for k in ("no_block", "one_block", "four_blocks"))
+    row("suspend/resume round trip in a flow, wait charged to 1 open block", f"+{one_open - none:.2f} ns",
+        f"{one_open:.2f} vs {none:.2f} ns with no block", "<= +5 ns", one_open - none <= 5.0)
+    row("... charged to 4 open blocks", f"+{four - none:.2f} ns", f"{(four - none) / 4:.2f} ns a block", "-", "info")
+    ready = ns(waits, "ready_await_in_task") - ns(waits, "ready_await_plain")
+    row("co_await that does not suspend, in a task vs no hooks", f"+{ready:.2f} ns", "-", "<= +1 ns", ready <= 1.0)
+    mem = waits["memory_per_await_site/iterations:3"]
+    row("memory per (thread, await site), 1,000 sites", f"{mem['bytes_per_thread_await_site']:.0f} B",
+        f"{mem['registry_bytes_per_await_site']:.0f} B registry (per profiler)", "<= 128 B",
+        mem["bytes_per_thread_await_site"] <= 128)
+    if spawn:
+        for n in (10_000, 100_000):
+            name = f"start_coroutines/{n}/iterations:3/manual_time"
+            with_, plain = ns(spawned, name, "real_time") / 1e6, ns(spawned_plain, name, "real_time") / 1e6
+            row(f"starting {n:,} Asio coroutines alive at once (a block each)", f"{with_:.1f} ms",
+                f"{with_ / plain:.2f} x plain Asio ({plain:.1f} ms); peak RSS {spawned[name]['peak_rss_mb']:.0f} vs "
+                f"{spawned_plain[name]['peak_rss_mb']:.0f} MB", "<= 1.5 x" if n == 100_000 else "-",
+                with_ / plain <= 1.5 if n == 100_000 else "info")
     many, one = ns(block, "block_many_named_sites"), ns(block, "block_one_named_site")
     row("one thread alternating among 1,000 hot named sites", f"{many:.2f} ns", f"{many / one:.2f} x one hot site",
         "<= 1.3", many / one <= 1.3)
