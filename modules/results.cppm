@@ -213,7 +213,7 @@ struct TimelineEvent {
   timeline_kind kind = timeline_kind::block;
   std::uint64_t start_ns = 0;
   std::uint64_t end_ns = 0;   ///< equal to start_ns for suspend and resume
-  std::uint32_t site_id = 0;  ///< block events only
+  std::uint32_t site_id = 0;  ///< block events: the block; suspend events: the wait site (no_parent: unknown)
   std::uint64_t flow_id = 0;  ///< 0: the thread's own flow; else a coroutine flow or a timed await
   std::uint64_t arrow_id = 0; ///< links a suspend to its resume
   friend bool operator==(const TimelineEvent&, const TimelineEvent&) = default;
@@ -234,6 +234,7 @@ struct TimelineSite {
   std::string name;
   std::string file;
   std::uint32_t line = 0;
+  std::string awaited; ///< a wait site: what was awaited (docs/coroutines.md, "Waits")
   friend bool operator==(const TimelineSite&, const TimelineSite&) = default;
 };
 

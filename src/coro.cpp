@@ -184,32 +184,63 @@ bool remember_wait(thread_buffer& buf, std::uint64_t chain, std::uint32_t block,
   return true;
 }
 
-/// One wait of `ns` charged to the open block `site` of `core`, on the wait
-/// site of its chain `chain` (a hash of joins[first..joins) and the await),
-/// in the calling thread's buffer. Lock-free after the wait site's first use
-/// in this thread.
+/// The wait site of the open block `site` of `core` for the flow's current
+/// await, whose chain is `chain` (a hash of joins[first..joins) and the
+/// await): from the thread's table, registered at its first use in the
+/// thread. invalid_site when there is no memory or room.
+std::uint32_t wait_site_for(profiler_core& core, thread_buffer& buf, std::uint32_t site, std::uint64_t chain,
+                            const context& c, std::uint32_t first, std::uint32_t joins) noexcept {
+  for (std::uint32_t i = static_cast<std::uint32_t>(chain ^ (chain >> 32) ^ site) & buf.wait_mask;;
+       i = (i + 1) & buf.wait_mask) {
+    const thread_buffer::wait_entry& e = buf.waits[i];
+    if (e.chain == chain && e.block == site) return e.site;
+    if (e.chain != 0) continue;
+    std::uint32_t wait = invalid_site;
+    try {
+      wait = register_wait_site(core, site, c.joins + first, joins - first, c.wait_location, c.wait_type);
+    } catch (...) { // no memory for the registry
+      note_no_memory(core);
+      return invalid_site;
+    }
+    if (wait != invalid_site && !remember_wait(buf, chain, site, wait)) note_no_memory(core);
+    return wait;
+  }
+}
+
+/// One wait of `ns` charged to the open block `site` of `core`, in the
+/// calling thread's buffer. Lock-free after the wait site's first use in
+/// this thread.
 void charge_wait(profiler_core& core, std::uint32_t site, std::uint64_t chain, const context& c, std::uint32_t first,
                  std::uint32_t joins, std::uint64_t ns, bool migrated) noexcept {
   if (core.dead.load(std::memory_order_relaxed)) return;
   thread_buffer* buf = current_buffer(core);
   if (buf == nullptr) return note_no_memory(core);
-  std::uint32_t i = static_cast<std::uint32_t>(chain ^ (chain >> 32) ^ site) & buf->wait_mask;
-  for (;; i = (i + 1) & buf->wait_mask) {
-    const thread_buffer::wait_entry& e = buf->waits[i];
-    if (e.chain == chain && e.block == site) break;
-    if (e.chain == 0) {
-      std::uint32_t wait = invalid_site;
-      try {
-        wait = register_wait_site(core, site, c.joins + first, joins - first, c.wait_location, c.wait_type);
-      } catch (...) { // no memory for the registry
-        return note_no_memory(core);
-      }
-      if (wait == invalid_site) return;
-      if (!remember_wait(*buf, chain, site, wait)) return note_no_memory(core);
-      return record(core, wait, ns, 0, 0, site, flow_mark{0, 0, migrated ? 1u : 0u});
-    }
+  const std::uint32_t wait = wait_site_for(core, *buf, site, chain, c, first, joins);
+  if (wait != invalid_site) record(core, wait, ns, 0, 0, site, flow_mark{0, 0, migrated ? 1u : 0u});
+}
+
+/// The hash of a wait's chain for a block whose chain starts at joins[first].
+std::uint64_t chain_hash(const context& c, std::uint32_t first, std::uint32_t joins) noexcept {
+  std::uint64_t h = mix(mix(0x9AE16A3B2F90404Full, c.wait_location), c.wait_type);
+  for (std::uint32_t at = joins; at > first;) h = mix(h, c.joins[--at]);
+  return h == 0 ? 1 : h;
+}
+
+/// The wait site the innermost open block of `core` in `c` charges the
+/// flow's current await to (a suspension's name in the timeline), or
+/// no_parent.
+std::uint32_t current_wait_site(context& c, profiler_core& core) noexcept {
+  const std::uint32_t joins = c.join_depth < max_joins ? c.join_depth : max_joins;
+  for (std::uint32_t d = c.depth; d-- > 0;) {
+    const frame_entry& f = c.frames[d];
+    if (is_hole(f) || f.core != &core) continue;
+    thread_buffer* buf = current_buffer(core);
+    if (buf == nullptr) return no_parent;
+    const std::uint32_t first = f.join_depth < joins ? f.join_depth : joins;
+    const std::uint32_t wait = wait_site_for(core, *buf, f.site, chain_hash(c, first, joins), c, first, joins);
+    return wait == invalid_site ? no_parent : wait;
   }
-  record(core, buf->waits[i].site, ns, 0, 0, site, flow_mark{0, 0, migrated ? 1u : 0u});
+  return no_parent;
 }
 
 /// Charges a wait of `ns` that ended now to every open block of `c` (a
@@ -220,7 +251,7 @@ void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept {
   const std::uint32_t joins = c.join_depth < max_joins ? c.join_depth : max_joins;
   const std::uint64_t leaf = mix(mix(0x9AE16A3B2F90404Full, c.wait_location), c.wait_type);
   std::uint64_t h = leaf;
-  std::uint32_t at = joins; // h covers joins[at..joins) and the await
+  std::uint32_t at = joins; // h covers joins[at..joins) and the await: chain_hash, built up block by block
   for (std::uint32_t d = c.depth; d-- > 0;) {
     const frame_entry& f = c.frames[d];
     if (is_hole(f) || f.core == nullptr) continue;
@@ -273,7 +304,8 @@ context* enter_flow(context& c) noexcept {
     if (c.suspended) {
       const std::uint64_t now = now_ticks();
       if (c.arrow != 0) {
-        if (profiler_core* core = drawing(c)) timeline_append(*core, timeline_kind::resume, 0, now, c.arrow, c.id);
+        if (profiler_core* core = drawing(c))
+          timeline_append(*core, timeline_kind::resume, no_parent, now, c.arrow, c.id);
         c.arrow = 0;
       }
       const std::uint64_t ns = ticks_to_ns(c.suspend_begin, now);
@@ -300,7 +332,7 @@ void leave_flow(context& c, context* previous) noexcept {
     c.suspend_begin = now_ticks();
     if (profiler_core* core = drawing(c)) {
       c.arrow = next_timeline_id();
-      timeline_append(*core, timeline_kind::suspend, 0, c.suspend_begin, c.arrow, c.id);
+      timeline_append(*core, timeline_kind::suspend, current_wait_site(c, *core), c.suspend_begin, c.arrow, c.id);
     } // last: once suspended, another thread may resume the flow
   }
 }

@@ -272,6 +272,7 @@ struct flow_mark {
   bool resume = false;
   std::uint64_t thread_id = 0;
   unsigned age = 0;
+  std::uint32_t wait_site = stichotrope::no_parent; // a suspension: the await it waits on (docs/coroutines.md)
 };
 
 struct pending_span {
@@ -432,7 +433,7 @@ private:
             e.flow_id != 0 ? std::pair{std::uint64_t{1}, e.flow_id} : std::pair{std::uint64_t{0}, t.thread_id};
         if (e.kind != stichotrope::timeline_kind::block) {
           groups_[key].marks.push_back(
-              flow_mark{e.start_ns, e.kind == stichotrope::timeline_kind::resume, t.thread_id, 0});
+              flow_mark{e.start_ns, e.kind == stichotrope::timeline_kind::resume, t.thread_id, 0, e.site_id});
           continue;
         }
         pending_span s;
@@ -560,8 +561,17 @@ private:
       if (!s.thread_name.empty()) r->SetAttribute("thread.name", s.thread_name);
       std::sort(s.marks.begin(), s.marks.end(), [](const flow_mark& a, const flow_mark& b) { return a.t_ns < b.t_ns; });
       for (const auto& m : s.marks) {
-        const std::array<std::pair<opentelemetry::nostd::string_view, opentelemetry::common::AttributeValue>, 1> on{
-            {{"thread.id", static_cast<std::int64_t>(m.thread_id)}}};
+        std::vector<std::pair<opentelemetry::nostd::string_view, opentelemetry::common::AttributeValue>> on{
+            {"thread.id", static_cast<std::int64_t>(m.thread_id)}};
+        // A suspension names the await it waits on (its wait site).
+        const stichotrope::TimelineSite* await =
+            !m.resume && m.wait_site < timeline.sites.size() ? &timeline.sites[m.wait_site] : nullptr;
+        if (await != nullptr) {
+          on.emplace_back("stichotrope.await", opentelemetry::nostd::string_view(await->name));
+          on.emplace_back("stichotrope.awaited", opentelemetry::nostd::string_view(await->awaited));
+          on.emplace_back("code.filepath", opentelemetry::nostd::string_view(await->file));
+          on.emplace_back("code.lineno", static_cast<std::int64_t>(await->line));
+        }
         r->AddEvent(m.resume ? "resume" : "suspend", wall(m.t_ns),
                     opentelemetry::common::KeyValueIterableView<decltype(on)>(on));
       }

@@ -228,6 +228,7 @@ ThreadTimeline read_timeline(const thread_buffer& buf, bool exited) {
     } else {
       ev.start_ns = ev.end_ns = ticks_to_ns(epoch, r.start);
       ev.arrow_id = r.end;
+      ev.site_id = static_cast<std::uint32_t>(r.meta); // a suspension: its wait site, or no_parent
     }
     ev.flow_id = r.flow;
     t.events.push_back(ev);
@@ -950,7 +951,7 @@ Timeline Profiler::get_timeline() const {
   t.profiler_name = core.name;
   for (std::uint32_t id = 0; id < core.sites.size(); ++id) {
     const auto& s = core.sites[id];
-    t.sites.push_back({id, s.track, s.name, s.file, s.line});
+    t.sites.push_back({id, s.track, s.name, s.file, s.line, s.awaited});
   }
   for (int idx = 0; idx < max_tracks; ++idx)
     if (const auto& n = core.track_names[static_cast<unsigned>(idx)]) t.track_names.emplace_back(idx, *n);

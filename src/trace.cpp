@@ -98,8 +98,38 @@ void write_chrome_trace(std::ostream& out, const Timeline& t) {
     w.key("pid"), w.value(std::uint64_t{1});
     w.key("tid"), w.value(tid);
   };
+  // Where each suspension ended (by arrow), so that the time a flow waited
+  // is a slice of its own, named for the await it waited on.
+  std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> resumed; // arrow -> (ns, thread)
+  for (const auto& th : t.threads)
+    for (const auto& e : th.events)
+      if (e.kind == timeline_kind::resume && e.arrow_id != 0) resumed[e.arrow_id] = {e.start_ns, th.thread_id};
   for (const auto& th : t.threads) {
     for (const auto& e : th.events) {
+      if (e.kind == timeline_kind::suspend && e.flow_id != 0)
+        if (auto r = resumed.find(e.arrow_id); r != resumed.end()) {
+          const TimelineSite* s = e.site_id == no_parent ? nullptr : site_of(t, e.site_id);
+          std::string name = "[wait] ";
+          name += s == nullptr ? "flow suspended" : s->name;
+          if (s != nullptr && !s->awaited.empty() && s->awaited != s->name) name += " " + s->awaited;
+          w.begin_object();
+          common(name, "wait", "b", e.start_ns, th.thread_id);
+          w.key("id"), w.value(hex_id(e.flow_id));
+          w.key("args");
+          w.begin_object();
+          if (s != nullptr) {
+            w.key("file"), w.value(s->file);
+            w.key("line"), w.value(std::uint64_t{s->line});
+          }
+          w.key("suspended_on"), w.value(th.thread_id);
+          w.key("resumed_on"), w.value(r->second.second);
+          w.end_object();
+          w.end_object();
+          w.begin_object();
+          common(name, "wait", "e", r->second.first, r->second.second);
+          w.key("id"), w.value(hex_id(e.flow_id));
+          w.end_object();
+        }
       if (e.kind == timeline_kind::block) {
         const TimelineSite* s = site_of(t, e.site_id);
         const std::string name = s ? s->name : "site " + std::to_string(e.site_id);

@@ -163,25 +163,44 @@ BOOST_AUTO_TEST_CASE(coroutine_spans_are_async_pairs_and_suspensions_are_arrows_
   test_async::thread_pool pool(2);
   Profiler p{"async"};
   p.start_timeline();
+  std::uint32_t hop_line = 0;
   auto job = [&]() -> task<void> {
     auto request = p.block(0, "request");
+    hop_line = __LINE__ + 1;
     co_await pool.schedule(); // resumes on a pool thread
     auto after = p.block(1, "after_hop");
   };
   for (int i = 0; i < 20; ++i) sync_wait(job());
   const auto t = p.get_timeline();
+  // Each suspension names the wait site it was charged to.
+  int named = 0;
+  for (const auto& th : t.threads)
+    for (const auto& e : th.events)
+      if (e.kind == timeline_kind::suspend) {
+        BOOST_REQUIRE(e.site_id < t.sites.size());
+        named += t.sites[e.site_id].line == hop_line ? 1 : 0;
+      }
+  BOOST_TEST(named == 20);
   const json j = chrome(t);
   std::map<std::string, int> open;
   std::map<std::uint64_t, std::uint64_t> arrow_from, arrow_to;
-  int b = 0;
+  int b = 0, waits = 0;
+  const std::string wait_name = "[wait] timeline_test.cpp:" + std::to_string(hop_line);
   for (const auto& e : j["traceEvents"]) {
     const auto ph = e["ph"].get<std::string>();
-    if (ph == "b") ++open[e["id"].get<std::string>()], ++b;
+    if (ph == "b" && e["cat"] == "wait") { // the suspended time as a slice of the flow, named by its await
+      BOOST_TEST(e["name"].get<std::string>().starts_with(wait_name), e["name"]);
+      BOOST_TEST(e["args"]["suspended_on"] != e["args"]["resumed_on"]);
+      ++waits;
+    }
+    if (ph == "b" && e["cat"] != "wait") ++b;
+    if (ph == "b") ++open[e["id"].get<std::string>()];
     if (ph == "e") --open[e["id"].get<std::string>()];
     if (ph == "s") arrow_from[e["id"].get<std::uint64_t>()] = e["tid"].get<std::uint64_t>();
     if (ph == "f") arrow_to[e["id"].get<std::uint64_t>()] = e["tid"].get<std::uint64_t>();
   }
   BOOST_TEST(b == 40); // request and after_hop, 20 times, as async spans
+  BOOST_TEST(waits == 20);
   for (const auto& [id, n] : open) BOOST_TEST(n == 0, "unbalanced async id " << id);
   BOOST_TEST(arrow_from.size() == 20u);
   int hops = 0;

@@ -15,7 +15,6 @@ let state = null; // its entry of /api/profilers
 let sort = { key: 'total_time_ns', dir: -1 };
 let lastHits = new Map();
 let lastSlow = 0;
-let resultsByName = new Map(); // block name -> {total, suspended}, for the icicle
 let seenTracks = new Map(); // track -> {track, name, enabled} from the last results
 let shownRows = null; // the last rows fetched, re-rendered at once when the filter or the order changes
 
@@ -149,7 +148,31 @@ const columns = [
   { key: 'active_time_ns', label: 'Active' },
   { key: 'suspended_time_ns', label: 'Suspended' },
   { key: 'suspensions', label: 'Susp.', count: true },
+  { key: 'waited_on', label: 'Waited on' },
 ];
+
+/// A block's main wait ("server.cpp:88 asio::…::async_wait 97 %") and all of
+/// them, one per line, for the cell's tooltip (docs/coroutines.md, "Waits").
+function waitsOf(b) {
+  const waits = b.waits || [];
+  const byId = new Map(waits.map((w) => [w.site_id, w]));
+  const path = (w) => {
+    const names = [w.name];
+    for (let p = w.parent_site_id, guard = 0; p !== null && byId.has(p) && guard < 64; guard++) {
+      names.unshift(byId.get(p).name);
+      p = byId.get(p).parent_site_id;
+    }
+    return names.join(' > ');
+  };
+  const label = (w) => `${path(w)}${w.awaited && w.awaited !== w.name ? ' ' + w.awaited : ''}`;
+  const pct = (w) => (b.suspended_time_ns > 0 ? ` ${((100 * w.total_time_ns) / b.suspended_time_ns).toFixed(0)} %` : '');
+  const leaves = waits.filter((w) => !waits.some((x) => x.parent_site_id === w.site_id));
+  const top = leaves.reduce((a, w) => (!a || w.total_time_ns > a.total_time_ns ? w : a), null);
+  return {
+    main: top ? label(top) + pct(top) : '',
+    all: waits.map((w) => `${label(w)}: ${w.count} × ${fmtTime(w.total_time_ns / Math.max(w.count, 1))}${pct(w)}`).join('\n'),
+  };
+}
 
 function rowsOf(results, thread) {
   const rows = [];
@@ -163,6 +186,8 @@ function rowsOf(results, thread) {
         trackEnabled: t.enabled,
         thread: thread || '',
         site: `${b.file}:${b.line}`,
+        waited_on: waitsOf(b).main,
+        waits_tip: waitsOf(b).all,
       });
     }
   return rows;
@@ -202,6 +227,7 @@ function renderTable(rows, perThread) {
         if (c.key === 'thread') return `<td>${esc(r.thread)}</td>`;
         if (c.key === 'track') return `<td>${esc(r.trackLabel)}</td>`;
         if (c.key === 'name') return `<td title="${esc(r.site)} ${esc(r.function || '')}">${esc(r.name)}</td>`;
+        if (c.key === 'waited_on') return `<td class="waits" title="${esc(r.waits_tip)}">${esc(r.waited_on)}</td>`;
         if (c.count) return `<td class="${c.key === 'hit_count' && grew ? 'grew' : ''}">${r[c.key]}</td>`;
         return `<td>${fmtTime(r[c.key])}</td>`;
       });
@@ -264,8 +290,9 @@ function renderFlame(text, weight) {
     const y = d * ROW;
     g.fillStyle = d === 0 ? '#d9dee8' : `hsl(${hue(n.name)}, 55%, 72%)`;
     g.fillRect(x, y, Math.max(width - 1, 0.5), ROW - 2);
-    const info = resultsByName.get(n.name);
-    const frac = d > 0 && weight === 'self' && info && info.total > 0 ? info.suspended / info.total : 0;
+    // The time a block waited is its [wait] frames (the await it waited on),
+    // hatched; the rest of a block is on a CPU or in its children.
+    const frac = d > 0 && n.name.startsWith('[wait] ') ? 1 : 0;
     if (frac > 0) {
       g.globalAlpha = 0.65; // the block's colour shows through
       g.fillStyle = hatch;
@@ -289,6 +316,7 @@ function renderFlame(text, weight) {
     }
   })(root, 0, 0);
   live.flameNodes = flameRects.length - 1;
+  live.waitFrames = flameRects.filter((f) => f.n.name.startsWith('[wait] ')).length;
   $('flame-info').textContent = `${live.flameNodes} frames, ${fmtTime(root.value)} ${weight === 'self' ? 'wall' : 'active'} in all`;
   canvas.onmousemove = (ev) => {
     const r = canvas.getBoundingClientRect();
@@ -299,7 +327,7 @@ function renderFlame(text, weight) {
       ev,
       hit &&
         `${hit.n.name}\n${fmtTime(hit.n.value)} (${((100 * hit.n.value) / root.value).toFixed(1)} %)` +
-          (hit.frac ? `\nsuspended: ${(100 * hit.frac).toFixed(0)} % of its wall time` : ''),
+          (hit.frac ? '\ntime the block waited on this await (suspended)' : ''),
     );
   };
   canvas.onmouseleave = () => showTip(null, null);
@@ -483,16 +511,7 @@ async function tick(now) {
       renderState();
       let rows;
       if (perThread) rows = res.threads.flatMap((t) => rowsOf(t.results, t.thread_name || String(t.thread_id)));
-      else {
-        rows = rowsOf(res);
-        resultsByName = new Map();
-        for (const r of rows) {
-          const v = resultsByName.get(r.name) || { total: 0, suspended: 0 };
-          v.total += r.total_time_ns;
-          v.suspended += r.suspended_time_ns;
-          resultsByName.set(r.name, v);
-        }
-      }
+      else rows = rowsOf(res);
       renderTable(rows, perThread);
       if (now || Date.now() - lastSlow >= SLOW_MS) {
         lastSlow = Date.now();

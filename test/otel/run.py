@@ -260,7 +260,14 @@ def check_traces(receiver, expected, t0_ns, t1_ns):
             check(e.name in ("suspend", "resume"), f"event {e.name!r}")
             check(s.start_time_unix_nano <= e.time_unix_nano <= s.end_time_unix_nano, f"{e.name} outside {s.name}")
             marks[(s.name, e.name)] += 1
-    check(not any(name != "request" for name, _ in marks), f"suspensions outside requests: {dict(marks)}")
+            if e.name == "suspend":  # names the await it waits on: one of the two in target.cpp
+                ea = attrs(e.attributes)
+                check(str(ea.get("code.filepath", "")).endswith("target.cpp") and
+                      str(ea.get("stichotrope.await", "")).startswith("target.cpp:"),
+                      f"suspend event without its await site: {ea}")
+                marks[("await", ea.get("stichotrope.await"))] += 1
+    check(not any(name not in ("request", "await") for name, _ in marks), f"suspensions outside requests: {dict(marks)}")
+    check(len([k for k in marks if k[0] == "await"]) == 2, f"two await sites (the hop, the timer): {dict(marks)}")
     n = len(by_name["request"])
     check(marks[("request", "suspend")] >= 1.5 * n and marks[("request", "resume")] >= 1.5 * n,
           f"{n} requests (2 suspensions each) carry {dict(marks)}")
