@@ -36,6 +36,14 @@ struct BlockComparison {
   std::uint64_t base_suspended_ns = 0, current_suspended_ns = 0;
   double suspended_change_pct = 0;
   bool regression = false; ///< mean or p99 grew by more than the threshold
+  /// Where the block waited, in both runs (matched by the wait's path and
+  /// what was awaited): total time and its change.
+  struct wait_change {
+    std::string path; ///< "a.cpp:10 > b.cpp:50", then the awaited type or operation
+    std::uint64_t base_ns = 0, current_ns = 0;
+    double change_pct = 0;
+  };
+  std::vector<wait_change> waits;
 };
 struct Comparison {
   double threshold_pct = 0;

@@ -145,7 +145,9 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
     const site_info& site = core.sites[b.site_id];
     if (site.wait_of != invalid_site) continue; // a wait: attached to its block
     if (auto it = waits_of.find(b.site_id); it != waits_of.end()) b.waits = std::move(it->second);
-    if (!keep_empty && b.hit_count == 0 && b.abandoned == 0 && b.outside_flow == 0 && b.too_deep == 0) continue;
+    if (!keep_empty && b.hit_count == 0 && b.abandoned == 0 && b.outside_flow == 0 && b.too_deep == 0 &&
+        b.waits.empty())
+      continue;
     b.name = site.name;
     b.file = site.file;
     b.line = site.line;
@@ -162,7 +164,8 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
       add_unique(r.diagnostics, "block '" + b.name + "' at " + where(b.file.c_str(), b.line) + ": opened more than " +
                                     std::to_string(max_depth) +
                                     " blocks deep in one flow; such hits are recorded without a parent");
-    if (!keep_empty && b.hit_count == 0 && b.abandoned == 0) continue;
+    // A thread's share may hold waits it resumed of a block closed elsewhere.
+    if (!keep_empty && b.hit_count == 0 && b.abandoned == 0 && b.waits.empty()) continue;
     track_at(site.track).blocks.push_back(std::move(b));
   }
   if (keep_empty)

@@ -247,7 +247,8 @@ expected<ProfilerResults> load_results_json(const std::filesystem::path& file) {
 ProfilerResults merge_results(const std::vector<ProfilerResults>& inputs) {
   ProfilerResults out;
   std::map<std::tuple<int, std::string, std::string, std::uint32_t>, std::pair<int, std::size_t>>
-      where; // -> track, block
+      where;                                         // -> track, block
+  std::map<std::string, std::uint32_t> wait_key_ids; // a wait's place -> its merged id
   std::uint32_t next_id = 0;
   for (std::size_t n = 0; n < inputs.size(); ++n) {
     const auto& in = inputs[n];
@@ -283,6 +284,24 @@ ProfilerResults merge_results(const std::vector<ProfilerResults>& inputs) {
           }
         std::sort(copy.callers.begin(), copy.callers.end(),
                   [](const caller_stats& x, const caller_stats& y) { return x.parent_site_id < y.parent_site_id; });
+        // Waits are matched by their place (path, what was awaited, column)
+        // and numbered in the merged results, parents first.
+        std::map<std::uint32_t, std::uint32_t> wait_ids;
+        for (auto& w : copy.waits) {
+          const std::string wkey = b.wait_path(w) + '\n' + w.awaited + '\n' + std::to_string(w.column);
+          auto [it, fresh] = wait_key_ids.try_emplace(wkey, 0);
+          if (fresh) it->second = next_id++;
+          wait_ids[w.site_id] = it->second;
+        }
+        for (auto& w : copy.waits) {
+          w.site_id = wait_ids[w.site_id];
+          if (w.parent_site_id != no_parent) {
+            auto m = wait_ids.find(w.parent_site_id);
+            w.parent_site_id = m != wait_ids.end() ? m->second : no_parent;
+          }
+        }
+        std::sort(copy.waits.begin(), copy.waits.end(),
+                  [](const WaitResults& x, const WaitResults& y) { return x.site_id < y.site_id; });
         const auto key = std::make_tuple(t.track_idx, b.name, b.file, b.line);
         if (auto it = where.find(key); it != where.end()) {
           BlockResults& target = tit->blocks[it->second.second]; // the key holds the track
@@ -338,7 +357,22 @@ Comparison compare_results(const ProfilerResults& base, const ProfilerResults& c
     row.current_p99_ns = blk->percentiles().p99_ns;
     row.current_active_ns = blk->active_time_ns(), row.current_suspended_ns = blk->suspended_time_ns;
   }
+  // Waits of each block, matched by their path and what was awaited.
+  auto waits_of = [](const BlockResults& blk) {
+    std::map<std::string, std::uint64_t> m;
+    for (const auto& w : blk.waits)
+      m[blk.wait_path(w) + (w.awaited.empty() || w.awaited == w.name ? "" : " " + w.awaited)] += w.total_time_ns;
+    return m;
+  };
   for (auto& [k, row] : rows) {
+    if (row.in_base && row.in_current) {
+      std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> both;
+      for (const auto& [path, ns] : waits_of(*a.at(k))) both[path].first = ns;
+      for (const auto& [path, ns] : waits_of(*b.at(k))) both[path].second = ns;
+      for (const auto& [path, v] : both)
+        row.waits.push_back(
+            {path, v.first, v.second, change(static_cast<double>(v.first), static_cast<double>(v.second))});
+    }
     row.mean_change_pct = change(row.base_mean_ns, row.current_mean_ns);
     row.p99_change_pct = change(static_cast<double>(row.base_p99_ns), static_cast<double>(row.current_p99_ns));
     row.active_change_pct = change(static_cast<double>(row.base_active_ns), static_cast<double>(row.current_active_ns));
@@ -376,6 +410,11 @@ std::string to_text(const Comparison& c) {
                   format_time_ns(b.current_suspended_ns).c_str(), pct(b.suspended_change_pct).c_str(),
                   b.regression ? "  << REGRESSION" : "");
     os << line;
+    for (const auto& w : b.waits) {
+      std::snprintf(line, sizeof line, "         waited on %-60s %12s %9s\n", w.path.c_str(),
+                    format_time_ns(w.current_ns).c_str(), w.base_ns == 0 ? "new" : pct(w.change_pct).c_str());
+      os << line;
+    }
     regressions += b.regression ? 1 : 0;
   }
   std::snprintf(line, sizeof line, "%d regression(s) over %.1f%% (mean or p99)\n", regressions, c.threshold_pct);

@@ -457,6 +457,32 @@ BOOST_AUTO_TEST_CASE(folded_stacks_end_in_wait_frames_without_counting_a_childs_
   BOOST_TEST(to_folded(with_waits(), fold_weight::active_time).find("[wait]") == std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(results_of_two_processes_merge_their_waits_by_place_and_compare_them) {
+  ProfilerResults a = with_waits();
+  ProfilerResults b = with_waits(); // another process: its sites registered in another order
+  for (auto& blk : b.tracks[0].blocks)
+    for (auto& w : blk.waits) {
+      w.site_id += 40;
+      if (w.parent_site_id != no_parent) w.parent_site_id += 40;
+      w.total_time_ns *= 2;
+    }
+  const ProfilerResults merged = merge_results({a, b});
+  const auto& handle = merged.tracks[0].blocks[0];
+  BOOST_TEST_REQUIRE(handle.waits.size() == 3u);
+  BOOST_TEST(handle.waits[0].count == 2u);
+  BOOST_TEST(handle.waits[0].total_time_ns == 1800u); // 600 + 1200
+  BOOST_TEST(handle.wait_path(handle.waits[2]) == "server.cpp:90 > db.cpp:40");
+  BOOST_TEST(handle.waits[2].total_time_ns == 900u);
+  const Comparison c = compare_results(a, b, 10.0);
+  BOOST_TEST_REQUIRE(c.blocks.size() == 2u);
+  BOOST_TEST_REQUIRE(c.blocks[0].waits.size() == 3u);
+  BOOST_TEST(c.blocks[0].waits[0].path == "server.cpp:88 timer");
+  BOOST_TEST(c.blocks[0].waits[0].base_ns == 600u);
+  BOOST_TEST(c.blocks[0].waits[0].current_ns == 1200u);
+  BOOST_TEST(c.blocks[0].waits[0].change_pct == 100.0);
+  BOOST_TEST(to_text(c).find("waited on server.cpp:90 > db.cpp:40 query") != std::string::npos, to_text(c));
+}
+
 BOOST_AUTO_TEST_CASE(prometheus_has_a_wait_histogram_per_await) {
   const std::string text = to_prometheus({with_waits()});
   BOOST_TEST(text.find("# TYPE stichotrope_wait_duration_seconds histogram\n") != std::string::npos);

@@ -298,4 +298,32 @@ BOOST_AUTO_TEST_CASE(a_thousand_distinct_await_sites_are_each_counted) {
   BOOST_TEST(b.suspended_time_ns == top_level_wait_ns(b));
 }
 
+BOOST_AUTO_TEST_CASE(intervals_threads_and_clear_hold_waits_like_blocks) {
+  thread_pool pool(2);
+  Profiler p{"intervals"};
+  auto body = [&](int hops) -> task<void> {
+    auto b = p.block(0, "hops");
+    for (int i = 0; i < hops; ++i) co_await pool.schedule();
+  };
+  sync_wait(body(3));
+  const auto first = p.take_results();
+  sync_wait(body(5));
+  const auto second = p.take_results();
+  BOOST_TEST_REQUIRE(only(first, 0, "hops").waits.size() == 1u);
+  BOOST_TEST(only(first, 0, "hops").waits[0].count == 3u);
+  BOOST_TEST_REQUIRE(only(second, 0, "hops").waits.size() == 1u);
+  BOOST_TEST(only(second, 0, "hops").waits[0].count == 5u); // only this interval's
+  // Per thread: each wait is in the buffer of the thread that resumed it.
+  sync_wait(body(4));
+  std::uint64_t per_thread = 0;
+  for (const auto& t : p.get_all_thread_data())
+    if (const auto* b = t.results.find_block(0, "hops"))
+      for (const auto& w : b->waits) per_thread += w.count;
+  BOOST_TEST(per_thread == 4u); // a thread's share holds the waits it resumed, wherever the block closed
+  BOOST_TEST(only(p.get_results(), 0, "hops").waits[0].count == 3u + 5u + 4u); // since the last clear()
+  p.clear();
+  BOOST_TEST(only(p.get_results(), 0, "hops").hit_count == 0u);
+  BOOST_TEST(only(p.get_results(), 0, "hops").waits.empty());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
