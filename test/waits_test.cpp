@@ -66,7 +66,7 @@ BOOST_AUTO_TEST_CASE(each_await_site_of_a_handler_is_counted_and_timed_on_a_pool
   Profiler p{"waits"};
   constexpr int requests = 200;
   std::atomic<std::uint64_t> db_ns{0}, cache_ns{0};
-  std::uint32_t db_line = 0, cache_line = 0;
+  std::atomic<std::uint32_t> db_line{0}, cache_line{0}; // written by every request
   auto handler = [&]() -> task<void> {
     auto b = p.block(0, "handle_request");
     co_await pool.schedule(); // leave the spawning thread: a wait of its own
