@@ -11,12 +11,16 @@
 // recorders; controls that change state are POST only and need the header
 // X-Stichotrope-Control (a cross-site form cannot send it); requests naming
 // another host than the one bound are refused (DNS rebinding).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <httplib.h>
 
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,6 +69,49 @@ std::pair<std::string, int> split_address(const std::string& address) {
 
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.starts_with("127.");
+}
+
+/// Whether `authority` (a Host header, or the authority of an absolute-form
+/// request target) names this machine's loopback exactly: an IPv4 literal in
+/// 127.0.0.0/8 (four decimal parts), `::1` (bracketed when a port follows),
+/// or `localhost` (any case), each with an optional decimal port. Anything
+/// else, empty included, is a name another machine could answer to (a
+/// DNS-rebinding domain such as 127.0.0.1.example resolves to loopback too).
+bool names_loopback(std::string_view authority) {
+  std::string_view host = authority, port;
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return false;
+    host = authority.substr(1, close - 1);
+    const std::string_view rest = authority.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      port = rest.substr(1);
+      if (port.empty()) return false;
+    }
+    in6_addr a6{};
+    const std::string h(host);
+    return inet_pton(AF_INET6, h.c_str(), &a6) == 1 && std::memcmp(&a6, &in6addr_loopback, sizeof a6) == 0 &&
+           port.size() <= 5 && std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  }
+  if (authority == "::1") return true; // unbracketed, without a port
+  if (const auto colon = authority.find(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return false;
+  }
+  if (host.size() == 9) {
+    std::string lower(host);
+    for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    if (lower == "localhost") return true;
+  }
+  // inet_pton takes exactly four decimal parts ("127.1", octal or hex forms fail).
+  in_addr a4{};
+  const std::string h(host);
+  return !h.empty() && h.find_first_not_of("0123456789.") == std::string::npos &&
+         inet_pton(AF_INET, h.c_str(), &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 // ------------------------------------------------------------------ JSON
@@ -222,12 +269,18 @@ void serve(endpoint* e) {
   // requests addressed to a loopback name are answered.
   srv.set_pre_routing_handler([e](const httplib::Request& req, httplib::Response& res) {
     if (!is_loopback(e->host)) return httplib::Server::HandlerResponse::Unhandled;
-    std::string host = req.get_header_value("Host");
-    if (const auto colon = host.rfind(':'); colon != std::string::npos && host.find(']') == std::string::npos)
-      host = host.substr(0, colon);
-    else if (host.size() > 2 && host.front() == '[')
-      host = host.substr(1, host.find(']') - 1);
-    if (host.empty() || is_loopback(host)) return httplib::Server::HandlerResponse::Unhandled;
+    // Exactly one Host header naming loopback, and no absolute-form target
+    // naming another host (RFC 9112 3.2.2: such a target overrides Host).
+    // (The header's whole value: httplib decodes %XX in it, and its
+    // get_header_value stops at a decoded NUL.)
+    const auto host = req.headers.find("Host");
+    bool ok = req.get_header_value_count("Host") == 1 && host != req.headers.end() && names_loopback(host->second);
+    for (std::string_view scheme : {"http://", "https://"})
+      if (ok && std::string_view(req.target).starts_with(scheme)) {
+        const std::string_view rest = std::string_view(req.target).substr(scheme.size());
+        ok = names_loopback(rest.substr(0, rest.find_first_of("/?#")));
+      }
+    if (ok) return httplib::Server::HandlerResponse::Unhandled;
     send_error(res, 403, "this endpoint answers requests addressed to a loopback host only");
     return httplib::Server::HandlerResponse::Handled;
   });

@@ -94,6 +94,63 @@ def readers(client, stop, errors):
     errors.append(n)
 
 
+def raw_status(port, head):
+    """Sends one request as written (bytes), returns the status code (0: no answer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    parts = data.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+# Host values a DNS-rebinding page or a confused proxy could send: each must
+# get 403 on every route, a read and a control alike (docs/reliability.md).
+HOSTILE_HOSTS = [
+    "127.0.0.1.evil.example", "127.evil.example", "127.0.0.1.nip.io", "127.0.0.1evil", "127.0.0.1:80.evil",
+    "[::1]evil", "[::1].evil.example", "[::1]:80evil", "[::1]:", "[::1", "::1.evil", "[::2]", "[::ffff:127.0.0.1]x",
+    "localhost.evil.example", "localhost.", "localhost:", "localhost:http", "localhostx", "xlocalhost",
+    "evil.localhost.example", "evil.example", "attacker.example:{port}", "", " ", "127.0.0.1:{port} evil", "127.1", "0x7f.0.0.1", "0177.0.0.1", "2130706433", "127.0.0.1.",
+    "127.0.0.256", "127.0.0.1:999999", "127.0.0.1:-1", "127.0.0.1:+80", "10.0.0.1", "192.168.1.1", "0.0.0.0",
+    "128.0.0.1", "127.0.0.1@evil.example", "evil.example#127.0.0.1", "127.0.0.1/evil", "user@127.0.0.1",
+    "127.0.0.1%00.evil.example",
+]
+# (Whitespace around a field value is not part of it: RFC 9110 5.5.)
+FRIENDLY_HOSTS = [" 127.0.0.1 ", "127.0.0.1", "127.0.0.1:{port}", "127.5.6.7:{port}", "localhost", "LocalHost:{port}",
+                  "[::1]:{port}", "[::1]", "::1"]
+
+
+def host_table(port):
+    for route in ("/", "/api/results", "/metrics"):
+        for host in HOSTILE_HOSTS:
+            h = host.format(port=port)
+            status = raw_status(port, f"GET {route} HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n".encode())
+            check(status in (400, 403), f"GET {route} with Host {h!r}: {status}")
+    for host in HOSTILE_HOSTS:
+        h = host.format(port=port)
+        status = raw_status(port, f"POST /api/stop HTTP/1.1\r\nHost: {h}\r\nX-Stichotrope-Control: 1\r\n"
+                                  f"Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        check(status in (400, 403), f"POST /api/stop with Host {h!r}: {status}")
+    for host in FRIENDLY_HOSTS:
+        h = host.format(port=port)
+        status = raw_status(port, f"GET /metrics HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n".encode())
+        check(status == 200, f"GET /metrics with Host {h!r}: {status}")
+    # No Host at all, two of them, and an absolute-form target naming another host.
+    for head in (b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+                 f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.example\r\n"
+                 f"Connection: close\r\n\r\n".encode(),
+                 f"GET http://evil.example/metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                 f"Connection: close\r\n\r\n".encode()):
+        status = raw_status(port, head)
+        check(status in (400, 403), f"{head!r}: {status}")
+    print(f"Host check: {len(HOSTILE_HOSTS)} hostile values x 4 requests refused, "
+          f"{len(FRIENDLY_HOSTS)} loopback forms answered", flush=True)
+
+
 def main():
     target = sys.argv[1]
     port = free_port()
@@ -154,6 +211,7 @@ def main():
     check(status == 404, f"unknown profiler: {status}")
     status, _, _ = c.request("/api/results", headers={"Host": f"attacker.example:{port}"})
     check(status == 403, f"a foreign Host header: {status}")
+    host_table(port)
 
     # A track switched off stops growing; the others go on.
     s = c.control("/api/track?track=2&enabled=0")
