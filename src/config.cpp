@@ -126,7 +126,14 @@ tl::unexpected<Error> bad_variable(const char* name, std::string_view value, con
 
 } // namespace
 
-expected<Config> config_from_environment(const std::function<const char*(const char*)>& lookup) {
+namespace {
+
+/// The environment's settings, each variable on its own: a bad one is left
+/// out (its error added to `errors`) and the others still apply.
+Config read_environment(const std::function<const char*(const char*)>& lookup, std::vector<Error>& errors) {
+  auto bad = [&](const char* name, std::string_view value, const std::string& why) {
+    errors.push_back(bad_variable(name, value, why).value());
+  };
   auto get = [&](const char* name) -> std::optional<std::string_view> {
     const char* v = lookup ? lookup(name) : std::getenv(name);
     if (v == nullptr || *v == '\0') return std::nullopt;
@@ -140,20 +147,28 @@ expected<Config> config_from_environment(const std::function<const char*(const c
     else if (t == "0" || t == "false")
       c.enabled = false;
     else
-      return bad_variable("STICHOTROPE_ENABLED", *v, "expected 0 or 1");
+      bad("STICHOTROPE_ENABLED", *v, "expected 0 or 1");
   }
   if (auto v = get("STICHOTROPE_TRACKS_DISABLED")) {
+    std::map<int, bool> off;
+    bool ok = true;
     for (const auto& item : split_list(*v)) {
       const auto t = parse_u64(item);
-      if (!t || *t >= static_cast<std::uint64_t>(max_tracks))
-        return bad_variable("STICHOTROPE_TRACKS_DISABLED", *v, "'" + item + "' is not a track index in [0, 256)");
-      c.tracks_enabled[static_cast<int>(*t)] = false;
+      if (!t || *t >= static_cast<std::uint64_t>(max_tracks)) {
+        bad("STICHOTROPE_TRACKS_DISABLED", *v, "'" + item + "' is not a track index in [0, 256)");
+        ok = false;
+        break;
+      }
+      off[static_cast<int>(*t)] = false;
     }
+    if (ok) c.tracks_enabled.insert(off.begin(), off.end());
   }
   if (auto v = get("STICHOTROPE_TIMELINE")) {
     const auto n = parse_u64(*v);
-    if (!n) return bad_variable("STICHOTROPE_TIMELINE", *v, "expected the events kept per thread (0: off)");
-    c.timeline = *n;
+    if (!n)
+      bad("STICHOTROPE_TIMELINE", *v, "expected the events kept per thread (0: off)");
+    else
+      c.timeline = *n;
   }
   if (auto v = get("STICHOTROPE_TIMELINE_WHEN_FULL")) {
     const auto t = trim(*v);
@@ -162,35 +177,56 @@ expected<Config> config_from_environment(const std::function<const char*(const c
     else if (t == "keep_first")
       c.timeline_when_full = overflow_policy::keep_first;
     else
-      return bad_variable("STICHOTROPE_TIMELINE_WHEN_FULL", *v, "expected keep_latest or keep_first");
+      bad("STICHOTROPE_TIMELINE_WHEN_FULL", *v, "expected keep_latest or keep_first");
   }
   if (auto v = get("STICHOTROPE_OUTPUT")) {
     auto list = split_list(*v);
-    if (list.empty()) return bad_variable("STICHOTROPE_OUTPUT", *v, "expected one or more file names");
+    std::optional<std::string> why;
+    if (list.empty()) why = "expected one or more file names";
     for (const auto& path : list)
-      if (auto why = check_output(path)) return bad_variable("STICHOTROPE_OUTPUT", *v, *why);
-    c.outputs = std::move(list);
+      if (!why) why = check_output(path);
+    if (why)
+      bad("STICHOTROPE_OUTPUT", *v, *why);
+    else
+      c.outputs = std::move(list);
   }
   // STICHOTROPE_HTTP; STICHOTROPE_PROMETHEUS is its older name (HTTP wins).
   for (const char* name : {"STICHOTROPE_PROMETHEUS", "STICHOTROPE_HTTP"})
     if (auto v = get(name)) {
-      if (auto why = check_endpoint(*v)) return bad_variable(name, *v, *why);
-      c.http = std::string(trim(*v));
+      if (auto why = check_endpoint(*v))
+        bad(name, *v, *why);
+      else
+        c.http = std::string(trim(*v));
     }
   if (auto v = get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
-    if (auto why = check_otlp_endpoint(*v)) return bad_variable("OTEL_EXPORTER_OTLP_ENDPOINT", *v, *why);
-    c.otlp_endpoint = std::string(trim(*v));
+    if (auto why = check_otlp_endpoint(*v))
+      bad("OTEL_EXPORTER_OTLP_ENDPOINT", *v, *why);
+    else
+      c.otlp_endpoint = std::string(trim(*v));
   }
   if (auto v = get("OTEL_SERVICE_NAME")) c.service_name = std::string(trim(*v));
   if (auto v = get("OTEL_RESOURCE_ATTRIBUTES")) {
-    if (auto why = check_resource_attributes(*v)) return bad_variable("OTEL_RESOURCE_ATTRIBUTES", *v, *why);
-    c.resource_attributes = std::string(trim(*v));
+    if (auto why = check_resource_attributes(*v))
+      bad("OTEL_RESOURCE_ATTRIBUTES", *v, *why);
+    else
+      c.resource_attributes = std::string(trim(*v));
   }
   if (auto v = get("OTEL_METRIC_EXPORT_INTERVAL")) {
     const auto n = parse_u64(*v);
-    if (!n || *n == 0) return bad_variable("OTEL_METRIC_EXPORT_INTERVAL", *v, "expected milliseconds (> 0)");
-    c.export_interval_ms = *n;
+    if (!n || *n == 0)
+      bad("OTEL_METRIC_EXPORT_INTERVAL", *v, "expected milliseconds (> 0)");
+    else
+      c.export_interval_ms = *n;
   }
+  return c;
+}
+
+} // namespace
+
+expected<Config> config_from_environment(const std::function<const char*(const char*)>& lookup) {
+  std::vector<Error> errors;
+  Config c = read_environment(lookup, errors);
+  if (!errors.empty()) return tl::unexpected(errors.front()); // the first bad variable
   return c;
 }
 
@@ -359,10 +395,9 @@ ResolvedConfig resolve_config(const Config& code, std::string_view profiler_name
                               const std::function<const char*(const char*)>& lookup) {
   ResolvedConfig r;
   r.config = code;
-  if (auto env = config_from_environment(lookup))
-    r.config.fill_from(*env);
-  else
-    r.errors.push_back(env.error());
+  std::vector<Error> env_errors; // each bad variable is left out alone
+  r.config.fill_from(read_environment(lookup, env_errors));
+  r.errors.insert(r.errors.end(), env_errors.begin(), env_errors.end());
   const char* file = lookup ? lookup("STICHOTROPE_CONFIG") : std::getenv("STICHOTROPE_CONFIG");
   if (file != nullptr && *file != '\0') {
     if (auto from_file = load_config_file(file, profiler_name))

@@ -16,6 +16,7 @@ module;
 #include <new>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <source_location>
 #include <sstream>
 #include <string>
@@ -528,6 +529,16 @@ void set_global_enabled(bool enabled) noexcept {
 namespace {
 /// Puts a resolved configuration into effect (switches, names, timeline);
 /// outputs and endpoints are kept for the exporters.
+/// Writes "stichotrope: <line>" to stderr the first time the process meets
+/// that line: a program whose results are never written still says what of
+/// its configuration was ignored, once, however many profilers it makes.
+void report_once_on_stderr(const std::string& line) {
+  static std::mutex* mutex = new std::mutex; // never destroyed: profilers may be made during static destruction
+  static std::set<std::string>* said = new std::set<std::string>;
+  std::lock_guard lock(*mutex);
+  if (said->insert(line).second) std::cerr << "stichotrope: " << line << std::endl;
+}
+
 void apply_config(Profiler& p, detail::profiler_core& core, ResolvedConfig resolved) {
   const Config& c = resolved.config;
   if (c.enabled) set_global_enabled(*c.enabled);
@@ -542,9 +553,11 @@ void apply_config(Profiler& p, detail::profiler_core& core, ResolvedConfig resol
   std::lock_guard lock(core.mutex);
   core.config = c;
   core.config_errors.clear();
-  for (const auto& e : resolved.errors)
-    core.config_errors.push_back("configuration: " + e.message +
-                                 " (left out; the other sources and the defaults apply)");
+  for (const auto& e : resolved.errors) {
+    std::string line = "configuration: " + e.message + " (left out; the rest of the configuration applies)";
+    report_once_on_stderr(line);
+    core.config_errors.push_back(std::move(line));
+  }
 }
 
 /// Writes the configured outputs (cold: once, when the profiler ends).

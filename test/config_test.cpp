@@ -12,6 +12,8 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <iostream>
+#include <algorithm>
 #include <string>
 import stichotrope;
 
@@ -232,6 +234,40 @@ BOOST_AUTO_TEST_CASE(a_broken_source_is_left_out_whole_and_reported) {
   BOOST_TEST(!r.config.timeline.has_value()); // neither the variable nor the file's valid part
   BOOST_TEST(r.errors[0].message.find("STICHOTROPE_TIMELINE") != std::string::npos);
   BOOST_TEST(r.errors[1].message.find(file.string() + ":4:") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_variable_is_left_out_alone_and_said_once_on_stderr) {
+  environment env{{{"STICHOTROPE_ENABLED", "perhaps"},
+                   {"STICHOTROPE_OUTPUT", "run.json"},
+                   {"STICHOTROPE_TIMELINE", "lots"},
+                   {"STICHOTROPE_TIMELINE_WHEN_FULL", "keep_first"}}};
+  auto r = resolve_config({}, "P", env.lookup());
+  BOOST_TEST_REQUIRE(r.errors.size() == 2u);
+  BOOST_TEST(r.errors[0].message.find("STICHOTROPE_ENABLED='perhaps'") != std::string::npos, r.errors[0].message);
+  BOOST_TEST(r.errors[1].message.find("STICHOTROPE_TIMELINE='lots'") != std::string::npos, r.errors[1].message);
+  BOOST_TEST_REQUIRE(r.config.outputs.has_value()); // the valid variables still apply
+  BOOST_TEST(r.config.outputs->front() == "run.json");
+  BOOST_TEST((r.config.timeline_when_full == overflow_policy::keep_first));
+  BOOST_TEST(!r.config.enabled.has_value());
+  // A profiler says it on stderr, once per process, and keeps it as a diagnostic.
+  ::setenv("STICHOTROPE_ENABLED", "perhaps-not", 1);
+  std::ostringstream captured;
+  auto* old = std::cerr.rdbuf(captured.rdbuf());
+  {
+    Profiler a{"loud_a"};
+    Profiler b{"loud_b"};
+    const auto diags = a.get_results().diagnostics;
+    BOOST_TEST(std::count_if(diags.begin(), diags.end(), [](const std::string& d) {
+                 return d.find("STICHOTROPE_ENABLED='perhaps-not'") != std::string::npos;
+               }) == 1);
+  }
+  std::cerr.rdbuf(old);
+  ::unsetenv("STICHOTROPE_ENABLED");
+  const std::string said = captured.str();
+  BOOST_TEST(said.find("stichotrope: configuration: environment variable STICHOTROPE_ENABLED='perhaps-not': "
+                       "expected 0 or 1 (left out; the rest of the configuration applies)\n") != std::string::npos,
+             said);
+  BOOST_TEST(said.find("perhaps-not") == said.rfind("perhaps-not")); // once, though two profilers read it
 }
 
 BOOST_AUTO_TEST_CASE(a_profiler_applies_its_configuration_and_reports_a_broken_one) {
