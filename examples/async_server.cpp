@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
     std::cout << "requests for " << live_s << " s\n";
   else
     std::cout << requests << " requests\n";
+  std::cout << std::flush; // at once, also into a pipe: a supervisor may wait for this line
   if (const auto address = profiler.config().http)
     std::cout << "Live view: http://" << (address->front() == ':' ? "127.0.0.1" + *address : *address) << "/\n"
               << std::flush;

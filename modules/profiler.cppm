@@ -208,6 +208,15 @@ private:
 } // namespace stichotrope
 
 namespace stichotrope::detail { // internal: reachable, not visible
+/// Writes the configured outputs of every live profiler now; `ending`: the
+/// process is about to end by a signal, so the exporters send what they
+/// hold first (src/profiler.cpp).
+void write_outputs_now(bool ending);
+/// Makes SIGINT and SIGTERM write the configured outputs before they end the
+/// process (src/signals.cpp; docs/reliability.md says how it chains). Once
+/// per process.
+void write_outputs_on_signals();
+
 template <auto F>
 constexpr std::string_view value_name() noexcept {
   std::string_view s = __PRETTY_FUNCTION__;
@@ -328,8 +337,9 @@ void report_status(Profiler& p, std::string_view key, std::string message);
 class Profiler {
 public:
   /// Reads its configuration: `config` (the code's settings) > environment >
-  /// the STICHOTROPE_CONFIG file > defaults. A broken source is left out whole
-  /// and named in results.diagnostics; the profiler records anyway.
+  /// the STICHOTROPE_CONFIG file > defaults. A bad variable is left out
+  /// alone, a bad file whole; each is named in results.diagnostics and once
+  /// on stderr, and the profiler records anyway.
   explicit Profiler(std::string name = "Profiler", Config config = {});
   /// Reads the environment and the file again (the code's settings still
   /// win) and applies the result; the errors met, if any.

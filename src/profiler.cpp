@@ -550,6 +550,7 @@ void apply_config(Profiler& p, detail::profiler_core& core, ResolvedConfig resol
     else
       p.start_timeline({*c.timeline, c.timeline_when_full.value_or(overflow_policy::keep_latest)});
   }
+  if (c.outputs || c.otlp_endpoint) detail::write_outputs_on_signals(); // a server stopped by a signal loses nothing
   std::lock_guard lock(core.mutex);
   core.config = c;
   core.config_errors.clear();
@@ -611,6 +612,22 @@ void register_exporter(const exporter* e) {
   std::lock_guard lock(l.mutex);
   l.exporters.push_back(e);
   for (Profiler* p : l.all) e->profiler_configured(*p);
+}
+
+void write_outputs_now(bool ending) {
+  auto& l = live();
+  std::lock_guard lock(l.mutex); // no profiler ends meanwhile
+  for (Profiler* p : l.all) {
+    if (ending)
+      for (const auto* e : l.exporters) e->profiler_ending(*p); // the last interval goes out now
+    if (const auto outputs = p->config().outputs) {
+      try {
+        write_outputs(*p, *outputs);
+      } catch (const std::exception& e) {
+        std::cerr << "stichotrope: profiler '" << p->name() << "': outputs not written: " << e.what() << '\n';
+      }
+    }
+  }
 }
 
 void report(Profiler& p, std::string message) {
