@@ -6,9 +6,11 @@
 #include <atomic>
 #include <chrono>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <filesystem>
 #include <optional>
+#include <source_location>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -85,6 +87,12 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
   BOOST_TEST(block.outside_flow == 0u);
   BOOST_TEST(block.too_deep == 0u);
   BOOST_TEST(h.total() == 1u);
+  const std::vector<st::WaitResults>& waits = block.waits; // a block on a thread never waits
+  BOOST_TEST(waits.empty());
+  st::WaitResults w;
+  BOOST_TEST(block.wait_path(w).empty());
+  BOOST_TEST(block.wait_depth(w) == 0u);
+  BOOST_TEST(w.percentiles().p99_ns == 0u);
 
   BOOST_TEST(!st::format_time_ns(1).empty());
   BOOST_TEST(!st::to_csv(results).empty());
@@ -176,6 +184,13 @@ BOOST_AUTO_TEST_CASE(the_listed_internal_names_are_usable) {
   void (*leave)(d::context&) noexcept = &d::leave_destroying;
   void (*cont)(d::context&) noexcept = &d::continue_flow;
   BOOST_TEST((acquire && release && resume && finish && leave && cont));
+  d::context* flow = d::acquire_context(); // a wait's await site and join path
+  const std::uint32_t depth = d::push_join(*flow, d::await_key(std::source_location::current()));
+  BOOST_TEST(flow->join_depth == depth + 1);
+  d::pop_join(*flow, depth);
+  BOOST_TEST(flow->join_depth == depth);
+  d::release_context(flow);
+  BOOST_TEST(d::awaited_type<int>::name == "int");
   // the optional exporters (stichotrope::http, stichotrope::otel)
   void (*reg)(const d::exporter*) = &d::register_exporter;
   void (*rep)(stichotrope::Profiler&, std::string) = &d::report;
