@@ -32,7 +32,7 @@ namespace {
 /// The wait frames of a leaf wait of `b` ("[wait] a.cpp:10;[wait] b.cpp:50 awaited").
 template <class Frame>
 std::string wait_frames(const BlockResults& b, const WaitResults& w, Frame& frame) {
-  std::string leaf = "[wait] " + w.name + (w.awaited.empty() ? "" : " " + w.awaited);
+  std::string leaf = "[wait] " + w.name + (w.awaited.empty() || w.awaited == w.name ? "" : " " + w.awaited);
   std::string frames = frame(leaf);
   for (std::uint32_t parent = w.parent_site_id; parent != no_parent;) {
     auto it = std::find_if(b.waits.begin(), b.waits.end(), [&](const WaitResults& x) { return x.site_id == parent; });

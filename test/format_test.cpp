@@ -453,6 +453,20 @@ BOOST_AUTO_TEST_CASE(folded_stacks_end_in_wait_frames_without_counting_a_childs_
   BOOST_TEST(folded.find("handle 100\n") != std::string::npos, folded);
   BOOST_TEST(folded.find("handle;lookup;[wait] db.cpp:40 query 300\n") != std::string::npos, folded);
   BOOST_TEST(folded.find("handle;[wait] server.cpp:90") == std::string::npos, folded);
+  // A wait with no line (other flows run inline) is named once.
+  ProfilerResults inline_run;
+  TrackResults t;
+  t.blocks.push_back(block("parent", 0, 1, 10, 10, 10));
+  t.blocks[0].callers = {{no_parent, 1, 10}};
+  WaitResults w;
+  w.site_id = 1;
+  w.name = w.awaited = "(other flows ran inline)";
+  w.count = 1;
+  w.total_time_ns = w.min_time_ns = w.max_time_ns = 4;
+  t.blocks[0].waits = {w};
+  t.blocks[0].suspended_time_ns = 4;
+  inline_run.tracks = {t};
+  BOOST_TEST(to_folded(inline_run) == "parent 6\nparent;[wait] (other flows ran inline) 4\n", to_folded(inline_run));
   // On-CPU stacks have no waits.
   BOOST_TEST(to_folded(with_waits(), fold_weight::active_time).find("[wait]") == std::string::npos);
 }
