@@ -13,7 +13,8 @@ packages=(
   libasio-dev                                    # async server demo and Asio integration
   nlohmann-json3-dev                             # reading results JSON back (CLI, tests)
   libtomlplusplus-dev                            # TOML configuration files (optional for the library)
-  libcpp-httplib-dev                             # the optional Prometheus /metrics endpoint
+  libmicrohttpd-dev                              # the optional HTTP endpoint (/metrics, the live view)
+  slowhttptest wrk                               # slow clients and load for the endpoint's test
   prometheus                                     # a real Prometheus server for the endpoint's test
   opentelemetry-cpp-dev                          # the optional OTLP exporter (bookworm-backports) ...
   libabsl-dev libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc  # ... whose CMake package loads these

@@ -35,6 +35,11 @@ struct Config {
   /// "host:port" of the HTTP endpoint (loopback by default): /metrics for
   /// Prometheus, the live view and its JSON API.
   std::optional<std::string> http;
+  /// The bearer token every request to the endpoint must carry
+  /// (`Authorization: Bearer <token>`), or, when it begins with '/', the
+  /// file whose first line is the token. Needed to serve on an address
+  /// other than loopback (docs/reliability.md).
+  std::optional<std::string> http_token;
   std::optional<std::string> otlp_endpoint;
   std::optional<std::string> service_name;
   std::optional<std::string> resource_attributes; ///< "k=v,k2=v2", as OTEL_RESOURCE_ATTRIBUTES

@@ -244,6 +244,10 @@ struct Timeline {
   std::vector<TimelineSite> sites;                      ///< index = site id
   std::vector<std::pair<int, std::string>> track_names; ///< named tracks only
   std::vector<ThreadTimeline> threads;
+  /// Events a reader cut from this copy to bound its size (the HTTP
+  /// endpoint's /api/trace keeps each thread's most recent): not in
+  /// `threads`, not counted in dropped(). Chrome traces name it.
+  std::uint64_t left_out = 0;
   std::uint64_t dropped() const noexcept {
     std::uint64_t d = 0;
     for (const auto& t : threads) d += t.dropped;

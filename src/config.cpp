@@ -34,6 +34,7 @@ Config& Config::fill_from(const Config& lower) {
   if (!timeline_when_full) timeline_when_full = lower.timeline_when_full;
   if (!outputs) outputs = lower.outputs;
   if (!http) http = lower.http;
+  if (!http_token) http_token = lower.http_token;
   if (!otlp_endpoint) otlp_endpoint = lower.otlp_endpoint;
   if (!service_name) service_name = lower.service_name;
   if (!resource_attributes) resource_attributes = lower.resource_attributes;
@@ -198,6 +199,8 @@ Config read_environment(const std::function<const char*(const char*)>& lookup, s
       else
         c.http = std::string(trim(*v));
     }
+  // (Never echoed in a diagnostic: it is a secret.)
+  if (auto v = get("STICHOTROPE_HTTP_TOKEN")) c.http_token = std::string(trim(*v));
   if (auto v = get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
     if (auto why = check_otlp_endpoint(*v))
       bad("OTEL_EXPORTER_OTLP_ENDPOINT", *v, *why);
@@ -265,6 +268,10 @@ public:
         if (!node.is_string()) return bad(node, path, "expected \"host:port\"");
         if (auto why = check_endpoint(node.as_string()->get())) return bad(node, path, *why);
         if (k == "http" || !c.http) c.http = node.as_string()->get();
+      } else if (k == "http_token") {
+        if (!node.is_string() || node.as_string()->get().empty())
+          return bad(node, path, "expected the token, or the path of a file holding it");
+        c.http_token = node.as_string()->get();
       } else if (k == "timeline") {
         const auto* tt = node.as_table();
         if (tt == nullptr) return bad(node, path, "expected a table with 'events' and 'when_full'");

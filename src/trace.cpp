@@ -67,6 +67,7 @@ void write_chrome_trace(std::ostream& out, const Timeline& t) {
   w.key("profiler"), w.value(t.profiler_name);
   w.key("exporter"), w.value("stichotrope");
   w.key("dropped_events"), w.value(t.dropped());
+  if (t.left_out != 0) w.key("left_out_events"), w.value(t.left_out);
   w.end_object();
   w.key("traceEvents");
   w.begin_array();
