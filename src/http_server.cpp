@@ -539,17 +539,20 @@ void free_body(void* body) {
 }
 
 /// libmicrohttpd's access handler: called once the request's head is in,
-/// then (a request with a body) once per piece of it and once at its end.
-/// A body is read and set aside (no route takes one), so a POST without one
-/// is answered at once.
+/// then once per piece of its body (if any) and once at its end, where it
+/// is answered. (An answer queued at the first call, before the request is
+/// known to be whole, makes libmicrohttpd close the connection: no
+/// keep-alive.) A body is read and set aside (no route takes one), so a
+/// POST without one is answered at once.
 MHD_Result on_request(void* cls, MHD_Connection* connection, const char* url, const char* method, const char*,
                       const char*, std::size_t* upload_size, void** per_request) {
-  static int body_marker;
+  static int head_seen;
   const std::string_view m(method);
   if (*per_request == nullptr) {
-    *per_request = &body_marker;
-    if (m != "GET" && m != "HEAD") return MHD_YES; // the body (if any) comes next
-  } else if (*upload_size != 0) {
+    *per_request = &head_seen;
+    return MHD_YES;
+  }
+  if (*upload_size != 0) {
     *upload_size = 0;
     return MHD_YES;
   }

@@ -1,7 +1,11 @@
 // A program that records without pause on three threads (nested blocks on
 // tracks 0-2, one on unnamed track 3, a timeline) while test/http/run.py reads and controls it
 // through the HTTP endpoint (STICHOTROPE_HTTP, set by run.py). Prints READY,
-// then records until a line arrives on stdin.
+// then records until stdin says "done" (or ends). "measure" times the main
+// thread's own blocks (a block opened and closed, ns each: the median of 9
+// batches of 200,000), printed as "NS <value>": test/http/slow.py compares
+// it with and without load on the endpoint.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -37,7 +41,18 @@ int main() {
     });
   std::cout << "READY" << std::endl;
   std::string line;
-  std::getline(std::cin, line);
+  while (std::getline(std::cin, line) && line != "done") {
+    if (line != "measure") continue;
+    std::vector<double> batches;
+    for (int b = 0; b < 9; ++b) {
+      const auto start = std::chrono::steady_clock::now();
+      for (int i = 0; i < 200'000; ++i) auto measured = profiler.block(4, "measured");
+      const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - start;
+      batches.push_back(took.count() / 200'000);
+    }
+    std::nth_element(batches.begin(), batches.begin() + 4, batches.end());
+    std::cout << "NS " << batches[4] << std::endl;
+  }
   done = true;
   for (auto& t : threads) t.join();
   return 0;
