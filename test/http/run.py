@@ -151,8 +151,58 @@ def host_table(port):
           f"{len(FRIENDLY_HOSTS)} loopback forms answered", flush=True)
 
 
+def start_target(target, env_extra):
+    """The target with the given endpoint settings: (process, its first line)."""
+    env = dict(os.environ, **env_extra)
+    env.pop("STICHOTROPE_PROMETHEUS", None)
+    app = subprocess.Popen([target], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    return app, app.stdout.readline().strip()
+
+
+def auth_cases(target):
+    """Tokens (STICHOTROPE_HTTP_TOKEN) and addresses beyond loopback."""
+    port = free_port()
+    secret = "s3cret-" + os.urandom(8).hex()
+    refusals = [
+        ({"STICHOTROPE_HTTP": f"0.0.0.0:{port}"}, "an address other than loopback needs a token"),
+        ({"STICHOTROPE_HTTP": f"127.0.0.1:{port}", "STICHOTROPE_HTTP_TOKEN": "short-" + secret[:6]},
+         "shorter than 16 characters"),
+        ({"STICHOTROPE_HTTP": f"127.0.0.1:{port}", "STICHOTROPE_HTTP_TOKEN": "/nonexistent/stichotrope-token"},
+         "cannot read the token file /nonexistent/stichotrope-token"),
+    ]
+    for env, why in refusals:
+        app, line = start_target(target, env)
+        err = app.communicate("done\n", timeout=20)[1]
+        check(line != "READY" and app.returncode == 1 and why in err, f"{env}: {line!r} {app.returncode} {err!r}")
+        check(secret[:6] not in err, f"the token leaked into a diagnostic: {err!r}")
+        with socket.socket() as s:
+            check(s.connect_ex(("127.0.0.1", port)) != 0, f"{env}: something listens on {port}")
+    # Beyond loopback with a token: every request needs it; the Host check
+    # is for loopback (the token is what a rebinding page cannot send).
+    app, line = start_target(target, {"STICHOTROPE_HTTP": f"0.0.0.0:{port}", "STICHOTROPE_HTTP_TOKEN": secret})
+    check(line == "READY", f"0.0.0.0 with a token: {line!r} {app.stderr.read() if app.poll() is not None else ''}")
+    c = Client(f"http://127.0.0.1:{port}")
+    for path in ("/metrics", "/", "/api/results"):
+        status, headers, _ = c.request(path)
+        check(status == 401 and headers.get("WWW-Authenticate", "").startswith("Bearer"), f"{path}: {status}")
+        status, _, _ = c.request(path, headers={"Authorization": f"Bearer {secret}x"})
+        check(status == 401, f"{path} with a longer token: {status}")
+        status, _, _ = c.request(path, headers={"Authorization": f"Basic {secret}"})
+        check(status == 401, f"{path} with another scheme: {status}")
+        status, _, _ = c.request(path, headers={"Authorization": f"Bearer {secret}", "Host": "profiler.example"})
+        check(status == 200, f"{path} with the token: {status}")
+    status, _, _ = c.request("/api/stop", "POST", {"X-Stichotrope-Control": "1"})
+    check(status == 401, f"a control without the token: {status}")
+    app.communicate("done\n", timeout=20)
+    check(app.returncode == 0, "target failed")
+    print("Tokens: beyond loopback refused without one, too short or unreadable refused (not echoed); "
+          "with one, every request needs it", flush=True)
+
+
 def main():
     target = sys.argv[1]
+    auth_cases(target)
     port = free_port()
     env = dict(os.environ, STICHOTROPE_HTTP=f"127.0.0.1:{port}")
     env.pop("STICHOTROPE_PROMETHEUS", None)
@@ -212,6 +262,23 @@ def main():
     status, _, _ = c.request("/api/results", headers={"Host": f"attacker.example:{port}"})
     check(status == 403, f"a foreign Host header: {status}")
     host_table(port)
+
+    # A control without a body is answered at once (not after a read timeout).
+    t = time.monotonic()
+    status = raw_status(port, f"POST /api/capture?on=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                              f"X-Stichotrope-Control: 1\r\nConnection: close\r\n\r\n".encode())
+    check(status == 200 and time.monotonic() - t < 2, f"a bodyless POST: {status} in {time.monotonic() - t:.1f} s")
+    # A trace is capped and says what it left out.
+    status, headers, body = c.request("/api/trace?limit=50")
+    trace = json.loads(body)
+    complete = [e for e in trace["traceEvents"] if e.get("ph") in ("X", "B")]
+    check(status == 200 and 0 < len(complete) <= 50, f"trace limit: {status} {len(complete)} events")
+    check(trace["otherData"].get("left_out_events", 0) > 0 and
+          headers.get("X-Stichotrope-Left-Out-Events") == str(trace["otherData"]["left_out_events"]),
+          f"trace marker: {trace['otherData']} {headers.get('X-Stichotrope-Left-Out-Events')}")
+    for bad in ("/api/trace?limit=0", "/api/trace?limit=1000001", "/api/trace?limit=x"):
+        status, _, _ = c.request(bad)
+        check(status == 400, f"{bad}: {status}")
 
     # A track switched off stops growing; the others go on.
     s = c.control("/api/track?track=2&enabled=0")

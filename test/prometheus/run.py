@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Scrapes a stichotrope program with a real Prometheus server on loopback and
 checks, through Prometheus's HTTP API, the hit counts the program recorded.
+The endpoint needs a bearer token (STICHOTROPE_HTTP_TOKEN naming a file):
+Prometheus sends it from the same file (`authorization: credentials_file`),
+and a second job without it must be refused (up == 0).
 
     run.py TARGET_BINARY PROMETHEUS_BINARY WORK_DIR
 
@@ -13,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -25,8 +29,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def get(url, timeout=2):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def get(url, timeout=2, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
         return r.read().decode()
 
 
@@ -43,7 +48,11 @@ def main():
     os.makedirs(work)
     start = time.monotonic()
     app_port, prom_port = free_port(), free_port()
-    env = dict(os.environ, STICHOTROPE_PROMETHEUS=f"127.0.0.1:{app_port}")
+    token_file = os.path.join(work, "token")
+    token = "stichotrope-test-" + os.urandom(12).hex()
+    with open(token_file, "w") as f:
+        f.write(token + "\n")
+    env = dict(os.environ, STICHOTROPE_PROMETHEUS=f"127.0.0.1:{app_port}", STICHOTROPE_HTTP_TOKEN=token_file)
     env.pop("STICHOTROPE_CONFIG", None)
     app = subprocess.Popen([target], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     prom = None
@@ -52,8 +61,16 @@ def main():
         if line.strip() != "READY":
             fail(f"the target did not start (printed {line!r}, status {app.poll()})")
 
-        # The endpoint itself, read directly.
-        text = get(f"http://127.0.0.1:{app_port}/metrics")
+        # The endpoint itself, read directly: without the token (or with a
+        # wrong one) 401, with it the exposition.
+        for wrong in (None, token[:-1], token + "x", "x" * len(token)):
+            try:
+                get(f"http://127.0.0.1:{app_port}/metrics", token=wrong)
+                fail(f"/metrics answered with the token {wrong!r}")
+            except urllib.error.HTTPError as e:
+                if e.code != 401 or "Bearer" not in e.headers.get("WWW-Authenticate", ""):
+                    fail(f"/metrics with the token {wrong!r}: {e.code} {e.headers.get('WWW-Authenticate')}")
+        text = get(f"http://127.0.0.1:{app_port}/metrics", token=token)
         count_lines = [l for l in text.splitlines() if l.startswith("stichotrope_block_duration_seconds_count{")]
         alpha = [l for l in count_lines if 'block="alpha"' in l]
         if len(alpha) != 1 or not alpha[0].endswith(" 1234"):
@@ -70,6 +87,9 @@ def main():
         with open(config, "w") as f:
             f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                     "scrape_configs:\n  - job_name: stichotrope\n    static_configs:\n"
+                    f"      - targets: ['127.0.0.1:{app_port}']\n"
+                    f"    authorization:\n      credentials_file: {token_file}\n"
+                    "  - job_name: no_token\n    static_configs:\n"
                     f"      - targets: ['127.0.0.1:{app_port}']\n")
         log = open(os.path.join(work, "prometheus.log"), "w")
         prom = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={work}/data",
@@ -109,6 +129,10 @@ def main():
         up = query('up{job="stichotrope"}')
         if not up or up[0]["value"][1] != "1":
             fail(f"the scrape target is not up: {up}")
+        refused = query('up{job="no_token"}')
+        if not refused or refused[0]["value"][1] != "0":
+            fail(f"the scrape without the token was not refused: {refused}")
+        print("Prometheus scraped with the token from its credentials_file; without it: up == 0", flush=True)
         print(f"PASS in {time.monotonic() - start:.1f} s", flush=True)
     finally:
         if prom is not None:
