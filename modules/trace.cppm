@@ -19,6 +19,9 @@ export namespace stichotrope {
 /// that suspended to the one that resumed, "M" metadata naming the process,
 /// threads and tracks; timestamps in µs with ns fractions.
 void write_chrome_trace(std::ostream& out, const Timeline& timeline);
+/// The same document as a string (no newline at its end): one buffer, no
+/// stream's copy of it.
+std::string to_chrome_trace(const Timeline& timeline);
 /// speedscope's file format: one "evented" profile per thread (its own
 /// blocks) and one per coroutine flow (its blocks on whichever threads they
 /// ran), balanced open/close events in non-decreasing time, a shared frame

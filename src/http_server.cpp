@@ -33,7 +33,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -53,7 +52,7 @@ constexpr unsigned idle_timeout_s = 10;             // a connection silent this 
 constexpr unsigned max_connections = 4096;          // beyond: accepted and closed at once
 constexpr std::size_t connection_memory = 16 << 10; // per connection: request head and buffers
 constexpr unsigned serving_threads = 2;             // each an epoll loop over its connections
-constexpr std::size_t body_budget = 64u << 20;      // response bodies in flight; beyond: 503
+constexpr std::size_t body_budget = 32u << 20;      // response bodies in flight; beyond: 503
 constexpr std::uint64_t trace_events_default = 100'000, trace_events_most = 1'000'000;
 
 struct endpoint {
@@ -280,6 +279,10 @@ reply error_reply(unsigned status, std::string_view message) {
 
 /// Bytes of response bodies built and not yet sent, over all endpoints.
 std::atomic<std::size_t> bodies_in_flight{0};
+/// Traces are built one at a time: with the budget above, the memory the
+/// endpoint holds for answers stays below body_budget plus one trace being
+/// built (its timeline copy, its body and the body's growth).
+std::mutex trace_building;
 
 /// Calls `fn(profiler)` for the profiler named by ?profiler= (the first one
 /// served when absent), under the state mutex: a profiler ends only after
@@ -402,12 +405,16 @@ std::optional<reply> read_route(endpoint* e, const request& req) {
     reply error;
     const auto limit = count_param(req, "limit", trace_events_default, trace_events_most, error);
     if (!limit) return error;
+    std::lock_guard one_at_a_time(trace_building);
+    if (bodies_in_flight.load(std::memory_order_relaxed) >= body_budget) {
+      auto r = error_reply(503, "too many large answers are being sent; try again");
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
     return with_profiler(e, req, [&](stichotrope::Profiler& p) {
       auto tl = p.get_timeline();
       keep_most_recent(tl, *limit);
-      std::ostringstream out;
-      stichotrope::write_chrome_trace(out, tl);
-      auto r = json_reply(std::move(out).str());
+      auto r = json_reply(stichotrope::to_chrome_trace(tl));
       r.headers.emplace_back("Content-Disposition",
                              "attachment; filename=\"" + file_name(p.name(), ".trace.json") + "\"");
       r.headers.emplace_back("X-Stichotrope-Left-Out-Events", std::to_string(tl.left_out));

@@ -58,7 +58,9 @@ std::string hex_id(std::uint64_t id) {
 
 } // namespace
 
-void write_chrome_trace(std::ostream& out, const Timeline& t) {
+void write_chrome_trace(std::ostream& out, const Timeline& t) { out << to_chrome_trace(t) << '\n'; }
+
+std::string to_chrome_trace(const Timeline& t) {
   json_writer w(-1);
   w.begin_object();
   w.key("displayTimeUnit"), w.value("ns");
@@ -182,7 +184,7 @@ void write_chrome_trace(std::ostream& out, const Timeline& t) {
   }
   w.end_array();
   w.end_object();
-  out << w.str() << '\n';
+  return std::move(w.str());
 }
 
 void write_speedscope(std::ostream& out, const Timeline& t) {

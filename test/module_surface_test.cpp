@@ -149,6 +149,7 @@ BOOST_AUTO_TEST_CASE(every_coroutine_timeline_and_reader_name_is_usable) {
   BOOST_TEST(site.name == "captured");
   std::ostringstream sink;
   st::write_chrome_trace(sink, timeline);
+  BOOST_TEST(st::to_chrome_trace(timeline) + "\n" == sink.str()); // the same document
   st::write_speedscope(sink, timeline);
   const auto dir = std::filesystem::temp_directory_path();
   BOOST_TEST(st::export_chrome_trace(timeline, dir / "stichotrope-surface.trace.json").has_value());

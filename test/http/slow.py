@@ -11,9 +11,12 @@ slowloris connections, 8 sockets stall in the middle of a request head, and
 must answer within 50 ms at p99; the target's thread count must not grow and
 its memory must stay within the stated bound. Idle and stalled connections
 must be closed after the stated 10 s of silence (checked within 8-20 s).
-Then wrk loads /api/results while the target times its own blocks: the
-recording cost with and without the load is reported (and must stay within
-4x: readers never block recorders).
+Then 16 clients ask for /api/trace at once (about 10 MB each) and read
+nothing for 2 s: the target's memory must stay within the stated bound
+(32 MiB of bodies in flight, the rest answered 503 with Retry-After, plus
+one trace being built at a time). Then wrk loads /api/results while the
+target times its own blocks: the recording cost with and without the load is
+reported (and must stay within 4x: readers never block recorders).
 """
 import csv
 import http.client
@@ -37,6 +40,8 @@ LOAD_S = 14            # long enough to see the first wave of idle closes
 IDLE_TIMEOUT_S = 10    # src/http_server.cpp, idle_timeout_s
 SCRAPE_P99_MS = 50
 MEMORY_BOUND_MB = 96   # 4,096 connections x 16 KiB + bodies in flight
+DOWNLOADS = 16
+BODY_BUDGET_MB = 32    # src/http_server.cpp, body_budget
 DEADLINE_S = 110
 
 
@@ -174,6 +179,33 @@ def percentile(values, q):
     return v[min(len(v) - 1, int(q * len(v)))]
 
 
+def download(port, results):
+    """Asks for a trace, reads nothing for 2 s, then reads it all."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(f"GET /api/trace HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        time.sleep(2)
+        data = b""
+        while chunk := s.recv(1 << 20):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    results.append((int(head.split(b" ", 2)[1]), len(body), b"Retry-After" in head))
+
+
+def downloads(app, port):
+    """DOWNLOADS clients ask for /api/trace at once; the target's memory is
+    sampled until all are done. Returns (statuses, the largest body in MB,
+    RSS growth in MB)."""
+    _, rss0 = proc_status(app.pid)
+    results, peak = [], rss0
+    clients = [threading.Thread(target=download, args=(port, results)) for _ in range(DOWNLOADS)]
+    for t in clients:
+        t.start()
+    while any(t.is_alive() for t in clients):
+        peak = max(peak, proc_status(app.pid)[1])
+        time.sleep(0.05)
+    return results, max(size for _, size, _ in results) / 2**20, peak - rss0
+
+
 def measure(app):
     app.stdin.write("measure\n")
     app.stdin.flush()
@@ -189,7 +221,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     raise_fd_limit()
     port = free_port()
-    env = dict(os.environ, STICHOTROPE_HTTP=f"127.0.0.1:{port}")
+    env = dict(os.environ, STICHOTROPE_HTTP=f"127.0.0.1:{port}", HTTP_TARGET_EVENTS="100000")
     env.pop("STICHOTROPE_PROMETHEUS", None)
     app = subprocess.Popen([target], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     threading.Timer(DEADLINE_S, lambda: (app.kill(), fail("deadline reached"))).start()
@@ -275,6 +307,20 @@ def main():
     check(len(holder.stalled_closed_after) == STALLED and
           all(IDLE_TIMEOUT_S - 2 <= s <= 2 * IDLE_TIMEOUT_S for s in holder.stalled_closed_after),
           f"stalled heads closed after {holder.stalled_closed_after} s (stated: {IDLE_TIMEOUT_S} s)")
+
+    # Many large answers at once: bounded memory.
+    results, largest_mb, grew_mb = downloads(app, port)
+    served = [r for r in results if r[0] == 200]
+    refused = [r for r in results if r[0] == 503]
+    # The budget, one body past it, one being built (its growth and the
+    # timeline's copy: about the body's size again), malloc's slack.
+    bound_mb = BODY_BUDGET_MB + 4 * largest_mb + 32
+    print(f"{DOWNLOADS} trace downloads at once: {len(served)} served ({largest_mb:.1f} MB each at most), "
+          f"{len(refused)} answered 503; RSS grew {grew_mb} MB (bound {bound_mb:.0f} MB)", flush=True)
+    check(len(served) + len(refused) == DOWNLOADS and served and all(r[2] for r in refused),
+          f"downloads: {[(r[0], r[1]) for r in results]}")
+    check(largest_mb > 4, f"traces of {largest_mb:.1f} MB do not test the bound")
+    check(grew_mb <= bound_mb, f"RSS grew {grew_mb} MB during {DOWNLOADS} downloads (bound {bound_mb:.0f} MB)")
 
     # Recording cost on the application's threads while wrk loads the endpoint.
     wrk = subprocess.Popen(["wrk", "-t", "2", "-c", "16", "-d", "6s", f"http://127.0.0.1:{port}/api/results"],

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -19,7 +20,10 @@ int main() {
   (void)profiler.set_track_name(0, "Outer");
   (void)profiler.set_track_name(1, "Inner");
   (void)profiler.set_track_name(2, "Leaf \"quoted\"");
-  profiler.start_timeline({4096, stichotrope::overflow_policy::keep_latest});
+  // HTTP_TARGET_EVENTS: events kept per thread (test/http/slow.py asks for
+  // large traces).
+  const char* events = std::getenv("HTTP_TARGET_EVENTS");
+  profiler.start_timeline({events != nullptr ? std::stoull(events) : 4096, stichotrope::overflow_policy::keep_latest});
   for (const auto& d : profiler.get_results().diagnostics) {
     std::cerr << "diagnostic: " << d << '\n';
     return 1; // e.g. the endpoint could not listen
