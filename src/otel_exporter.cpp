@@ -31,9 +31,11 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,6 +61,7 @@ using opentelemetry::common::SystemTimestamp;
 using stichotrope::latency_histogram;
 
 constexpr std::uint64_t default_interval_ms = 60'000; // the OpenTelemetry specification's default
+constexpr std::uint64_t default_timeout_ms = 10'000;   // the same for OTEL_EXPORTER_OTLP_TIMEOUT
 
 std::uint64_t splitmix(std::uint64_t x) noexcept {
   x += 0x9e3779b97f4a7c15ull;
@@ -112,12 +115,12 @@ public:
   void Handle(ilog::LogLevel level, const char* file, int line, const char* msg,
               const opentelemetry::sdk::common::AttributeMap& attributes) noexcept override {
     const std::string_view m = msg ? msg : "";
-    {
+    if (level == ilog::LogLevel::Error && m.find("[OTLP") != std::string_view::npos) {
+      // Counted when an export is in progress; otherwise it is the late
+      // answer of one given up at its deadline (already counted as failed).
       std::lock_guard lock(mutex_);
-      if (open_ && level == ilog::LogLevel::Error && m.find("[OTLP") != std::string_view::npos) {
-        if (errors_++ == 0) reason_ = std::string(m);
-        return;
-      }
+      if (open_ && errors_++ == 0) reason_ = std::string(m);
+      return;
     }
     if (previous_) previous_->Handle(level, file, line, msg, attributes);
   }
@@ -125,7 +128,7 @@ public:
   /// Runs `send` as the only export in progress; the first error the
   /// exporters reported meanwhile, or nothing.
   template <class F>
-  std::optional<std::string> watch(F&& send) {
+  std::optional<std::string> watch(F&& send, std::string_view silent_failure) {
     std::lock_guard serial(serial_);
     {
       std::lock_guard lock(mutex_);
@@ -137,7 +140,7 @@ public:
     std::lock_guard lock(mutex_);
     open_ = false;
     if (ok && errors_ == 0) return std::nullopt;
-    return reason_.empty() ? std::string("the exporter reported a failure") : reason_;
+    return reason_.empty() ? std::string(silent_failure) : reason_;
   }
 
 private:
@@ -310,21 +313,14 @@ public:
   session(stichotrope::Profiler& p, const stichotrope::Config& c)
       : settings_(settings_of(c)), profiler_(p), resource_(make_resource(c, p.name())),
         scope_(opentelemetry::sdk::instrumentationscope::InstrumentationScope::Create("stichotrope", "0.1.0")),
-        interval_(std::chrono::milliseconds(c.export_interval_ms.value_or(default_interval_ms))) {
+        interval_(std::chrono::milliseconds(c.export_interval_ms.value_or(default_interval_ms))),
+        timeout_(export_timeout(p)) {
     std::string base = *c.otlp_endpoint;
     while (!base.empty() && base.back() == '/') base.pop_back();
     url_ = base;
-    otlp::OtlpHttpMetricExporterOptions mo; // reads OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, ...
-    mo.url = base + "/v1/metrics";
-    mo.content_type = otlp::HttpRequestContentType::kBinary;
-    mo.aggregation_temporality = otlp::PreferredAggregationTemporality::kDelta;
-    flush_timeout_ = std::chrono::duration_cast<std::chrono::microseconds>(mo.timeout) + std::chrono::seconds(1);
     failures(); // installed before the first export can fail
-    metrics_ = otlp::OtlpHttpMetricExporterFactory::Create(mo);
-    otlp::OtlpHttpExporterOptions to;
-    to.url = base + "/v1/traces";
-    to.content_type = otlp::HttpRequestContentType::kBinary;
-    spans_ = otlp::OtlpHttpExporterFactory::Create(to);
+    metrics_ = make_metrics(timeout_);
+    spans_ = make_spans(timeout_);
     std::random_device rd;
     nonce_ = (std::uint64_t{rd()} << 32) ^ rd() ^ static_cast<std::uint64_t>(::getpid());
     // Timeline times are ns since the clock's calibration: the wall clock now
@@ -349,17 +345,77 @@ public:
   const decltype(settings_of({})) settings_;
 
   /// Stops the thread, then sends what the last interval holds (the
-  /// profiler is still whole: this runs first thing in ~Profiler).
+  /// profiler is still whole: this runs first thing in ~Profiler). The
+  /// whole of it takes at most the export timeout + 1 s, however the
+  /// collector behaves: an export in progress on the thread gets a short
+  /// grace, then its request is cancelled (its exporters shut down); the
+  /// last interval goes out through fresh exporters whose requests share
+  /// what remains of the timeout; their shutdown gets what is left and the
+  /// second (docs/telemetry.md, "Ending").
   void finish() {
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    const auto remaining = [&](std::chrono::steady_clock::time_point until) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::max(until - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration::zero()));
+    };
     {
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
       stopping_ = true;
+      wake_.notify_all();
+      const auto grace = std::min<std::chrono::milliseconds>(timeout_ / 4, std::chrono::milliseconds(250));
+      if (!wake_.wait_for(lock, grace, [this] { return !exporting_; })) {
+        lock.unlock();
+        metrics_->Shutdown(std::chrono::milliseconds(1)); // cancels the request in progress
+        spans_->Shutdown(std::chrono::milliseconds(1));
+      }
     }
-    wake_.notify_all();
     thread_.join();
-    export_once(true);
-    metrics_->Shutdown(std::chrono::seconds(1));
-    spans_->Shutdown(std::chrono::seconds(1));
+    metrics_ = make_metrics(std::max(remaining(deadline) / 2, std::chrono::milliseconds(1)));
+    export_metrics();
+    spans_ = make_spans(std::max(remaining(deadline), std::chrono::milliseconds(1)));
+    export_spans(true);
+    metrics_->Shutdown(remaining(deadline + std::chrono::seconds(1)));
+    spans_->Shutdown(remaining(deadline + std::chrono::seconds(1)));
+  }
+
+  /// OTEL_EXPORTER_OTLP_TIMEOUT: milliseconds, as the specification says
+  /// (the SDK would read the number as seconds); a bad value is reported
+  /// and the default (10 s) used.
+  static std::chrono::milliseconds export_timeout(stichotrope::Profiler& p) {
+    const char* v = std::getenv("OTEL_EXPORTER_OTLP_TIMEOUT");
+    std::uint64_t ms = default_timeout_ms;
+    if (v != nullptr && *v != '\0') {
+      const std::string_view text(v);
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+      if (ec != std::errc{} || end != text.data() + text.size() || ms == 0 || ms > 3'600'000) {
+        stichotrope::detail::report(p, "otlp: OTEL_EXPORTER_OTLP_TIMEOUT='" + std::string(text) +
+                                           "' is not a timeout in milliseconds (1 to 3600000); 10000 is used");
+        ms = default_timeout_ms;
+      }
+    }
+    return std::chrono::milliseconds(ms);
+  }
+
+  /// Exporters whose requests each give up after `timeout` (the SDK reads
+  /// OTEL_EXPORTER_OTLP_HEADERS and the rest of the environment).
+  std::unique_ptr<msdk::PushMetricExporter> make_metrics(std::chrono::milliseconds timeout) const {
+    otlp::OtlpHttpMetricExporterOptions mo;
+    mo.url = url_ + "/v1/metrics";
+    mo.content_type = otlp::HttpRequestContentType::kBinary;
+    mo.aggregation_temporality = otlp::PreferredAggregationTemporality::kDelta;
+    mo.timeout = timeout;
+    return otlp::OtlpHttpMetricExporterFactory::Create(mo);
+  }
+  std::unique_ptr<tsdk::SpanExporter> make_spans(std::chrono::milliseconds timeout) const {
+    otlp::OtlpHttpExporterOptions to;
+    to.url = url_ + "/v1/traces";
+    to.content_type = otlp::HttpRequestContentType::kBinary;
+    to.timeout = timeout;
+    return otlp::OtlpHttpExporterFactory::Create(to);
+  }
+
+  std::string no_answer() const {
+    return "no answer within OTEL_EXPORTER_OTLP_TIMEOUT (" + std::to_string(timeout_.count()) + " ms)";
   }
 
 private:
@@ -368,15 +424,14 @@ private:
     std::unique_lock lock(mutex_);
     for (;;) {
       if (wake_.wait_for(lock, interval_, [this] { return stopping_; })) return;
+      exporting_ = true;
       lock.unlock();
-      export_once(false);
+      export_metrics();
+      export_spans(false);
       lock.lock();
+      exporting_ = false;
+      wake_.notify_all(); // finish() may be waiting for this export
     }
-  }
-
-  void export_once(bool last) {
-    export_metrics();
-    export_spans(last);
   }
 
   void export_metrics() {
@@ -389,10 +444,14 @@ private:
     msdk::ResourceMetrics rm;
     rm.resource_ = &resource_;
     rm.scope_metric_data_.push_back(msdk::ScopeMetrics{scope_.get(), std::move(data)});
-    const auto failure = failures().watch([&] {
-      const bool sent = metrics_->Export(rm) == opentelemetry::sdk::common::ExportResult::kSuccess;
-      return metrics_->ForceFlush(flush_timeout_) && sent;
-    });
+    // (A request ends by its exporter's timeout: the flush's own bound is a
+    // second more.)
+    const auto failure = failures().watch(
+        [&] {
+          const bool sent = metrics_->Export(rm) == opentelemetry::sdk::common::ExportResult::kSuccess;
+          return metrics_->ForceFlush(timeout_ + std::chrono::seconds(1)) && sent;
+        },
+        no_answer());
     count(metric_counters_, failure, "metrics", url_ + "/v1/metrics");
   }
 
@@ -460,11 +519,13 @@ private:
       it = it->second.pending.empty() && it->second.marks.empty() ? groups_.erase(it) : std::next(it);
     }
     if (batch.empty()) return;
-    const auto failure = failures().watch([&] {
-      const bool sent = spans_->Export(opentelemetry::nostd::span<std::unique_ptr<tsdk::Recordable>>(batch)) ==
-                        opentelemetry::sdk::common::ExportResult::kSuccess;
-      return spans_->ForceFlush(flush_timeout_) && sent;
-    });
+    const auto failure = failures().watch(
+        [&] {
+          const bool sent = spans_->Export(opentelemetry::nostd::span<std::unique_ptr<tsdk::Recordable>>(batch)) ==
+                            opentelemetry::sdk::common::ExportResult::kSuccess;
+          return spans_->ForceFlush(timeout_ + std::chrono::seconds(1)) && sent;
+        },
+        no_answer());
     count(span_counters_, failure, "traces", url_ + "/v1/traces");
   }
 
@@ -586,7 +647,8 @@ private:
   opentelemetry::sdk::resource::Resource resource_;
   opentelemetry::nostd::unique_ptr<opentelemetry::sdk::instrumentationscope::InstrumentationScope> scope_;
   std::chrono::milliseconds interval_;
-  std::chrono::microseconds flush_timeout_{std::chrono::seconds(11)};
+  std::chrono::milliseconds timeout_;                 // of one export (OTEL_EXPORTER_OTLP_TIMEOUT)
+  bool exporting_ = false;                            // the thread is exporting (under mutex_)
   std::string url_;
   std::unique_ptr<msdk::PushMetricExporter> metrics_;
   std::unique_ptr<tsdk::SpanExporter> spans_;

@@ -326,6 +326,38 @@ def main():
     print(f"unreachable collector: {lines[0][len('diagnostic: '):]}; recorded as usual, ended in {took:.2f} s",
           flush=True)
 
+    # A collector that accepts connections and never answers: the profiler's
+    # end (its last interval sent, the exporters shut down) takes at most
+    # OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds, as the specification reads
+    # it) + 1 s, and nothing of the SDK's is printed.
+    for timeout_ms in (1000, 2500):
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)  # accepted by the kernel, never read, never answered
+        env = dict(base_env, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{hole.getsockname()[1]}",
+                   OTEL_METRIC_EXPORT_INTERVAL="100", OTEL_EXPORTER_OTLP_TIMEOUT=str(timeout_ms),
+                   STICHOTROPE_TIMELINE="4096")
+        p = subprocess.Popen([target, os.path.join(work, "blackhole.json"), "unreachable"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        killer = threading.Timer(DEADLINE_S, p.kill)
+        killer.start()
+        done_at = None
+        for line in p.stdout:
+            if line.strip() == "DONE":
+                done_at = time.monotonic()
+            if line.strip() == "ENDED":
+                ended = time.monotonic() - done_at
+        err = p.stderr.read()
+        p.wait()
+        killer.cancel()
+        hole.close()
+        check(p.returncode == 0 and done_at is not None, f"black hole: exit {p.returncode}\n{err}")
+        check("[OTLP" not in err and "[Error]" not in err, f"the SDK printed: {err}")
+        check(ended <= timeout_ms / 1000 + 1.0, f"black hole, timeout {timeout_ms} ms: the profiler took {ended:.2f} s "
+                                                 f"to end (at most {timeout_ms / 1000 + 1.0:.1f} s)")
+        print(f"black-holed collector, OTEL_EXPORTER_OTLP_TIMEOUT={timeout_ms}: the profiler ended in {ended:.2f} s",
+              flush=True)
+
     if demo:
         # The demo's profiler is a global: its last interval is sent while the
         # process ends (static destruction), and must still arrive whole.
