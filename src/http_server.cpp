@@ -52,7 +52,8 @@ constexpr unsigned idle_timeout_s = 10;             // a connection silent this 
 constexpr unsigned max_connections = 4096;          // beyond: accepted and closed at once
 constexpr std::size_t connection_memory = 16 << 10; // per connection: request head and buffers
 constexpr unsigned serving_threads = 2;             // each an epoll loop over its connections
-constexpr std::size_t body_budget = 32u << 20;      // response bodies in flight; beyond: 503
+constexpr std::size_t body_budget = 64u << 20;      // large bodies waiting to be sent; beyond: 503
+constexpr std::size_t large_body = 1u << 20;        // a body this large counts against the budget
 constexpr std::uint64_t trace_events_default = 100'000, trace_events_most = 1'000'000;
 
 struct endpoint {
@@ -277,12 +278,19 @@ reply error_reply(unsigned status, std::string_view message) {
   return {status, json_type, std::move(body), {}};
 }
 
-/// Bytes of response bodies built and not yet sent, over all endpoints.
+/// Bytes of large response bodies built and not yet sent, over all endpoints.
 std::atomic<std::size_t> bodies_in_flight{0};
 /// Traces are built one at a time: with the budget above, the memory the
-/// endpoint holds for answers stays below body_budget plus one trace being
-/// built (its timeline copy, its body and the body's growth).
+/// endpoint holds for answers stays below body_budget plus what the serving
+/// threads are building (at most one trace: its timeline copy, its body and
+/// the body's growth).
 std::mutex trace_building;
+
+reply busy_reply() {
+  auto r = error_reply(503, "too many large answers are waiting to be sent; try again");
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
 
 /// Calls `fn(profiler)` for the profiler named by ?profiler= (the first one
 /// served when absent), under the state mutex: a profiler ends only after
@@ -369,13 +377,6 @@ std::optional<reply> read_route(endpoint* e, const request& req) {
     }
     return json_reply(out + "]}");
   }
-  // The large answers: refused while too many bodies wait to be sent.
-  const bool large = path == "/api/results" || path == "/api/folded" || path == "/api/timeline" || path == "/api/trace";
-  if (large && bodies_in_flight.load(std::memory_order_relaxed) >= body_budget) {
-    auto r = error_reply(503, "too many large answers are being sent; try again");
-    r.headers.emplace_back("Retry-After", "1");
-    return r;
-  }
   if (path == "/api/results")
     return with_profiler(e, req, [&](stichotrope::Profiler& p) {
       auto r = json_reply(req.param_or_empty("threads") == "1" ? threads_json(p)
@@ -406,11 +407,7 @@ std::optional<reply> read_route(endpoint* e, const request& req) {
     const auto limit = count_param(req, "limit", trace_events_default, trace_events_most, error);
     if (!limit) return error;
     std::lock_guard one_at_a_time(trace_building);
-    if (bodies_in_flight.load(std::memory_order_relaxed) >= body_budget) {
-      auto r = error_reply(503, "too many large answers are being sent; try again");
-      r.headers.emplace_back("Retry-After", "1");
-      return r;
-    }
+    if (bodies_in_flight.load(std::memory_order_relaxed) >= body_budget) return busy_reply(); // (not built at all)
     return with_profiler(e, req, [&](stichotrope::Profiler& p) {
       auto tl = p.get_timeline();
       keep_most_recent(tl, *limit);
@@ -541,7 +538,7 @@ reply route(endpoint* e, const request& req) {
 
 void free_body(void* body) {
   auto* s = static_cast<std::string*>(body);
-  bodies_in_flight.fetch_sub(s->size(), std::memory_order_relaxed);
+  if (s->size() >= large_body) bodies_in_flight.fetch_sub(s->size(), std::memory_order_relaxed);
   delete s;
 }
 
@@ -564,8 +561,14 @@ MHD_Result on_request(void* cls, MHD_Connection* connection, const char* url, co
     return MHD_YES;
   }
   reply r = route(static_cast<endpoint*>(cls), request{connection, m, url});
+  // A large body waits for its turn within the budget: refused (and freed)
+  // when the bodies already waiting would exceed it.
+  if (r.body.size() >= large_body &&
+      bodies_in_flight.fetch_add(r.body.size(), std::memory_order_relaxed) + r.body.size() > body_budget) {
+    bodies_in_flight.fetch_sub(r.body.size(), std::memory_order_relaxed);
+    r = busy_reply();
+  }
   auto* body = new std::string(std::move(r.body));
-  bodies_in_flight.fetch_add(body->size(), std::memory_order_relaxed);
   MHD_Response* response =
       MHD_create_response_from_buffer_with_free_callback_cls(body->size(), body->data(), &free_body, body);
   if (response == nullptr) {

@@ -13,7 +13,7 @@ its memory must stay within the stated bound. Idle and stalled connections
 must be closed after the stated 10 s of silence (checked within 8-20 s).
 Then 16 clients ask for /api/trace at once (about 10 MB each) and read
 nothing for 2 s: the target's memory must stay within the stated bound
-(32 MiB of bodies in flight, the rest answered 503 with Retry-After, plus
+(64 MiB of large bodies in flight, the rest answered 503 with Retry-After, plus
 one trace being built at a time). Then wrk loads /api/results while the
 target times its own blocks: the recording cost with and without the load is
 reported (and must stay within 4x: readers never block recorders).
@@ -41,7 +41,7 @@ IDLE_TIMEOUT_S = 10    # src/http_server.cpp, idle_timeout_s
 SCRAPE_P99_MS = 50
 MEMORY_BOUND_MB = 96   # 4,096 connections x 16 KiB + bodies in flight
 DOWNLOADS = 16
-BODY_BUDGET_MB = 32    # src/http_server.cpp, body_budget
+BODY_BUDGET_MB = 64    # src/http_server.cpp, body_budget
 DEADLINE_S = 110
 
 
