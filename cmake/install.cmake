@@ -11,6 +11,15 @@ install(TARGETS stichotrope EXPORT stichotrope-targets
 if(STICHOTROPE_HAS_ASIO)
   install(FILES ${PROJECT_SOURCE_DIR}/include/stichotrope/asio.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope)
 endif()
+if(STICHOTROPE_HAS_BOOST_ASIO)
+  install(FILES ${PROJECT_SOURCE_DIR}/include/stichotrope/boost_asio.hpp
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope)
+endif()
+if(STICHOTROPE_HAS_ASIO OR STICHOTROPE_HAS_BOOST_ASIO)
+  install(FILES ${PROJECT_SOURCE_DIR}/include/stichotrope/detail/asio_common.hpp
+    ${PROJECT_SOURCE_DIR}/include/stichotrope/detail/asio_flows.hpp
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope/detail)
+endif()
 if(STICHOTROPE_HAS_HTTP)
   install(TARGETS stichotrope_http EXPORT stichotrope-targets
     OBJECTS DESTINATION ${CMAKE_INSTALL_LIBDIR}/stichotrope-objects)
