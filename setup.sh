@@ -7,7 +7,7 @@ packages=(
   clang-19 clang-tools-19 libclang-rt-19-dev clang-format-19  # compiler, scan-deps, sanitizer runtimes
   llvm-19                                        # llvm-symbolizer (sanitizer reports), llvm-objdump (report.py)
   ninja-build                                    # the only generator CMake supports for C++ modules
-  libboost-test-dev                              # unit tests
+  libboost1.83-dev libboost-test1.83-dev         # Boost 1.83 (bookworm-backports): Boost.Test for the unit tests; Boost.Asio and Beast for stichotrope::boost_asio
   libexpected-dev                                # tl::expected error values
   libbenchmark-dev                               # Google Benchmark programs
   libasio-dev                                    # async server demo and Asio integration

@@ -1,19 +1,45 @@
 // Asio integration: every coroutine started by co_spawn is a flow of its own
 // (whatever executor it was spawned on), a coroutine it awaits joins it, and
 // blocks that span co_await nest per flow and split active/suspended time.
+// One source, two flavours: built as asio_test (standalone Asio, `net` =
+// ::asio) and as boost_asio_test (STICHOTROPE_TEST_BOOST_ASIO: Boost.Asio,
+// `net` = boost::asio), so every case runs for both.
+#if defined(STICHOTROPE_TEST_BOOST_ASIO)
+#define BOOST_TEST_MODULE boost_asio
+#else
 #define BOOST_TEST_MODULE asio
+#endif
 #include <boost/test/unit_test.hpp>
 
+#if defined(STICHOTROPE_TEST_BOOST_ASIO)
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/system/system_error.hpp>
+#else
 #include <asio.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#endif
 
 #include <atomic>
 #include <chrono>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
+#if defined(STICHOTROPE_TEST_BOOST_ASIO)
+#include <stichotrope/boost_asio.hpp>
+namespace net = boost::asio;
+using net_error_code = boost::system::error_code;
+using net_system_error = boost::system::system_error;
+constexpr const char* net_spelling = "boost::asio"; // as waits name the operations
+#else
 #include <stichotrope/asio.hpp>
+namespace net = ::asio;
+using net_error_code = std::error_code;
+using net_system_error = std::system_error;
+constexpr const char* net_spelling = "asio";
+#endif
 import stichotrope;
 
 using namespace std::chrono_literals;
@@ -36,30 +62,30 @@ void busy_for(std::chrono::nanoseconds d) {
   }
 }
 
-void run(asio::io_context& io, int threads) {
+void run(net::io_context& io, int threads) {
   std::vector<std::thread> pool;
   for (int i = 0; i < threads; ++i) pool.emplace_back([&] { io.run(); });
   for (auto& t : pool) t.join();
 }
 
-asio::awaitable<int> backend(std::chrono::milliseconds d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(asio::use_awaitable);
+net::awaitable<int> backend(std::chrono::milliseconds d) {
+  net::steady_timer timer(co_await net::this_coro::executor, d);
+  co_await timer.async_wait(net::use_awaitable);
   co_return 7;
 }
 
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_block_spanning_an_asio_timer_splits_active_and_suspended_time) {
-  asio::io_context io(2);
+  net::io_context io(2);
   Profiler p{"asio"};
-  auto session = [&]() -> asio::awaitable<void> {
+  auto session = [&]() -> net::awaitable<void> {
     auto span = p.block(0, "span");
-    asio::steady_timer timer(co_await asio::this_coro::executor, 30ms);
-    co_await timer.async_wait(asio::use_awaitable);
+    net::steady_timer timer(co_await net::this_coro::executor, 30ms);
+    co_await timer.async_wait(net::use_awaitable);
     busy_for(3ms);
   };
-  asio::co_spawn(io.get_executor(), session(), asio::detached);
+  net::co_spawn(io.get_executor(), session(), net::detached);
   run(io, 2);
   const auto r = p.get_results();
   const auto& b = only(r, 0, "span");
@@ -72,17 +98,17 @@ BOOST_AUTO_TEST_CASE(a_block_spanning_an_asio_timer_splits_active_and_suspended_
 }
 
 BOOST_AUTO_TEST_CASE(sessions_interleaving_on_one_thread_keep_their_own_nesting) {
-  asio::io_context io(1);
+  net::io_context io(1);
   Profiler p{"asio_interleave"};
   std::atomic<int> sessions_done{0};
-  auto session = [&](int id) -> asio::awaitable<void> {
+  auto session = [&](int id) -> net::awaitable<void> {
     for (int i = 0; i < 5; ++i) {
       auto request = p.block(0, "request");
       co_await sa::timed(p, 1, "backend", backend(std::chrono::milliseconds(2 + id)));
     }
     ++sessions_done;
   };
-  for (int id = 0; id < 3; ++id) asio::co_spawn(io.get_executor(), session(id), asio::detached);
+  for (int id = 0; id < 3; ++id) net::co_spawn(io.get_executor(), session(id), net::detached);
   run(io, 1);
   BOOST_TEST(sessions_done.load() == 3);
   const auto r = p.get_results();
@@ -102,12 +128,12 @@ BOOST_AUTO_TEST_CASE(sessions_interleaving_on_one_thread_keep_their_own_nesting)
 }
 
 BOOST_AUTO_TEST_CASE(track_times_functions_returning_asio_awaitables) {
-  asio::io_context io(1);
+  net::io_context io(1);
   Profiler p{"asio_track"};
   auto call = sa::track(p, 2, "call_backend", [](int ms) { return backend(std::chrono::milliseconds(ms)); });
   int result = 0;
-  auto main_flow = [&]() -> asio::awaitable<void> { result = co_await call(10); };
-  asio::co_spawn(io.get_executor(), main_flow(), asio::detached);
+  auto main_flow = [&]() -> net::awaitable<void> { result = co_await call(10); };
+  net::co_spawn(io.get_executor(), main_flow(), net::detached);
   run(io, 1);
   BOOST_TEST(result == 7);
   const auto r = p.get_results();
@@ -118,10 +144,10 @@ BOOST_AUTO_TEST_CASE(track_times_functions_returning_asio_awaitables) {
 }
 
 BOOST_AUTO_TEST_CASE(a_coroutine_spawned_on_a_plain_executor_has_a_flow) {
-  asio::io_context io(2);
+  net::io_context io(2);
   Profiler p{"asio_plain"};
-  auto plain = [&]() -> asio::awaitable<void> { co_await sa::timed(p, 0, "timed", backend(5ms)); };
-  asio::co_spawn(io, plain(), asio::detached);
+  auto plain = [&]() -> net::awaitable<void> { co_await sa::timed(p, 0, "timed", backend(5ms)); };
+  net::co_spawn(io, plain(), net::detached);
   run(io, 2);
   const auto r = p.get_results();
   const auto& b = only(r, 0, "timed");
@@ -137,15 +163,15 @@ BOOST_AUTO_TEST_CASE(a_coroutine_spawned_on_a_plain_executor_has_a_flow) {
 // its own, concurrent siblings never become each other's parents, and the
 // parent is charged neither their CPU time nor their waits.
 BOOST_AUTO_TEST_CASE(nested_co_spawn_from_this_coro_executor_gives_each_child_its_own_flow) {
-  asio::io_context io(3);
+  net::io_context io(3);
   Profiler p{"nested_spawn"};
   constexpr int children = 12;
   std::atomic<int> done{0};
-  auto child = [&](int i) -> asio::awaitable<void> {
+  auto child = [&](int i) -> net::awaitable<void> {
     auto b = p.block(1, "child");
     busy_for(2ms); // Asio runs a spawned coroutine inline until it first suspends: inside the parent's run
-    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(20 + i % 3));
-    co_await timer.async_wait(asio::use_awaitable);
+    net::steady_timer timer(co_await net::this_coro::executor, std::chrono::milliseconds(20 + i % 3));
+    co_await timer.async_wait(net::use_awaitable);
     busy_for(2ms);
     {
       auto inner = p.block(2, "child_inner");
@@ -153,13 +179,13 @@ BOOST_AUTO_TEST_CASE(nested_co_spawn_from_this_coro_executor_gives_each_child_it
     }
     ++done;
   };
-  auto parent = [&]() -> asio::awaitable<void> {
+  auto parent = [&]() -> net::awaitable<void> {
     auto b = p.block(0, "parent");
-    for (int i = 0; i < children; ++i) asio::co_spawn(co_await asio::this_coro::executor, child(i), asio::detached);
-    asio::steady_timer timer(co_await asio::this_coro::executor, 60ms);
-    co_await timer.async_wait(asio::use_awaitable);
+    for (int i = 0; i < children; ++i) net::co_spawn(co_await net::this_coro::executor, child(i), net::detached);
+    net::steady_timer timer(co_await net::this_coro::executor, 60ms);
+    co_await timer.async_wait(net::use_awaitable);
   };
-  asio::co_spawn(io, parent(), asio::detached);
+  net::co_spawn(io, parent(), net::detached);
   run(io, 3);
   BOOST_TEST(done.load() == children);
   const auto r = p.get_results();
@@ -192,20 +218,20 @@ BOOST_AUTO_TEST_CASE(nested_co_spawn_from_this_coro_executor_gives_each_child_it
   BOOST_TEST(r.diagnostics.empty());
 }
 
-asio::awaitable<void> wait_then_spin(Profiler& p, std::string_view name, std::chrono::milliseconds wait,
+net::awaitable<void> wait_then_spin(Profiler& p, std::string_view name, std::chrono::milliseconds wait,
                                      std::chrono::milliseconds spin) {
   auto b = p.block(1, name);
-  asio::steady_timer timer(co_await asio::this_coro::executor, wait);
-  co_await timer.async_wait(asio::use_awaitable);
+  net::steady_timer timer(co_await net::this_coro::executor, wait);
+  co_await timer.async_wait(net::use_awaitable);
   busy_for(spin);
 }
 
 BOOST_AUTO_TEST_CASE(awaitable_operators_run_each_operand_in_its_own_flow) {
-  using namespace asio::experimental::awaitable_operators;
-  asio::io_context io(2);
+  using namespace net::experimental::awaitable_operators;
+  net::io_context io(2);
   Profiler p{"operators"};
   bool finished = false;
-  auto parent = [&]() -> asio::awaitable<void> {
+  auto parent = [&]() -> net::awaitable<void> {
     {
       auto both = p.block(0, "both");
       co_await (wait_then_spin(p, "a", 20ms, 10ms) && wait_then_spin(p, "b", 30ms, 10ms));
@@ -217,7 +243,7 @@ BOOST_AUTO_TEST_CASE(awaitable_operators_run_each_operand_in_its_own_flow) {
     }
     finished = true;
   };
-  asio::co_spawn(io, parent(), asio::detached);
+  net::co_spawn(io, parent(), net::detached);
   run(io, 2);
   BOOST_TEST(finished);
   const auto r = p.get_results();
@@ -247,7 +273,7 @@ BOOST_AUTO_TEST_CASE(awaitable_operators_run_each_operand_in_its_own_flow) {
 
 // An echo server as in Asio's C++20 examples: a listener co_spawns a session
 // on each accepted socket's executor; clients talk to it concurrently.
-asio::awaitable<void> echo_session(Profiler& p, asio::ip::tcp::socket socket) {
+net::awaitable<void> echo_session(Profiler& p, net::ip::tcp::socket socket) {
   auto session = p.block(0, "session");
   char data[64];
   try {
@@ -255,47 +281,47 @@ asio::awaitable<void> echo_session(Profiler& p, asio::ip::tcp::socket socket) {
       std::size_t n = 0;
       {
         auto rd = p.block(1, "read");
-        n = co_await socket.async_read_some(asio::buffer(data), asio::use_awaitable);
+        n = co_await socket.async_read_some(net::buffer(data), net::use_awaitable);
       }
       auto wr = p.block(1, "write");
-      co_await asio::async_write(socket, asio::buffer(data, n), asio::use_awaitable);
+      co_await net::async_write(socket, net::buffer(data, n), net::use_awaitable);
     }
   } catch (const std::exception&) {
     // the client closed the connection
   }
 }
 
-asio::awaitable<void> echo_listener(Profiler& p, asio::ip::tcp::acceptor& acceptor, int sessions) {
+net::awaitable<void> echo_listener(Profiler& p, net::ip::tcp::acceptor& acceptor, int sessions) {
   auto listen = p.block(2, "listen");
   for (int i = 0; i < sessions; ++i) {
-    auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+    auto socket = co_await acceptor.async_accept(net::use_awaitable);
     auto ex = socket.get_executor();
-    asio::co_spawn(ex, echo_session(p, std::move(socket)), asio::detached);
+    net::co_spawn(ex, echo_session(p, std::move(socket)), net::detached);
   }
 }
 
-asio::awaitable<void> echo_client(Profiler& p, asio::ip::tcp::endpoint server, int messages, std::atomic<int>& ok) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::ip::tcp::socket socket(ex);
-  co_await socket.async_connect(server, asio::use_awaitable);
+net::awaitable<void> echo_client(Profiler& p, net::ip::tcp::endpoint server, int messages, std::atomic<int>& ok) {
+  auto ex = co_await net::this_coro::executor;
+  net::ip::tcp::socket socket(ex);
+  co_await socket.async_connect(server, net::use_awaitable);
   char reply[5];
   for (int i = 0; i < messages; ++i) {
     auto rt = p.block(3, "round_trip");
-    co_await asio::async_write(socket, asio::buffer("hello", 5), asio::use_awaitable);
-    co_await asio::async_read(socket, asio::buffer(reply), asio::use_awaitable);
+    co_await net::async_write(socket, net::buffer("hello", 5), net::use_awaitable);
+    co_await net::async_read(socket, net::buffer(reply), net::use_awaitable);
     if (std::string_view(reply, 5) == "hello") ++ok;
   }
 }
 
 BOOST_AUTO_TEST_CASE(an_echo_server_in_the_style_of_asio_examples_keeps_sessions_apart) {
-  asio::io_context io(3);
+  net::io_context io(3);
   Profiler p{"echo"};
-  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  net::ip::tcp::acceptor acceptor(io, {net::ip::make_address("127.0.0.1"), 0});
   const auto server = acceptor.local_endpoint();
   constexpr int clients = 6, messages = 20;
   std::atomic<int> ok{0};
-  asio::co_spawn(io, echo_listener(p, acceptor, clients), asio::detached);
-  for (int c = 0; c < clients; ++c) asio::co_spawn(io, echo_client(p, server, messages, ok), asio::detached);
+  net::co_spawn(io, echo_listener(p, acceptor, clients), net::detached);
+  for (int c = 0; c < clients; ++c) net::co_spawn(io, echo_client(p, server, messages, ok), net::detached);
   run(io, 3);
   BOOST_TEST(ok.load() == clients * messages);
   const auto r = p.get_results();
@@ -331,16 +357,16 @@ BOOST_AUTO_TEST_CASE(an_echo_server_in_the_style_of_asio_examples_keeps_sessions
 BOOST_AUTO_TEST_CASE(a_coroutine_destroyed_while_suspended_abandons_its_blocks) {
   Profiler p{"asio_abandon"};
   {
-    asio::io_context io(1);
-    auto stuck = [&]() -> asio::awaitable<void> {
+    net::io_context io(1);
+    auto stuck = [&]() -> net::awaitable<void> {
       auto outer = p.block(0, "outer");
-      co_await [&]() -> asio::awaitable<void> {
+      co_await [&]() -> net::awaitable<void> {
         auto inner = p.block(0, "inner");
-        asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::hours(1));
-        co_await timer.async_wait(asio::use_awaitable);
+        net::steady_timer timer(co_await net::this_coro::executor, std::chrono::hours(1));
+        co_await timer.async_wait(net::use_awaitable);
       }();
     };
-    asio::co_spawn(io, stuck(), asio::detached);
+    net::co_spawn(io, stuck(), net::detached);
     io.run_for(20ms); // the timer never fires; destroying io destroys the coroutine
   }
   {
@@ -357,21 +383,21 @@ BOOST_AUTO_TEST_CASE(a_coroutine_destroyed_while_suspended_abandons_its_blocks) 
 // co_spawn with use_awaitable (the child is awaited, but started on its own:
 // a flow of its own), and coroutines on a strand of a pool.
 BOOST_AUTO_TEST_CASE(a_child_spawned_and_awaited_or_on_a_strand_is_a_flow_of_its_own) {
-  asio::io_context io(2);
+  net::io_context io(2);
   Profiler p{"spawn_await"};
   int value = 0;
-  auto child = [&]() -> asio::awaitable<int> {
+  auto child = [&]() -> net::awaitable<int> {
     auto b = p.block(1, "spawned_child");
     busy_for(10ms); // inline, inside the parent's co_spawn
-    asio::steady_timer timer(co_await asio::this_coro::executor, 15ms);
-    co_await timer.async_wait(asio::use_awaitable);
+    net::steady_timer timer(co_await net::this_coro::executor, 15ms);
+    co_await timer.async_wait(net::use_awaitable);
     co_return 42;
   };
-  auto parent = [&]() -> asio::awaitable<void> {
+  auto parent = [&]() -> net::awaitable<void> {
     auto b = p.block(0, "awaiting_parent");
-    value = co_await asio::co_spawn(asio::make_strand(io), child(), asio::use_awaitable);
+    value = co_await net::co_spawn(net::make_strand(io), child(), net::use_awaitable);
   };
-  asio::co_spawn(asio::make_strand(io), parent(), asio::detached);
+  net::co_spawn(net::make_strand(io), parent(), net::detached);
   run(io, 2);
   BOOST_TEST(value == 42);
   const auto r = p.get_results();
@@ -415,25 +441,25 @@ std::uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
 } // namespace
 
 BOOST_AUTO_TEST_CASE(each_await_of_a_handler_is_a_wait_named_for_its_line_and_operation) {
-  asio::io_context io(4);
+  net::io_context io(4);
   Profiler p{"asio_waits"};
   constexpr int requests = 200;
   std::atomic<std::uint64_t> db_ns{0}, cache_ns{0};
   std::atomic<std::uint32_t> db_line{0}, cache_line{0};
-  auto handle_request = [&]() -> asio::awaitable<void> {
+  auto handle_request = [&]() -> net::awaitable<void> {
     auto b = p.block(0, "handle_request");
-    asio::steady_timer db(co_await asio::this_coro::executor, 20ms);
+    net::steady_timer db(co_await net::this_coro::executor, 20ms);
     auto t0 = std::chrono::steady_clock::now();
     db_line = __LINE__ + 1;
-    co_await db.async_wait(asio::use_awaitable);
+    co_await db.async_wait(net::use_awaitable);
     db_ns += ns_since(t0);
-    asio::steady_timer cache(co_await asio::this_coro::executor, 5ms);
+    net::steady_timer cache(co_await net::this_coro::executor, 5ms);
     t0 = std::chrono::steady_clock::now();
     cache_line = __LINE__ + 1;
-    co_await cache.async_wait(asio::use_awaitable);
+    co_await cache.async_wait(net::use_awaitable);
     cache_ns += ns_since(t0);
   };
-  for (int i = 0; i < requests; ++i) asio::co_spawn(io, handle_request(), asio::detached);
+  for (int i = 0; i < requests; ++i) net::co_spawn(io, handle_request(), net::detached);
   run(io, 4);
   const auto r = p.get_results();
   const auto& b = only(r, 0, "handle_request");
@@ -448,7 +474,7 @@ BOOST_AUTO_TEST_CASE(each_await_of_a_handler_is_a_wait_named_for_its_line_and_op
   BOOST_TEST(db->total_time_ns >= db_ns.load() / 100 * 99);
   BOOST_TEST(cache->total_time_ns <= cache_ns.load());
   BOOST_TEST(cache->total_time_ns >= cache_ns.load() / 100 * 99);
-  BOOST_TEST(db->awaited == "asio::basic_waitable_timer::async_wait");
+  BOOST_TEST(db->awaited == std::string(net_spelling) + "::basic_waitable_timer::async_wait");
   BOOST_TEST(db->file.ends_with("asio_test.cpp"));
   BOOST_TEST(db->parent_site_id == stichotrope::no_parent);
   BOOST_TEST(b.waits.size() == 2u); // Asio's own awaits are folded into the program's
@@ -457,22 +483,22 @@ BOOST_AUTO_TEST_CASE(each_await_of_a_handler_is_a_wait_named_for_its_line_and_op
 }
 
 BOOST_AUTO_TEST_CASE(a_wait_in_an_awaited_asio_coroutine_is_charged_under_the_await_of_it) {
-  asio::io_context io(1);
+  net::io_context io(1);
   Profiler p{"asio_tree"};
   std::uint32_t call_line = 0, inner_line = 0;
-  auto lookup = [&]() -> asio::awaitable<int> {
+  auto lookup = [&]() -> net::awaitable<int> {
     auto b = p.block(1, "lookup");
-    asio::steady_timer t(co_await asio::this_coro::executor, 10ms);
+    net::steady_timer t(co_await net::this_coro::executor, 10ms);
     inner_line = __LINE__ + 1;
-    co_await t.async_wait(asio::use_awaitable);
+    co_await t.async_wait(net::use_awaitable);
     co_return 3;
   };
-  auto handle = [&]() -> asio::awaitable<void> {
+  auto handle = [&]() -> net::awaitable<void> {
     auto b = p.block(0, "handle");
     call_line = __LINE__ + 1;
     co_await lookup();
   };
-  asio::co_spawn(io, handle(), asio::detached);
+  net::co_spawn(io, handle(), net::detached);
   io.run();
   const auto r = p.get_results();
   const auto& h = only(r, 0, "handle");
@@ -482,7 +508,7 @@ BOOST_AUTO_TEST_CASE(a_wait_in_an_awaited_asio_coroutine_is_charged_under_the_aw
   BOOST_TEST_REQUIRE(via != nullptr);
   BOOST_TEST_REQUIRE(inner != nullptr);
   BOOST_TEST(inner->parent_site_id == via->site_id);
-  BOOST_TEST(inner->awaited == "asio::basic_waitable_timer::async_wait");
+  BOOST_TEST(inner->awaited == std::string(net_spelling) + "::basic_waitable_timer::async_wait");
   BOOST_TEST(via->total_time_ns == inner->total_time_ns);
   BOOST_TEST(inner->min_time_ns >= 10'000'000u);
   BOOST_REQUIRE(l.waits.size() == 1u);
@@ -492,28 +518,28 @@ BOOST_AUTO_TEST_CASE(a_wait_in_an_awaited_asio_coroutine_is_charged_under_the_aw
 }
 
 BOOST_AUTO_TEST_CASE(a_cancelled_wait_is_counted_until_it_was_cancelled) {
-  asio::io_context io(1);
+  net::io_context io(1);
   Profiler p{"asio_cancel"};
-  asio::steady_timer timer(io, std::chrono::hours(1));
+  net::steady_timer timer(io, std::chrono::hours(1));
   bool aborted = false;
   std::uint64_t waited = 0, until_cancel = 0;
   std::chrono::steady_clock::time_point t0;
-  auto waiter = [&]() -> asio::awaitable<void> {
+  auto waiter = [&]() -> net::awaitable<void> {
     auto b = p.block(0, "waiter");
     t0 = std::chrono::steady_clock::now();
     try {
-      co_await timer.async_wait(asio::use_awaitable);
-    } catch (const std::system_error& e) {
-      aborted = e.code() == asio::error::operation_aborted;
+      co_await timer.async_wait(net::use_awaitable);
+    } catch (const net_system_error& e) {
+      aborted = e.code() == net::error::operation_aborted;
     }
     waited = ns_since(t0);
   };
-  asio::steady_timer canceller(io, 15ms);
-  canceller.async_wait([&](std::error_code) {
+  net::steady_timer canceller(io, 15ms);
+  canceller.async_wait([&](net_error_code) {
     until_cancel = ns_since(t0);
     timer.cancel();
   });
-  asio::co_spawn(io, waiter(), asio::detached);
+  net::co_spawn(io, waiter(), net::detached);
   io.run();
   BOOST_TEST(aborted);
   const auto r = p.get_results();
@@ -527,24 +553,24 @@ BOOST_AUTO_TEST_CASE(a_cancelled_wait_is_counted_until_it_was_cancelled) {
 }
 
 BOOST_AUTO_TEST_CASE(children_spawned_inline_are_the_parents_wait_not_its_active_time) {
-  asio::io_context io(1);
+  net::io_context io(1);
   Profiler p{"asio_inline"};
   constexpr int children = 8;
   std::uint64_t own_spin = 0;
-  auto child = [&]() -> asio::awaitable<void> {
+  auto child = [&]() -> net::awaitable<void> {
     busy_for(4ms); // inline, inside the parent's run, before the child first suspends
-    asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
-    co_await t.async_wait(asio::use_awaitable);
+    net::steady_timer t(co_await net::this_coro::executor, 1ms);
+    co_await t.async_wait(net::use_awaitable);
   };
-  auto parent = [&]() -> asio::awaitable<void> {
+  auto parent = [&]() -> net::awaitable<void> {
     auto b = p.block(0, "parent");
     const auto t0 = std::chrono::steady_clock::now();
     busy_for(1ms);
     own_spin = ns_since(t0);
-    for (int i = 0; i < children; ++i) asio::co_spawn(co_await asio::this_coro::executor, child(), asio::detached);
+    for (int i = 0; i < children; ++i) net::co_spawn(co_await net::this_coro::executor, child(), net::detached);
     co_return; // the block closes without the parent ever suspending
   };
-  asio::co_spawn(io, parent(), asio::detached);
+  net::co_spawn(io, parent(), net::detached);
   io.run();
   const auto r = p.get_results();
   const auto& b = only(r, 0, "parent");
@@ -556,4 +582,52 @@ BOOST_AUTO_TEST_CASE(children_spawned_inline_are_the_parents_wait_not_its_active
   BOOST_TEST(b.waits[0].awaited == "(other flows ran inline)");
   BOOST_TEST(b.waits[0].count == unsigned(children));
   BOOST_TEST(b.suspended_time_ns == b.waits[0].total_time_ns);
+}
+
+// ---------------------------------------------------------------------------
+// Awaitables with an executor of their own type (not any_io_executor): a
+// strand, io_context's own executor type (the header's promise is the same
+// template for every executor type, a program's own included). Two
+// sessions interleaved on one thread, each holding a block across a timer
+// (40 ms and 20 ms): each is a flow of its own, so neither block is the
+// other's parent, and each is suspended for its timer.
+
+template <class Executor>
+void check_typed_sessions(Executor a, Executor b, net::io_context& io, const char* label) {
+  Profiler p{std::string("asio_typed_") + label};
+  using timer_type = typename net::steady_timer::template rebind_executor<Executor>::other;
+  auto session = [&p](Executor ex, std::chrono::milliseconds d, const char* name) -> net::awaitable<void, Executor> {
+    auto block = p.block(0, name);
+    timer_type t(ex, d);
+    co_await t.async_wait(net::use_awaitable_t<Executor>{});
+  };
+  net::co_spawn(a, session(a, 40ms, "long"), net::detached);
+  net::co_spawn(b, session(b, 20ms, "short"), net::detached);
+  io.run();
+  const auto r = p.get_results();
+  BOOST_TEST(r.diagnostics.empty(), label);
+  for (const auto& d : r.diagnostics) BOOST_TEST_MESSAGE(label << " diagnostic: " << d);
+  for (auto [name, ms] : {std::pair{"long", 40u}, std::pair{"short", 20u}}) {
+    const auto& b = only(r, 0, name);
+    BOOST_TEST(b.hit_count == 1u, label << ' ' << name);
+    BOOST_REQUIRE(b.callers.size() == 1u);
+    BOOST_TEST(b.callers[0].parent_site_id == stichotrope::no_parent, label << ' ' << name << ": a flow of its own");
+    BOOST_TEST(b.self_time_ns == b.total_time_ns, label << ' ' << name << ": no child");
+    BOOST_TEST(b.suspensions == 1u, label << ' ' << name);
+    BOOST_TEST(b.suspended_time_ns >= ms * 1'000'000u - 1'000'000u, label << ' ' << name);
+    BOOST_TEST(b.suspended_time_ns < ms * 1'000'000u + 100'000'000u, label << ' ' << name); // a loaded machine
+    BOOST_TEST(b.active_time_ns() < 10'000'000u, label << ' ' << name);
+    BOOST_REQUIRE(b.waits.size() == 1u);
+    BOOST_TEST(b.waits[0].total_time_ns == b.suspended_time_ns);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(strand_typed_awaitables_are_flows_with_exact_parents_and_suspended_time) {
+  net::io_context io(1);
+  check_typed_sessions(net::make_strand(io.get_executor()), net::make_strand(io.get_executor()), io, "strand");
+}
+
+BOOST_AUTO_TEST_CASE(io_context_executor_typed_awaitables_are_flows) {
+  net::io_context io(1);
+  check_typed_sessions(io.get_executor(), io.get_executor(), io, "io_context");
 }
