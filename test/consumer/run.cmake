@@ -15,12 +15,16 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" -G Ninja
     "-DCMAKE_CXX_COMPILER_CLANG_SCAN_DEPS=${SCAN_DEPS}"
     "-DCMAKE_PREFIX_PATH=${prefix}"
     "-DREQUIRE_ASIO=${REQUIRE_ASIO}"
+    "-DREQUIRE_BOOST_ASIO=${REQUIRE_BOOST_ASIO}"
     "-DREQUIRE_PROMETHEUS=${REQUIRE_PROMETHEUS}"
     "-DREQUIRE_OTEL=${REQUIRE_OTEL}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 run("${WORK_DIR}/build/consumer")
 if(REQUIRE_ASIO)
   run("${WORK_DIR}/build/consumer_asio")
+endif()
+if(REQUIRE_BOOST_ASIO)
+  run("${WORK_DIR}/build/consumer_boost_asio")
 endif()
 if(REQUIRE_PROMETHEUS)
   run("${WORK_DIR}/build/consumer_prometheus")
