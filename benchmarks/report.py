@@ -111,6 +111,9 @@ def main():
     if spawn:
         spawned, _ = run(built, "spawn_bench", opts.quick)
         spawned_plain, _ = run(built, "spawn_bench_plain", opts.quick)
+    flavours = os.path.exists(os.path.join(built, "asio_timer_bench"))
+    if flavours:
+        timers, _ = run(built, "asio_timer_bench", opts.quick)
     out, _ = run(built_out, "block_bench", opts.quick)
 
     floor = ns(block, "baseline_two_timestamps")
@@ -206,6 +209,12 @@ def main():
                 f"{with_ / plain:.2f} x plain Asio ({plain:.1f} ms); peak RSS {spawned[name]['peak_rss_mb']:.0f} vs "
                 f"{spawned_plain[name]['peak_rss_mb']:.0f} MB", "<= 1.5 x" if n == 100_000 else "-",
                 with_ / plain <= 1.5 if n == 100_000 else "info")
+    if flavours:
+        s, b = ns(timers, "standalone_round_trip_one_block"), ns(timers, "boost_round_trip_one_block")
+        row("Asio awaited timer round trip, a block open: Boost.Asio vs standalone", f"{b:.1f} vs {s:.1f} ns",
+            f"{b / s:.3f} x", "within 5 %", abs(b / s - 1.0) <= 0.05)
+        s0, b0 = ns(timers, "standalone_round_trip_no_block"), ns(timers, "boost_round_trip_no_block")
+        row("... no block open", f"{b0:.1f} vs {s0:.1f} ns", f"{b0 / s0:.3f} x", "-", "info")
     many, one = ns(block, "block_many_named_sites"), ns(block, "block_one_named_site")
     row("one thread alternating among 1,000 hot named sites", f"{many:.2f} ns", f"{many / one:.2f} x one hot site",
         "<= 1.3", many / one <= 1.3)
