@@ -15,6 +15,7 @@ enum class errc {
   io_error,       ///< a file could not be created, written or renamed
   too_many_sites, ///< the profiler's call-site table is full
   invalid_input,  ///< a results file that is not valid JSON or not a results document
+  invalid_argument, ///< options that cannot work (e.g. a repetition with no way to stop)
 };
 
 struct Error {
@@ -32,5 +33,7 @@ using expected = tl::expected<T, Error>;
 inline tl::unexpected<Error> fail(errc code, std::string message) {
   return tl::unexpected<Error>(Error{code, std::move(message)});
 }
+/// The same for an Error already made (templates in other partitions).
+inline tl::unexpected<Error> fail(Error e) { return tl::unexpected<Error>(std::move(e)); }
 
 } // namespace stichotrope

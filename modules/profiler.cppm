@@ -332,6 +332,49 @@ void report(Profiler& p, std::string message);
 void report_status(Profiler& p, std::string_view key, std::string message);
 } // namespace detail
 
+/// How Profiler::repeat runs a function (docs/repetition.md).
+struct RepeatOptions {
+  /// Run exactly this many times (after the warm-up). 0: run until the
+  /// fastest run has not improved for `until_no_improvement`.
+  std::uint64_t iterations = 0;
+  /// With iterations 0: stop once the fastest run is this old (the minimum
+  /// is the figure that converges: the repetition-tester style).
+  std::chrono::nanoseconds until_no_improvement{0};
+  std::uint64_t warmup = 0; ///< unmeasured runs first (not hits, not samples)
+  /// Stop after this long whatever else says (0: no limit).
+  std::chrono::nanoseconds time_limit = std::chrono::seconds(10);
+  /// The time source in ns, for tests (a fake clock); null: the profiler's.
+  std::uint64_t (*clock)() = nullptr;
+};
+
+namespace detail { // exported: Profiler::repeat's loop is a template in the importer
+/// One repetition in progress: when to stop, what each run took, what the
+/// thread's getrusage said around it (src/repeat.cpp).
+class repetition {
+public:
+  explicit repetition(const RepeatOptions& options);
+  /// Whether to run again.
+  bool more();
+  /// Before and after a run: the time stamps (ticks, or the fake clock's ns).
+  [[gnu::always_inline]] std::uint64_t stamp() const noexcept { return clock_ ? clock_() : now_ticks(); }
+  void begin_run() noexcept;
+  void end_run(std::uint64_t start, std::uint64_t end, std::uint64_t bytes);
+  /// The statistics, also kept in the profiler's results; `stopped_by` says why.
+  RepetitionResults finish(profiler_core& core, int track, std::string_view name, std::string stopped_by = {});
+
+private:
+  std::uint64_t now_ns() const noexcept;
+  RepeatOptions options_;
+  std::uint64_t (*clock_)() = nullptr;
+  std::uint64_t started_ns_ = 0, best_at_ns_ = 0, best_ns_ = UINT64_MAX;
+  std::string stopped_by_;
+  std::vector<std::uint64_t> samples_, bytes_, faults_, switches_;
+  std::uint64_t faults_before_ = 0, switches_before_ = 0;
+};
+/// Why `options` cannot run, or nothing.
+std::optional<Error> check_repeat(const RepeatOptions& options);
+} // namespace detail
+
 /// A profiler: named, with numbered tracks of blocks. Thread-safe; blocks
 /// record lock-free into per-thread buffers that get_results() merges.
 class Profiler {
@@ -479,6 +522,51 @@ public:
   template <auto F>
   auto track(int track, std::source_location loc = std::source_location::current()) {
     return this->track(track, detail::value_name<F>(), F, loc);
+  }
+
+  /// Runs `fn` again and again and measures each run: `options.iterations`
+  /// times, or until its fastest run has not improved for
+  /// `options.until_no_improvement`, within `options.time_limit`, after
+  /// `options.warmup` unmeasured runs. `fn` takes no argument and returns
+  /// nothing or the bytes it processed (throughput). Every measured run is
+  /// also a hit of block `name` on `track` (in every export, the live view
+  /// and the call tree; blocks inside `fn` are its children). The statistics
+  /// come back, and stay in the profiler's results (`repetitions`) until
+  /// clear(). Errors: a bad track or name, no way to stop (no iterations,
+  /// no improvement time), as Error values. An exception from `fn`
+  /// propagates; the runs before it are kept (stopped_by "exception").
+  template <class F>
+  expected<RepetitionResults> repeat(int track, std::string_view name, F&& fn, const RepeatOptions& options = {},
+                                     std::source_location loc = std::source_location::current()) {
+    using R = std::invoke_result_t<F&>;
+    static_assert(std::is_void_v<R> || std::is_convertible_v<R, std::uint64_t>,
+                  "repeat: fn returns nothing or the bytes it processed");
+    if (auto why = detail::check_repeat(options)) return fail(std::move(*why));
+    auto where = site(track, name, loc);
+    if (!where) return fail(where.error());
+    for (std::uint64_t i = 0; i < options.warmup; ++i) std::invoke(fn);
+    detail::repetition run(options);
+    try {
+      while (run.more()) {
+        run.begin_run();
+        std::uint64_t bytes = 0, start = 0, end = 0;
+        {
+          Block b = block(*where);
+          start = run.stamp();
+          if constexpr (std::is_void_v<R>)
+            std::invoke(fn);
+          else
+            bytes = static_cast<std::uint64_t>(std::invoke(fn));
+          end = run.stamp();
+          b.add_bytes(bytes);
+        }
+        run.end_run(start, end, bytes);
+      }
+    } catch (...) {
+      run.finish(*core_, track, name, "exception");
+      throw;
+    }
+    return run.finish(*core_, track, name);
   }
 
   /// Records a duration measured elsewhere for a pre-registered site.

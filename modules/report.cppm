@@ -28,6 +28,9 @@ void write_table(std::ostream& out, const ProfilerResults& results);
 std::string to_csv(const ProfilerResults& results);
 std::string to_json(const ProfilerResults& results, int indent = 2);
 std::string to_table(const ProfilerResults& results);
+/// Profiler::repeat's statistics, one row per repetition (RFC 4180, a header
+/// row): the block CSV above keeps the seed's columns.
+std::string to_repetitions_csv(const ProfilerResults& results);
 
 expected<void> export_csv(const ProfilerResults& results, const std::filesystem::path& file);
 expected<void> export_json(const ProfilerResults& results, const std::filesystem::path& file, int indent = 2);

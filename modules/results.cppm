@@ -82,6 +82,85 @@ struct percentiles {
 
 /// Where a block's coroutine waited: one await site of the block, with the
 /// statistics of the suspensions charged to it (docs/coroutines.md, "Waits").
+/// What Profiler::repeat measured: every run's time, and statistics a
+/// reader can trust (docs/repetition.md says which methods and why).
+/// Figures are nanoseconds; intervals are 95 % (two-sided).
+struct RepetitionResults {
+  std::string name;
+  int track = 0;
+  /// Why it stopped: "iterations", "no improvement" (the fastest run had
+  /// not improved for the time asked) or "time limit".
+  std::string stopped_by;
+  std::vector<std::uint64_t> samples_ns; ///< every measured run, in order (warm-up runs excluded)
+  std::uint64_t runs = 0;
+  std::uint64_t min_ns = 0, max_ns = 0, median_ns = 0;
+  double mean_ns = 0, stddev_ns = 0; ///< stddev: the sample standard deviation (n - 1)
+  std::uint64_t p90_ns = 0, p99_ns = 0;
+  /// The mean's interval: a percentile bootstrap (2,000 resamples, a fixed
+  /// seed): no assumption of a normal distribution, so it follows the skew
+  /// of timing data.
+  double mean_ci_low_ns = 0, mean_ci_high_ns = 0;
+  /// The median's interval: distribution-free, from order statistics (the
+  /// binomial distribution of how many runs fall below the median), exact
+  /// for any continuous distribution however skewed. `median_ci_level` is
+  /// the level actually achieved (at least 0.95 from 6 runs on; below that
+  /// the widest interval, min to max, and its level).
+  std::uint64_t median_ci_low_ns = 0, median_ci_high_ns = 0;
+  double median_ci_level = 0;
+  /// Runs whose modified z-score 0.6745 |x - median| / MAD exceeds 3.5
+  /// (Iglewicz and Hoaglin): by run index (0-based), with their times. With
+  /// a MAD of 0 (half the runs or more identical), every run that differs
+  /// from the median.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> outliers;
+  double mean_without_outliers_ns = 0;
+  /// Bytes `fn` reported (0: none): of the fastest run, and in all.
+  std::uint64_t bytes_fastest = 0, bytes_total = 0;
+  double best_bytes_per_second = 0, mean_bytes_per_second = 0;
+  /// getrusage(RUSAGE_THREAD) around each run (Linux): page faults (minor and
+  /// major) and context switches (voluntary and not), per run on average and
+  /// at most.
+  double page_faults_per_run = 0, context_switches_per_run = 0;
+  std::uint64_t max_page_faults = 0, max_context_switches = 0;
+  friend bool operator==(const RepetitionResults&, const RepetitionResults&) = default;
+};
+
+/// The statistics of `samples_ns` (the runs of a repetition), filled into a
+/// RepetitionResults; `bytes` per run (empty: none), page faults and
+/// context switches per run (empty: unknown). Deterministic.
+RepetitionResults summarize_repetitions(std::vector<std::uint64_t> samples_ns, const std::vector<std::uint64_t>& bytes = {},
+                                        const std::vector<std::uint64_t>& page_faults = {},
+                                        const std::vector<std::uint64_t>& context_switches = {});
+
+/// Whether `current` is faster, slower or indistinguishable from `base`.
+struct RepetitionComparison {
+  std::string name;
+  int track = 0;
+  enum class verdict { faster, slower, indistinguishable } result = verdict::indistinguishable;
+  /// Two-sided p-value of the Mann-Whitney U test (normal approximation with
+  /// the tie correction): no assumption on the distributions' shape, robust
+  /// to outliers.
+  double p_value = 1;
+  double confidence = 0.95;
+  /// The effect: the Hodges-Lehmann shift (the median of every difference
+  /// current - base), with its distribution-free interval at `confidence`,
+  /// in ns and relative to the base's median (0.03: 3 % slower).
+  double shift_ns = 0, shift_low_ns = 0, shift_high_ns = 0;
+  double relative = 0, relative_low = 0, relative_high = 0;
+  std::uint64_t base_median_ns = 0, current_median_ns = 0;
+  std::uint64_t base_runs = 0, current_runs = 0;
+  /// A regression beyond `threshold`: slower at the confidence asked, by a
+  /// shift whose estimate exceeds threshold (relative, 0.05 = 5 %).
+  bool regression(double threshold) const noexcept {
+    return result == verdict::slower && relative > threshold;
+  }
+};
+
+/// Compares two repetitions of the same function (or of two versions of it).
+RepetitionComparison compare_repetitions(const RepetitionResults& base, const RepetitionResults& current,
+                                         double confidence = 0.95);
+/// One paragraph: the verdict, the effect and its interval, the test.
+std::string to_text(const RepetitionComparison& c);
+
 /// An await of a child coroutine is the parent of the awaits made inside the
 /// child, and its figures include theirs: a block's waits form a tree, and
 /// its suspended time is the sum of its top-level waits.
@@ -184,6 +263,8 @@ struct ProfilerResults {
   clock_source clock = clock_source::steady_clock;
   std::vector<std::string> diagnostics; ///< rejected call sites and similar
   std::uint64_t dropped_records = 0;    ///< records dropped for want of memory (never a crash)
+  /// What Profiler::repeat measured since the last clear(), in order.
+  std::vector<RepetitionResults> repetitions;
 
   std::uint64_t total_time_ns() const noexcept;
   std::uint64_t total_hits() const noexcept;

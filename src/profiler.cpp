@@ -126,6 +126,7 @@ ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> bl
   r.diagnostics = core.diagnostics;
   r.diagnostics.insert(r.diagnostics.end(), core.config_errors.begin(), core.config_errors.end());
   r.dropped_records = dropped;
+  if (keep_empty) r.repetitions = core.repetitions; // the whole profiler's results, not a thread's
   if (r.dropped_records > 0)
     r.diagnostics.push_back(std::to_string(r.dropped_records) +
                             " records dropped: no memory for a thread buffer, slot chunk or histogram");
@@ -969,6 +970,7 @@ void Profiler::clear() {
   core_->unread.reset(); // never read: its records go with the rest
   core_->exited_timelines.clear();
   core_->exited_timeline_events_dropped = 0;
+  core_->repetitions.clear();
 }
 
 void Profiler::start_timeline(TimelineOptions options) {

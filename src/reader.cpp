@@ -52,6 +52,16 @@ public:
     out = static_cast<std::uint32_t>(v);
     return true;
   }
+  bool num(const json& obj, const char* key, const std::string& path, double& out, bool required = true) {
+    const json* v = field(obj, key, path, required);
+    if (v == nullptr) return ok_;
+    if (!v->is_number()) {
+      fail_at(path + "." + key, "expected a number (got " + std::string(v->type_name()) + ")");
+      return false;
+    }
+    out = v->get<double>();
+    return true;
+  }
   bool str(const json& obj, const char* key, const std::string& path, std::string& out, bool required = true) {
     const json* v = field(obj, key, path, required);
     if (v == nullptr) return ok_;
@@ -169,6 +179,53 @@ bool read_block(reader& r, const json& j, const std::string& path, BlockResults&
   return true;
 }
 
+/// One of Profiler::repeat's results (src/report.cpp writes them).
+bool read_repetition(reader& r, const json& j, const std::string& path, RepetitionResults& x) {
+  std::uint64_t track = 0;
+  if (!r.str(j, "name", path, x.name) || !r.u64(j, "track", path, track) || !r.str(j, "stopped_by", path, x.stopped_by) ||
+      !r.u64(j, "runs", path, x.runs))
+    return false;
+  if (track >= static_cast<std::uint64_t>(max_tracks)) return r.fail_at(path + ".track", "is out of range"), false;
+  x.track = static_cast<int>(track);
+  for (auto [key, v] : {std::pair{"min_ns", &x.min_ns}, std::pair{"max_ns", &x.max_ns},
+                        std::pair{"median_ns", &x.median_ns}, std::pair{"p90_ns", &x.p90_ns},
+                        std::pair{"p99_ns", &x.p99_ns}, std::pair{"median_ci_low_ns", &x.median_ci_low_ns},
+                        std::pair{"median_ci_high_ns", &x.median_ci_high_ns},
+                        std::pair{"bytes_fastest", &x.bytes_fastest}, std::pair{"bytes_total", &x.bytes_total},
+                        std::pair{"max_page_faults", &x.max_page_faults},
+                        std::pair{"max_context_switches", &x.max_context_switches}})
+    if (!r.u64(j, key, path, *v)) return false;
+  for (auto [key, v] : {std::pair{"mean_ns", &x.mean_ns}, std::pair{"stddev_ns", &x.stddev_ns},
+                        std::pair{"mean_ci_low_ns", &x.mean_ci_low_ns}, std::pair{"mean_ci_high_ns", &x.mean_ci_high_ns},
+                        std::pair{"median_ci_level", &x.median_ci_level},
+                        std::pair{"mean_without_outliers_ns", &x.mean_without_outliers_ns},
+                        std::pair{"best_bytes_per_second", &x.best_bytes_per_second},
+                        std::pair{"mean_bytes_per_second", &x.mean_bytes_per_second},
+                        std::pair{"page_faults_per_run", &x.page_faults_per_run},
+                        std::pair{"context_switches_per_run", &x.context_switches_per_run}})
+    if (!r.num(j, key, path, *v)) return false;
+  const json* outliers = r.array(j, "outliers", path);
+  if (outliers == nullptr) return false;
+  for (std::size_t i = 0; i < outliers->size(); ++i) {
+    const json& o = (*outliers)[i];
+    if (!o.is_array() || o.size() != 2 || !o[0].is_number_unsigned() || !o[1].is_number_unsigned())
+      return r.fail_at(path + ".outliers[" + std::to_string(i) + "]", "expected [run, ns] as unsigned integers"), false;
+    x.outliers.emplace_back(o[0].get<std::uint64_t>(), o[1].get<std::uint64_t>());
+  }
+  const json* samples = r.array(j, "samples_ns", path);
+  if (samples == nullptr) return false;
+  for (std::size_t i = 0; i < samples->size(); ++i) {
+    if (!(*samples)[i].is_number_unsigned())
+      return r.fail_at(path + ".samples_ns[" + std::to_string(i) + "]", "expected an unsigned integer"), false;
+    x.samples_ns.push_back((*samples)[i].get<std::uint64_t>());
+  }
+  if (x.samples_ns.size() != x.runs)
+    return r.fail_at(path, "has " + std::to_string(x.samples_ns.size()) + " samples for " + std::to_string(x.runs) +
+                               " runs"),
+           false;
+  return true;
+}
+
 } // namespace
 
 expected<ProfilerResults> read_results_json(std::string_view text, std::string_view source) {
@@ -229,6 +286,16 @@ expected<ProfilerResults> read_results_json(std::string_view text, std::string_v
   if (const json* diags = r.array(doc, "diagnostics", "$", false)) {
     for (const auto& d : *diags)
       if (d.is_string()) out.diagnostics.push_back(d.get<std::string>());
+  } else if (!r.ok()) {
+    return fail(errc::invalid_input, r.error());
+  }
+  if (const json* reps = r.array(doc, "repetitions", "$", false)) {
+    for (std::size_t i = 0; i < reps->size(); ++i) {
+      RepetitionResults x;
+      if (!read_repetition(r, (*reps)[i], "$.repetitions[" + std::to_string(i) + "]", x))
+        return fail(errc::invalid_input, r.error());
+      out.repetitions.push_back(std::move(x));
+    }
   } else if (!r.ok()) {
     return fail(errc::invalid_input, r.error());
   }
@@ -316,6 +383,7 @@ ProfilerResults merge_results(const std::vector<ProfilerResults>& inputs) {
     for (const auto& d : in.diagnostics)
       if (std::find(out.diagnostics.begin(), out.diagnostics.end(), d) == out.diagnostics.end())
         out.diagnostics.push_back(d);
+    out.repetitions.insert(out.repetitions.end(), in.repetitions.begin(), in.repetitions.end());
   }
   std::sort(out.tracks.begin(), out.tracks.end(),
             [](const TrackResults& a, const TrackResults& b) { return a.track_idx < b.track_idx; });

@@ -270,6 +270,49 @@ std::string to_json(const ProfilerResults& results, int indent) {
   w.begin_array();
   for (const auto& d : results.diagnostics) w.value(d);
   w.end_array();
+  if (!results.repetitions.empty()) { // Profiler::repeat's statistics and every run
+    w.key("repetitions");
+    w.begin_array();
+    for (const auto& r : results.repetitions) {
+      w.begin_object();
+      w.key("name"), w.value(r.name);
+      w.key("track"), w.value(r.track);
+      w.key("stopped_by"), w.value(r.stopped_by);
+      w.key("runs"), w.value(r.runs);
+      for (auto [key, v] : {std::pair{"min_ns", r.min_ns}, std::pair{"max_ns", r.max_ns},
+                            std::pair{"median_ns", r.median_ns}, std::pair{"p90_ns", r.p90_ns},
+                            std::pair{"p99_ns", r.p99_ns}, std::pair{"median_ci_low_ns", r.median_ci_low_ns},
+                            std::pair{"median_ci_high_ns", r.median_ci_high_ns},
+                            std::pair{"bytes_fastest", r.bytes_fastest}, std::pair{"bytes_total", r.bytes_total},
+                            std::pair{"max_page_faults", r.max_page_faults},
+                            std::pair{"max_context_switches", r.max_context_switches}})
+        w.key(key), w.value(v);
+      for (auto [key, v] : {std::pair{"mean_ns", r.mean_ns}, std::pair{"stddev_ns", r.stddev_ns},
+                            std::pair{"mean_ci_low_ns", r.mean_ci_low_ns},
+                            std::pair{"mean_ci_high_ns", r.mean_ci_high_ns},
+                            std::pair{"median_ci_level", r.median_ci_level},
+                            std::pair{"mean_without_outliers_ns", r.mean_without_outliers_ns},
+                            std::pair{"best_bytes_per_second", r.best_bytes_per_second},
+                            std::pair{"mean_bytes_per_second", r.mean_bytes_per_second},
+                            std::pair{"page_faults_per_run", r.page_faults_per_run},
+                            std::pair{"context_switches_per_run", r.context_switches_per_run}})
+        w.key(key), w.value(v);
+      w.key("outliers"); // [run index, ns]
+      w.begin_array();
+      for (const auto& [run, ns] : r.outliers) {
+        w.begin_array();
+        w.value(run), w.value(ns);
+        w.end_array();
+      }
+      w.end_array();
+      w.key("samples_ns");
+      w.begin_array();
+      for (const auto ns : r.samples_ns) w.value(ns);
+      w.end_array();
+      w.end_object();
+    }
+    w.end_array();
+  }
   w.end_object();
   return std::move(w.str());
 }
@@ -371,8 +414,62 @@ std::string to_table(const ProfilerResults& results) {
     };
     walk(no_parent, 0);
   }
+  if (!results.repetitions.empty()) {
+    os << '\n' << "Repetitions (Profiler::repeat; 95 % intervals: docs/repetition.md)\n" << rule_dash << '\n';
+    const auto rate = [](double bps) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.2f GB/s", bps / 1e9);
+      return std::string(buf);
+    };
+    for (const auto& r : results.repetitions) {
+      const auto ns = [](double v) { return format_time_ns(v <= 0 ? 0 : static_cast<std::uint64_t>(v + 0.5)); };
+      char level[16];
+      std::snprintf(level, sizeof level, "%.1f %%", r.median_ci_level * 100);
+      os << r.name << " (track " << r.track << "): " << thousands(r.runs) << " runs, stopped by " << r.stopped_by
+         << '\n'
+         << "  min " << format_time_ns(r.min_ns) << "   median " << format_time_ns(r.median_ns) << " ["
+         << format_time_ns(r.median_ci_low_ns) << " .. " << format_time_ns(r.median_ci_high_ns) << ", " << level
+         << "]   mean " << ns(r.mean_ns) << " [" << ns(r.mean_ci_low_ns) << " .. " << ns(r.mean_ci_high_ns)
+         << "]   sd " << ns(r.stddev_ns) << '\n'
+         << "  p90 " << format_time_ns(r.p90_ns) << "   p99 " << format_time_ns(r.p99_ns) << "   max "
+         << format_time_ns(r.max_ns) << "   outliers " << r.outliers.size() << " (mean without them "
+         << ns(r.mean_without_outliers_ns) << ")\n";
+      if (r.bytes_total > 0)
+        os << "  throughput: best " << rate(r.best_bytes_per_second) << ", mean " << rate(r.mean_bytes_per_second)
+           << '\n';
+      char per_run[96];
+      std::snprintf(per_run, sizeof per_run, "  per run: %.2f page faults (max %llu), %.2f context switches (max %llu)\n",
+                    r.page_faults_per_run, static_cast<unsigned long long>(r.max_page_faults),
+                    r.context_switches_per_run, static_cast<unsigned long long>(r.max_context_switches));
+      os << per_run;
+    }
+  }
   os << rule_eq << '\n';
   return os.str();
+}
+
+std::string to_repetitions_csv(const ProfilerResults& results) {
+  std::string out = "Track,Name,Runs,Stopped By,Min (ns),Median (ns),Median CI Low (ns),Median CI High (ns),"
+                    "Median CI Level,Mean (ns),Mean CI Low (ns),Mean CI High (ns),Std Dev (ns),P90 (ns),P99 (ns),"
+                    "Max (ns),Outliers,Mean Without Outliers (ns),Best Throughput (B/s),Mean Throughput (B/s),"
+                    "Page Faults Per Run,Context Switches Per Run\r\n";
+  for (const auto& r : results.repetitions) {
+    out += std::to_string(r.track);
+    out += ',';
+    csv_field(out, r.name);
+    out += ',' + std::to_string(r.runs) + ',';
+    csv_field(out, r.stopped_by);
+    for (const auto v : {r.min_ns, r.median_ns, r.median_ci_low_ns, r.median_ci_high_ns}) out += ',' + std::to_string(v);
+    out += ',' + detail::json::python_float(r.median_ci_level);
+    for (const double v : {r.mean_ns, r.mean_ci_low_ns, r.mean_ci_high_ns, r.stddev_ns})
+      out += ',' + detail::json::python_float(v);
+    for (const auto v : {r.p90_ns, r.p99_ns, r.max_ns, std::uint64_t{r.outliers.size()}}) out += ',' + std::to_string(v);
+    for (const double v : {r.mean_without_outliers_ns, r.best_bytes_per_second, r.mean_bytes_per_second,
+                           r.page_faults_per_run, r.context_switches_per_run})
+      out += ',' + detail::json::python_float(v);
+    out += "\r\n";
+  }
+  return out;
 }
 
 void write_csv(std::ostream& out, const ProfilerResults& results) { out << to_csv(results); }

@@ -241,6 +241,7 @@ void ProfilerResults::merge(const ProfilerResults& other) {
     }
   }
   dropped_records += other.dropped_records;
+  repetitions.insert(repetitions.end(), other.repetitions.begin(), other.repetitions.end());
   for (const auto& d : other.diagnostics)
     if (std::find(diagnostics.begin(), diagnostics.end(), d) == diagnostics.end()) diagnostics.push_back(d);
 }

@@ -1,0 +1,274 @@
+// Repetition testing (Profiler::repeat, summarize_repetitions,
+// compare_repetitions): the loop against a fake clock, the statistics against
+// synthetic distributions whose truth the test knows, the comparison against
+// known shifts, and the exports.
+#define BOOST_TEST_MODULE repeat
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+import stichotrope;
+
+using namespace stichotrope;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A fake clock: time moves only when a run says so.
+std::uint64_t fake_now = 0;
+std::uint64_t fake_clock() { return fake_now; }
+
+void busy_for(std::chrono::nanoseconds d) {
+  const auto end = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
+
+std::vector<std::uint64_t> draw(std::mt19937_64& rng, std::size_t n, auto&& dist) {
+  std::vector<std::uint64_t> v(n);
+  for (auto& x : v) x = static_cast<std::uint64_t>(std::llround(std::max(1.0, dist(rng))));
+  return v;
+}
+
+RepetitionResults named(std::vector<std::uint64_t> samples) {
+  auto r = summarize_repetitions(std::move(samples));
+  r.name = "f";
+  return r;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(every_run_is_a_hit_and_the_statistics_come_back) {
+  Profiler p{"repeat"};
+  int calls = 0;
+  auto r = p.repeat(
+      2, "spin",
+      [&] {
+        ++calls;
+        auto inner = p.block(3, "inside");
+        busy_for(20us);
+      },
+      {.iterations = 40, .warmup = 3});
+  BOOST_TEST_REQUIRE(r.has_value());
+  BOOST_TEST(calls == 43); // 3 warm-up runs, not measured
+  BOOST_TEST(r->runs == 40u);
+  BOOST_TEST(r->samples_ns.size() == 40u);
+  BOOST_TEST(r->stopped_by == "iterations");
+  BOOST_TEST(r->min_ns >= 20'000u);
+  BOOST_TEST(r->min_ns <= r->median_ns);
+  BOOST_TEST(r->median_ns <= r->max_ns);
+  BOOST_TEST(r->median_ci_low_ns <= r->median_ns);
+  BOOST_TEST(r->median_ns <= r->median_ci_high_ns);
+  BOOST_TEST(r->mean_ci_low_ns <= r->mean_ns);
+  BOOST_TEST(r->mean_ns <= r->mean_ci_high_ns);
+  const auto results = p.get_results();
+  const auto* spin = results.find_block(2, "spin");
+  BOOST_TEST_REQUIRE(spin != nullptr);
+  BOOST_TEST(spin->hit_count == 40u); // every measured run is a hit, the warm-up is not
+  const auto* inside = results.find_block(3, "inside");
+  BOOST_TEST_REQUIRE(inside != nullptr);
+  BOOST_TEST(inside->callers.size() == 2u); // under "spin" (measured runs) and top level (warm-up)
+  BOOST_TEST_REQUIRE(results.repetitions.size() == 1u);
+  BOOST_TEST((results.repetitions[0] == *r));
+  p.clear();
+  BOOST_TEST(p.get_results().repetitions.empty());
+}
+
+BOOST_AUTO_TEST_CASE(options_that_cannot_work_are_errors) {
+  Profiler p{"repeat_errors"};
+  auto f = [] {};
+  auto none = p.repeat(0, "f", f, {});
+  BOOST_TEST_REQUIRE(!none.has_value());
+  BOOST_TEST((none.error().code == errc::invalid_argument));
+  BOOST_TEST(none.error().message.find("no way to stop") != std::string::npos);
+  auto both = p.repeat(0, "f", f, {.iterations = 3, .until_no_improvement = 1ms});
+  BOOST_TEST((!both.has_value() && both.error().code == errc::invalid_argument));
+  auto track = p.repeat(300, "f", f, {.iterations = 3});
+  BOOST_TEST((!track.has_value() && track.error().code == errc::invalid_track));
+  auto name = p.repeat(0, "", f, {.iterations = 3});
+  BOOST_TEST((!name.has_value() && name.error().code == errc::empty_name));
+  BOOST_TEST(p.get_results().repetitions.empty());
+}
+
+BOOST_AUTO_TEST_CASE(an_exception_propagates_and_the_runs_before_it_are_kept) {
+  Profiler p{"repeat_throw"};
+  int calls = 0;
+  BOOST_CHECK_THROW(p.repeat(
+                        0, "thrower",
+                        [&] {
+                          if (++calls == 5) throw std::runtime_error("fifth");
+                        },
+                        {.iterations = 10}),
+                    std::runtime_error);
+  const auto r = p.get_results();
+  BOOST_TEST_REQUIRE(r.repetitions.size() == 1u);
+  BOOST_TEST(r.repetitions[0].runs == 4u);
+  BOOST_TEST(r.repetitions[0].stopped_by == "exception");
+  BOOST_TEST(r.find_block(0, "thrower")->hit_count == 5u); // the run that threw closed its block too
+}
+
+BOOST_AUTO_TEST_CASE(until_no_improvement_stops_when_the_fastest_run_is_old_enough) {
+  Profiler p{"repeat_converge"};
+  fake_now = 1'000'000;
+  // Runs of 1,000, 990, ..., 910 ns (each faster), then 950 ns for ever: the
+  // best (910) is run 9; 10 more runs of 950 make it 9,500 ns old.
+  std::uint64_t run = 0;
+  auto r = p.repeat(
+      0, "converging", [&] { fake_now += run < 10 ? 1000 - 10 * run++ : 950; },
+      {.until_no_improvement = std::chrono::nanoseconds(9'000), .clock = &fake_clock});
+  BOOST_TEST_REQUIRE(r.has_value());
+  BOOST_TEST(r->stopped_by == "no improvement");
+  BOOST_TEST(r->min_ns == 910u);
+  BOOST_TEST(r->runs == 20u); // 10 improving, then 950 ns each until 9,000 ns have passed: 10 runs
+  // A time limit stops it first when it is shorter.
+  run = 0;
+  auto limited = p.repeat(
+      0, "limited", [&] { fake_now += 1000; },
+      {.until_no_improvement = std::chrono::nanoseconds(1'000'000), .time_limit = std::chrono::nanoseconds(5'000),
+       .clock = &fake_clock});
+  BOOST_TEST_REQUIRE(limited.has_value());
+  BOOST_TEST(limited->stopped_by == "time limit");
+  BOOST_TEST(limited->runs == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(statistics_of_known_samples_are_exact) {
+  const auto r = summarize_repetitions({5, 1, 4, 2, 3, 100}, {10, 10, 10, 10, 20, 10});
+  BOOST_TEST(r.runs == 6u);
+  BOOST_TEST(r.min_ns == 1u);
+  BOOST_TEST(r.max_ns == 100u);
+  BOOST_TEST(r.median_ns == 4u); // (3 + 4) / 2 = 3.5, rounded
+  BOOST_TEST(r.mean_ns == 115.0 / 6);
+  double sq = 0;
+  for (double v : {5.0, 1.0, 4.0, 2.0, 3.0, 100.0}) sq += (v - 115.0 / 6) * (v - 115.0 / 6);
+  BOOST_TEST(std::abs(r.stddev_ns - std::sqrt(sq / 5)) < 1e-9);
+  BOOST_TEST(r.p90_ns == 100u);
+  // 6 runs: min to max holds the median with probability 1 - 2 / 64.
+  BOOST_TEST(r.median_ci_low_ns == 1u);
+  BOOST_TEST(r.median_ci_high_ns == 100u);
+  BOOST_TEST(std::abs(r.median_ci_level - (1 - 2.0 / 64)) < 1e-12);
+  BOOST_REQUIRE(r.outliers.size() == 1u); // 100: MAD 1.5, modified z = 0.6745 * 96.5 / 1.5 = 43
+  BOOST_TEST(r.outliers[0].first == 5u);
+  BOOST_TEST(r.mean_without_outliers_ns == 3.0);
+  BOOST_TEST(r.bytes_fastest == 10u); // of the 1 ns run
+  BOOST_TEST(r.best_bytes_per_second == 10e9);
+  BOOST_TEST(r.bytes_total == 70u);
+}
+
+BOOST_AUTO_TEST_CASE(the_95_percent_intervals_cover_the_truth_95_times_in_100) {
+  // 1,000 simulated experiments each. The median's interval on heavily
+  // skewed data (lognormal, sigma 0.5: timing data's long right tail), 30
+  // runs; the mean's on a moderately skewed one (gamma, shape 16), 100 runs.
+  std::mt19937_64 rng(20261206);
+  constexpr double true_median = 1e6; // lognormal(ln 1e6, 0.5)
+  std::lognormal_distribution<double> lognormal(std::log(true_median), 0.5);
+  std::gamma_distribution<double> gamma(16.0, 62'500.0); // mean 1e6
+  constexpr double true_mean = 16.0 * 62'500.0;
+  int median_covered = 0, mean_covered = 0;
+  for (int e = 0; e < 1000; ++e) {
+    const auto m = summarize_repetitions(draw(rng, 30, lognormal));
+    median_covered += m.median_ci_low_ns <= true_median && true_median <= m.median_ci_high_ns;
+    const auto g = summarize_repetitions(draw(rng, 100, gamma));
+    mean_covered += g.mean_ci_low_ns <= true_mean && true_mean <= g.mean_ci_high_ns;
+  }
+  BOOST_TEST_MESSAGE("measured: median interval covered " << median_covered << " / 1000, mean interval "
+                                                          << mean_covered << " / 1000");
+  BOOST_TEST(median_covered >= 930);
+  BOOST_TEST(median_covered <= 970);
+  BOOST_TEST(mean_covered >= 930);
+  BOOST_TEST(mean_covered <= 970);
+}
+
+BOOST_AUTO_TEST_CASE(injected_outliers_are_all_flagged_and_do_not_move_the_median) {
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> stable(100'000.0, 500.0);
+  auto clean = draw(rng, 200, stable);
+  auto dirty = clean;
+  for (std::size_t i = 49; i < dirty.size(); i += 50) dirty[i] += 1'000'000; // every 50th run 1 ms slower
+  const auto c = summarize_repetitions(clean), d = summarize_repetitions(dirty);
+  std::vector<std::uint64_t> flagged;
+  for (const auto& [run, ns] : d.outliers) flagged.push_back(run);
+  BOOST_TEST(flagged == (std::vector<std::uint64_t>{49, 99, 149, 199}), boost::test_tools::per_element());
+  BOOST_TEST(c.outliers.size() <= 1u); // a normal sample has almost none beyond 3.5
+  const double moved = std::abs(static_cast<double>(d.median_ns) - static_cast<double>(c.median_ns));
+  BOOST_TEST_MESSAGE("measured: median " << c.median_ns << " ns clean, " << d.median_ns << " ns with outliers");
+  BOOST_TEST(moved <= 50.0); // a tenth of the spread: two order statistics at most
+  BOOST_TEST(std::abs(d.mean_without_outliers_ns - c.mean_ns) < 100.0);
+  BOOST_TEST(d.mean_ns > c.mean_ns + 15'000); // the mean does move: 4 x 1 ms / 200
+}
+
+BOOST_AUTO_TEST_CASE(compare_finds_a_3_percent_change_and_calls_identical_ones_indistinguishable) {
+  std::mt19937_64 rng(42);
+  std::normal_distribution<double> a(10'000.0, 100.0), b(10'300.0, 103.0); // 3 % slower
+  const auto base = named(draw(rng, 30, a)), slower = named(draw(rng, 30, b)), same = named(draw(rng, 30, a));
+  const auto c = compare_repetitions(base, slower);
+  BOOST_TEST_MESSAGE("measured: " << to_text(c));
+  BOOST_TEST((c.result == RepetitionComparison::verdict::slower));
+  BOOST_TEST(c.p_value < 1e-6);
+  BOOST_TEST(c.relative_low <= 0.03);
+  BOOST_TEST(0.03 <= c.relative_high);
+  BOOST_TEST(c.regression(0.02));
+  BOOST_TEST(!c.regression(0.05));
+  const auto back = compare_repetitions(slower, base);
+  BOOST_TEST((back.result == RepetitionComparison::verdict::faster));
+  const auto i = compare_repetitions(base, same);
+  BOOST_TEST_MESSAGE("measured: " << to_text(i));
+  BOOST_TEST((i.result == RepetitionComparison::verdict::indistinguishable));
+  BOOST_TEST(!i.regression(0.0));
+  // Identical distributions: called different about 5 times in 100.
+  int false_alarms = 0;
+  for (int e = 0; e < 400; ++e)
+    false_alarms += compare_repetitions(named(draw(rng, 30, a)), named(draw(rng, 30, a))).result !=
+                    RepetitionComparison::verdict::indistinguishable;
+  BOOST_TEST_MESSAGE("measured: " << false_alarms << " of 400 identical pairs called different");
+  BOOST_TEST(false_alarms >= 4);
+  BOOST_TEST(false_alarms <= 40);
+}
+
+BOOST_AUTO_TEST_CASE(throughput_and_rusage_of_a_real_copy) {
+  Profiler p{"repeat_copy"};
+  std::vector<char> from(64 * 1024, 'x'), to(64 * 1024);
+  auto r = p.repeat(
+      0, "copy_64k",
+      [&]() -> std::uint64_t {
+        std::memcpy(to.data(), from.data(), from.size());
+        return from.size();
+      },
+      {.iterations = 200});
+  BOOST_TEST_REQUIRE(r.has_value());
+  BOOST_TEST(r->bytes_fastest == 64u * 1024u);
+  BOOST_TEST(r->bytes_total == 200u * 64u * 1024u);
+  BOOST_TEST(r->best_bytes_per_second >= r->mean_bytes_per_second);
+  BOOST_TEST(r->best_bytes_per_second > 1e8); // 64 KiB in well under 655 us
+  BOOST_TEST(r->page_faults_per_run >= 0.0);
+  BOOST_TEST(p.get_results().find_block(0, "copy_64k")->bytes == 200u * 64u * 1024u);
+}
+
+BOOST_AUTO_TEST_CASE(repetitions_are_in_the_exports_and_read_back) {
+  Profiler p{"repeat_export"};
+  auto r = p.repeat(1, "tiny \"quoted\"", [] { busy_for(1us); }, {.iterations = 25});
+  BOOST_TEST_REQUIRE(r.has_value());
+  const auto results = p.get_results();
+  const auto back = read_results_json(to_json(results), "memory");
+  BOOST_TEST_REQUIRE(back.has_value());
+  BOOST_TEST_REQUIRE(back->repetitions.size() == 1u);
+  BOOST_TEST((back->repetitions[0] == results.repetitions[0])); // every figure and every run
+  BOOST_TEST(to_table(results).find("Repetitions") != std::string::npos);
+  BOOST_TEST(to_table(results).find("tiny \"quoted\" (track 1): 25 runs, stopped by iterations") != std::string::npos);
+  const auto csv = to_repetitions_csv(results);
+  BOOST_TEST(csv.find("1,\"tiny \"\"quoted\"\"\",25,iterations,") != std::string::npos, csv);
+  // Merged results keep both processes' repetitions.
+  const auto merged = merge_results({results, *back});
+  BOOST_TEST(merged.repetitions.size() == 2u);
+  // A document with a broken repetition is an error, not a crash.
+  std::string broken = to_json(results);
+  broken.replace(broken.find("\"samples_ns\": ["), 15, "\"samples_ns\": [\"x\", ");
+  BOOST_TEST(!read_results_json(broken, "broken").has_value());
+}
