@@ -418,7 +418,7 @@ std::string to_table(const ProfilerResults& results) {
     os << '\n' << "Repetitions (Profiler::repeat; 95 % intervals: docs/repetition.md)\n" << rule_dash << '\n';
     const auto rate = [](double bps) {
       char buf[32];
-      std::snprintf(buf, sizeof buf, "%.2f GB/s", bps / 1e9);
+      std::snprintf(buf, sizeof buf, "%.2f GiB/s", bps / (1024.0 * 1024.0 * 1024.0)); // as the block table
       return std::string(buf);
     };
     for (const auto& r : results.repetitions) {

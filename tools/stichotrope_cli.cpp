@@ -8,6 +8,12 @@
 //                       change; exit status 1 when mean or p99 grew by more than
 //                       PCT percent (default 10), so CI can gate on it
 //   stichotrope merge   FILE... -o OUT            add up results of several processes
+//   stichotrope compare-repeat BASE NEW [--threshold PCT] [--confidence C]
+//                       per repetition (Profiler::repeat) in both, by track and
+//                       name: faster, slower or indistinguishable at confidence
+//                       C (default 0.95; Mann-Whitney U), the shift and its
+//                       interval; exit status 1 when one is slower by more
+//                       than PCT percent (default 10)
 //
 // Exit status: 0 success, 1 regression (compare), 2 bad usage or unreadable input.
 #include <cstdlib>
@@ -27,7 +33,8 @@ int usage(const char* why) {
                "       stichotrope csv FILE [-o OUT]\n"
                "       stichotrope folded FILE [--active] [-o OUT]\n"
                "       stichotrope compare BASE NEW [--threshold PCT]\n"
-               "       stichotrope merge FILE... -o OUT\n";
+               "       stichotrope merge FILE... -o OUT\n"
+               "       stichotrope compare-repeat BASE NEW [--threshold PCT] [--confidence C]\n";
   return 2;
 }
 
@@ -35,6 +42,7 @@ struct args {
   std::vector<std::string> files;
   std::optional<std::string> out;
   double threshold = 10.0;
+  double confidence = 0.95;
   bool active = false;
 };
 
@@ -51,6 +59,12 @@ std::optional<args> parse(int argc, char** argv, std::string& error) {
       a.threshold = std::strtod(argv[++i], &end);
       if (end == argv[i] || *end != '\0' || a.threshold < 0)
         return error = "--threshold needs a percentage >= 0", std::nullopt;
+    } else if (arg == "--confidence") {
+      if (i + 1 >= argc) return error = "--confidence needs a level", std::nullopt;
+      char* end = nullptr;
+      a.confidence = std::strtod(argv[++i], &end);
+      if (end == argv[i] || *end != '\0' || !(a.confidence > 0.5 && a.confidence < 1))
+        return error = "--confidence needs a level between 0.5 and 1 (e.g. 0.95)", std::nullopt;
     } else if (arg == "--active") {
       a.active = true;
     } else if (arg.starts_with("-")) {
@@ -109,6 +123,44 @@ int main(int argc, char** argv) {
     const auto c = stichotrope::compare_results(*base, *now, a->threshold);
     if (emit(a->out, stichotrope::to_text(c)) != 0) return 2;
     return c.any_regression() ? 1 : 0;
+  }
+  if (command == "compare-repeat") {
+    if (a->files.size() != 2) return usage("compare-repeat expects BASE and NEW");
+    const auto base = load(a->files[0]);
+    const auto now = load(a->files[1]);
+    if (!base || !now) return 2;
+    // The statistics are computed again from the runs: a file's figures
+    // need not be trusted, only its samples.
+    const auto again = [](const stichotrope::RepetitionResults& r) {
+      auto s = stichotrope::summarize_repetitions(r.samples_ns);
+      s.name = r.name;
+      s.track = r.track;
+      return s;
+    };
+    std::string text;
+    bool compared = false, regression = false;
+    for (const auto& n : now->repetitions) {
+      const stichotrope::RepetitionResults* b = nullptr;
+      for (const auto& r : base->repetitions)
+        if (r.track == n.track && r.name == n.name) b = &r; // the last one of that name
+      if (b == nullptr) {
+        text += n.name + " (track " + std::to_string(n.track) + "): not in " + a->files[0] + "\n";
+        continue;
+      }
+      const auto c = stichotrope::compare_repetitions(again(*b), again(n), a->confidence);
+      compared = true;
+      text += stichotrope::to_text(c);
+      if (c.regression(a->threshold / 100)) {
+        regression = true;
+        text += "  REGRESSION: slower by more than " + std::to_string(a->threshold) + " %\n";
+      }
+    }
+    if (!compared) {
+      std::cerr << "stichotrope: no repetition of " << a->files[1] << " is in " << a->files[0] << '\n' << text;
+      return 2;
+    }
+    if (emit(a->out, text) != 0) return 2;
+    return regression ? 1 : 0;
   }
   if (command == "merge") {
     if (a->files.empty()) return usage("merge expects at least one file");
