@@ -368,8 +368,10 @@ private:
   std::uint64_t (*clock_)() = nullptr;
   std::uint64_t started_ns_ = 0, best_at_ns_ = 0, best_ns_ = UINT64_MAX;
   std::string stopped_by_;
-  std::vector<std::uint64_t> samples_, bytes_, faults_, switches_;
-  std::uint64_t faults_before_ = 0, switches_before_ = 0;
+  std::vector<std::uint64_t> samples_, bytes_;
+  std::uint64_t faults_at_start_ = 0, switches_at_start_ = 0, faults_before_ = 0, switches_before_ = 0;
+  std::uint64_t max_faults_ = 0, max_switches_ = 0, last_ns_ = UINT64_MAX; // the first run is read on its own
+  bool usage_this_run_ = false;
 };
 /// Why `options` cannot run, or nothing.
 std::optional<Error> check_repeat(const RepeatOptions& options);

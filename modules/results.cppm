@@ -116,9 +116,11 @@ struct RepetitionResults {
   /// Bytes `fn` reported (0: none): of the fastest run, and in all.
   std::uint64_t bytes_fastest = 0, bytes_total = 0;
   double best_bytes_per_second = 0, mean_bytes_per_second = 0;
-  /// getrusage(RUSAGE_THREAD) around each run (Linux): page faults (minor and
-  /// major) and context switches (voluntary and not), per run on average and
-  /// at most.
+  /// getrusage(RUSAGE_THREAD) (Linux): page faults (minor and major) and
+  /// context switches (voluntary and not) per run on average (read around
+  /// the whole repetition), and at most in one run (read around each run
+  /// that follows one of 20 us or more, where the two calls cost under 1 %;
+  /// shorter runs would be slowed by them).
   double page_faults_per_run = 0, context_switches_per_run = 0;
   std::uint64_t max_page_faults = 0, max_context_switches = 0;
   friend bool operator==(const RepetitionResults&, const RepetitionResults&) = default;

@@ -284,6 +284,7 @@ std::optional<Error> check_repeat(const RepeatOptions& o) {
 }
 
 repetition::repetition(const RepeatOptions& options) : options_(options), clock_(options.clock) {
+  std::tie(faults_at_start_, switches_at_start_) = thread_usage();
   started_ns_ = best_at_ns_ = now_ns();
 }
 
@@ -312,15 +313,28 @@ bool repetition::more() {
   return true;
 }
 
-void repetition::begin_run() noexcept { std::tie(faults_before_, switches_before_) = thread_usage(); }
+// getrusage around every run costs two system calls, which slow the next
+// run of a short function (a 64 KiB copy: median 0.85 -> 1.27 us here). So
+// each run is read on its own only when the previous one took 20 us or more
+// (the calls then cost under 1 %); the averages come from the readings
+// around the whole repetition.
+constexpr std::uint64_t usage_per_run_from_ns = 20'000;
+
+void repetition::begin_run() noexcept {
+  usage_this_run_ = last_ns_ >= usage_per_run_from_ns;
+  if (usage_this_run_) std::tie(faults_before_, switches_before_) = thread_usage();
+}
 
 void repetition::end_run(std::uint64_t start, std::uint64_t end, std::uint64_t bytes) {
-  const auto [faults, switches] = thread_usage();
   const std::uint64_t ns = clock_ != nullptr ? end - start : ticks_to_ns(start, end);
+  if (usage_this_run_) {
+    const auto [faults, switches] = thread_usage();
+    max_faults_ = std::max(max_faults_, faults - faults_before_);
+    max_switches_ = std::max(max_switches_, switches - switches_before_);
+  }
+  last_ns_ = ns;
   samples_.push_back(ns);
   bytes_.push_back(bytes);
-  faults_.push_back(faults - faults_before_);
-  switches_.push_back(switches - switches_before_);
   if (ns < best_ns_) {
     best_ns_ = ns;
     best_at_ns_ = now_ns();
@@ -328,9 +342,16 @@ void repetition::end_run(std::uint64_t start, std::uint64_t end, std::uint64_t b
 }
 
 RepetitionResults repetition::finish(profiler_core& core, int track, std::string_view name, std::string stopped_by) {
+  const auto [faults, switches] = thread_usage();
   const bool any_bytes = std::any_of(bytes_.begin(), bytes_.end(), [](std::uint64_t b) { return b != 0; });
-  RepetitionResults r = summarize_repetitions(std::move(samples_), any_bytes ? bytes_ : std::vector<std::uint64_t>{},
-                                              faults_, switches_);
+  RepetitionResults r =
+      summarize_repetitions(std::move(samples_), any_bytes ? bytes_ : std::vector<std::uint64_t>{});
+  if (r.runs > 0) {
+    r.page_faults_per_run = static_cast<double>(faults - faults_at_start_) / static_cast<double>(r.runs);
+    r.context_switches_per_run = static_cast<double>(switches - switches_at_start_) / static_cast<double>(r.runs);
+  }
+  r.max_page_faults = max_faults_;
+  r.max_context_switches = max_switches_;
   r.name = std::string(name);
   r.track = track;
   r.stopped_by = stopped_by.empty() ? stopped_by_ : std::move(stopped_by);

@@ -5,6 +5,8 @@
 #define BOOST_TEST_MODULE repeat
 #include <boost/test/unit_test.hpp>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -271,4 +273,25 @@ BOOST_AUTO_TEST_CASE(repetitions_are_in_the_exports_and_read_back) {
   std::string broken = to_json(results);
   broken.replace(broken.find("\"samples_ns\": ["), 15, "\"samples_ns\": [\"x\", ");
   BOOST_TEST(!read_results_json(broken, "broken").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(page_faults_per_run_are_counted) {
+  Profiler p{"repeat_faults"};
+  // Each run maps 1 MiB afresh and touches every page: 256 page faults a
+  // run (4 KiB pages), long enough to be read run by run.
+  auto r = p.repeat(
+      0, "fresh_1mib",
+      [] {
+        constexpr std::size_t size = 1 << 20;
+        void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        BOOST_REQUIRE(m != MAP_FAILED);
+        auto* bytes = static_cast<volatile char*>(m);
+        for (std::size_t i = 0; i < size; i += 4096) bytes[i] = 1;
+        ::munmap(m, size);
+      },
+      {.iterations = 30});
+  BOOST_TEST_REQUIRE(r.has_value());
+  BOOST_TEST_MESSAGE("measured: " << r->page_faults_per_run << " page faults a run, at most " << r->max_page_faults);
+  BOOST_TEST(r->page_faults_per_run >= 100.0);
+  BOOST_TEST(r->max_page_faults >= 100u);
 }
