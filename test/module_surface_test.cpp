@@ -168,6 +168,19 @@ BOOST_AUTO_TEST_CASE(every_coroutine_timeline_and_reader_name_is_usable) {
   BOOST_TEST(!row.regression);
   BOOST_TEST(!st::to_text(c).empty());
   BOOST_TEST(st::merge_results({results, *back}).total_hits() == 2 * results.total_hits());
+  // Repetition testing.
+  const st::RepeatOptions options{.iterations = 12};
+  const st::expected<st::RepetitionResults> rep = profiler.repeat(5, "repeated", [] {}, options);
+  BOOST_TEST_REQUIRE(rep.has_value());
+  BOOST_TEST(rep->runs == 12u);
+  BOOST_TEST((profiler.repeat(5, "repeated", [] {}, st::RepeatOptions{}).error().code == st::errc::invalid_argument));
+  const st::RepetitionResults summary = st::summarize_repetitions({3, 1, 2});
+  BOOST_TEST(summary.median_ns == 2u);
+  const st::RepetitionComparison same = st::compare_repetitions(summary, summary);
+  BOOST_TEST((same.result == st::RepetitionComparison::verdict::indistinguishable));
+  BOOST_TEST(!same.regression(0.0));
+  BOOST_TEST(st::to_text(same).find("indistinguishable") != std::string::npos);
+  BOOST_TEST(st::to_repetitions_csv(profiler.get_results()).find(",repeated,12,") != std::string::npos);
 }
 
 // The internal names importers may use, and only these (docs/architecture.md,
@@ -198,6 +211,10 @@ BOOST_AUTO_TEST_CASE(the_listed_internal_names_are_usable) {
   BOOST_TEST((reg && rep && &d::report_status));
   // the clock
   BOOST_TEST(d::ticks_to_ns(d::epoch_ticks.load(), d::now_ticks()) > 0u);
+  // Profiler::repeat's loop
+  BOOST_TEST(!d::check_repeat(stichotrope::RepeatOptions{.iterations = 1}).has_value());
+  d::repetition run(stichotrope::RepeatOptions{.iterations = 1});
+  BOOST_TEST(run.more());
   // the tests
   BOOST_TEST(d::max_exited_entries > 0u);
   BOOST_TEST(d::max_exited_timelines > 0u);
