@@ -33,7 +33,5 @@ using expected = tl::expected<T, Error>;
 inline tl::unexpected<Error> fail(errc code, std::string message) {
   return tl::unexpected<Error>(Error{code, std::move(message)});
 }
-/// The same for an Error already made (templates in other partitions).
-inline tl::unexpected<Error> fail(Error e) { return tl::unexpected<Error>(std::move(e)); }
 
 } // namespace stichotrope

@@ -375,6 +375,8 @@ private:
 };
 /// Why `options` cannot run, or nothing.
 std::optional<Error> check_repeat(const RepeatOptions& options);
+/// `e` as repeat's result (the template cannot name tl::unexpected).
+expected<RepetitionResults> refused(Error e);
 } // namespace detail
 
 /// A profiler: named, with numbered tracks of blocks. Thread-safe; blocks
@@ -543,9 +545,9 @@ public:
     using R = std::invoke_result_t<F&>;
     static_assert(std::is_void_v<R> || std::is_convertible_v<R, std::uint64_t>,
                   "repeat: fn returns nothing or the bytes it processed");
-    if (auto why = detail::check_repeat(options)) return fail(std::move(*why));
+    if (auto why = detail::check_repeat(options)) return detail::refused(std::move(*why));
     auto where = site(track, name, loc);
-    if (!where) return fail(where.error());
+    if (!where) return detail::refused(where.error());
     for (std::uint64_t i = 0; i < options.warmup; ++i) std::invoke(fn);
     detail::repetition run(options);
     try {

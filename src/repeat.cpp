@@ -18,6 +18,8 @@ module;
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <tl/expected.hpp>
 module stichotrope;
 
 namespace stichotrope {
@@ -282,6 +284,8 @@ std::optional<Error> check_repeat(const RepeatOptions& o) {
   if (o.time_limit.count() < 0) return Error{errc::invalid_argument, "repeat: time_limit must not be negative"};
   return std::nullopt;
 }
+
+expected<RepetitionResults> refused(Error e) { return tl::unexpected<Error>(std::move(e)); }
 
 repetition::repetition(const RepeatOptions& options) : options_(options), clock_(options.clock) {
   std::tie(faults_at_start_, switches_at_start_) = thread_usage();

@@ -25,7 +25,11 @@ stichotrope::Profiler big_profiler{"big"};
 std::atomic<int> big_ready{0};
 struct big_checker {
   ~big_checker() {
-    if (big_ready.load() != big_threads) return; // main did not get as far
+    if (big_ready.load() != big_threads) { // main never finished its setup: a failure, said so
+      std::puts("exit_test: the big profiler's threads never all recorded");
+      std::fflush(stdout);
+      std::_Exit(1);
+    }
     const auto r = big_profiler.get_results();
     const bool split =
         std::thread::hardware_concurrency() < 2 || stichotrope::detail::testing::last_merge_threads.load() > 1;

@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE module_surface
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <coroutine>
@@ -12,7 +13,9 @@
 #include <optional>
 #include <source_location>
 #include <sstream>
+#include <set>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 import stichotrope;
@@ -37,9 +40,11 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
   std::ostringstream os;
   os << error;
   BOOST_TEST(os.str() == "m");
+  std::set<int> codes; // every code, each a value of its own
   for (auto code : {st::errc::invalid_track, st::errc::empty_name, st::errc::io_error, st::errc::too_many_sites,
-                    st::errc::invalid_input})
-    BOOST_TEST(static_cast<int>(code) >= 0);
+                    st::errc::invalid_input, st::errc::invalid_argument})
+    codes.insert(static_cast<int>(code));
+  BOOST_TEST(codes.size() == 6u);
 
   const st::clock_calibration& cal = st::calibrate_clock();
   BOOST_TEST((cal.source == st::clock_source::tsc || cal.source == st::clock_source::steady_clock));
@@ -191,13 +196,13 @@ BOOST_AUTO_TEST_CASE(every_coroutine_timeline_and_reader_name_is_usable) {
 BOOST_AUTO_TEST_CASE(the_listed_internal_names_are_usable) {
   namespace d = stichotrope::detail;
   // include/stichotrope/asio.hpp
-  d::context* (*acquire)() = &d::acquire_context;
-  void (*release)(d::context*) noexcept = &d::release_context;
-  void (*resume)(d::context&) noexcept = &d::resume_flow;
-  void (*finish)(d::context&) noexcept = &d::finish_flow;
-  void (*leave)(d::context&) noexcept = &d::leave_destroying;
-  void (*cont)(d::context&) noexcept = &d::continue_flow;
-  BOOST_TEST((acquire && release && resume && finish && leave && cont));
+  // (Their signatures, as the header calls them: a change fails to compile.)
+  static_assert(std::is_same_v<decltype(&d::acquire_context), d::context* (*)()>);
+  static_assert(std::is_same_v<decltype(&d::release_context), void (*)(d::context*) noexcept>);
+  static_assert(std::is_same_v<decltype(&d::resume_flow), void (*)(d::context&) noexcept>);
+  static_assert(std::is_same_v<decltype(&d::finish_flow), void (*)(d::context&) noexcept>);
+  static_assert(std::is_same_v<decltype(&d::leave_destroying), void (*)(d::context&) noexcept>);
+  static_assert(std::is_same_v<decltype(&d::continue_flow), void (*)(d::context&) noexcept>);
   d::context* flow = d::acquire_context(); // a wait's await site and join path
   const std::uint32_t depth = d::push_join(*flow, d::await_key(std::source_location::current()));
   BOOST_TEST(flow->join_depth == depth + 1);
@@ -206,15 +211,28 @@ BOOST_AUTO_TEST_CASE(the_listed_internal_names_are_usable) {
   d::release_context(flow);
   BOOST_TEST(d::awaited_type<int>::name == "int");
   // the optional exporters (stichotrope::http, stichotrope::otel)
-  void (*reg)(const d::exporter*) = &d::register_exporter;
-  void (*rep)(stichotrope::Profiler&, std::string) = &d::report;
-  BOOST_TEST((reg && rep && &d::report_status));
+  static_assert(std::is_same_v<decltype(&d::register_exporter), void (*)(const d::exporter*)>);
+  static_assert(std::is_same_v<decltype(&d::report), void (*)(stichotrope::Profiler&, std::string)>);
+  static_assert(
+      std::is_same_v<decltype(&d::report_status), void (*)(stichotrope::Profiler&, std::string_view, std::string)>);
+  {
+    stichotrope::Profiler diagnosed{"diagnosed"};
+    d::report(diagnosed, "surface: a diagnostic");
+    d::report_status(diagnosed, "surface: count", "surface: count 1");
+    d::report_status(diagnosed, "surface: count", "surface: count 2");
+    const auto diags = diagnosed.get_results().diagnostics;
+    BOOST_TEST(std::count(diags.begin(), diags.end(), "surface: a diagnostic") == 1);
+    BOOST_TEST(std::count(diags.begin(), diags.end(), "surface: count 2") == 1);
+    BOOST_TEST(std::count(diags.begin(), diags.end(), "surface: count 1") == 0);
+  }
   // the clock
   BOOST_TEST(d::ticks_to_ns(d::epoch_ticks.load(), d::now_ticks()) > 0u);
   // Profiler::repeat's loop
   BOOST_TEST(!d::check_repeat(stichotrope::RepeatOptions{.iterations = 1}).has_value());
   d::repetition run(stichotrope::RepeatOptions{.iterations = 1});
   BOOST_TEST(run.more());
+  BOOST_TEST((d::refused(stichotrope::Error{stichotrope::errc::io_error, "x"}).error().code ==
+              stichotrope::errc::io_error));
   // the tests
   BOOST_TEST(d::max_exited_entries > 0u);
   BOOST_TEST(d::max_exited_timelines > 0u);
