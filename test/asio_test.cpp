@@ -586,11 +586,41 @@ BOOST_AUTO_TEST_CASE(children_spawned_inline_are_the_parents_wait_not_its_active
 
 // ---------------------------------------------------------------------------
 // Awaitables with an executor of their own type (not any_io_executor): a
-// strand, io_context's own executor type (the header's promise is the same
-// template for every executor type, a program's own included). Two
+// strand, io_context's own executor type, a program's own executor. Two
 // sessions interleaved on one thread, each holding a block across a timer
 // (40 ms and 20 ms): each is a flow of its own, so neither block is the
 // other's parent, and each is suspended for its timer.
+
+/// A program's own executor type: forwards to another (through Asio's
+/// customisation points) and counts what it runs.
+template <class Inner>
+struct counting_executor {
+  Inner inner;
+  std::atomic<int>* runs;
+  friend bool operator==(const counting_executor& a, const counting_executor& b) noexcept {
+    return a.inner == b.inner && a.runs == b.runs;
+  }
+  friend bool operator!=(const counting_executor& a, const counting_executor& b) noexcept { return !(a == b); }
+  template <class F>
+  void execute(F&& f) const {
+    runs->fetch_add(1, std::memory_order_relaxed);
+    net::execution::execute(inner, std::forward<F>(f));
+  }
+  template <class Property>
+  auto query(const Property& p) const -> decltype(net::query(std::declval<const Inner&>(), p)) {
+    return net::query(inner, p);
+  }
+  template <class Property>
+  auto require(const Property& p) const
+      -> counting_executor<std::decay_t<decltype(net::require(std::declval<const Inner&>(), p))>> {
+    return {net::require(inner, p), runs};
+  }
+  template <class Property>
+  auto prefer(const Property& p) const
+      -> counting_executor<std::decay_t<decltype(net::prefer(std::declval<const Inner&>(), p))>> {
+    return {net::prefer(inner, p), runs};
+  }
+};
 
 template <class Executor>
 void check_typed_sessions(Executor a, Executor b, net::io_context& io, const char* label) {
@@ -630,4 +660,12 @@ BOOST_AUTO_TEST_CASE(strand_typed_awaitables_are_flows_with_exact_parents_and_su
 BOOST_AUTO_TEST_CASE(io_context_executor_typed_awaitables_are_flows) {
   net::io_context io(1);
   check_typed_sessions(io.get_executor(), io.get_executor(), io, "io_context");
+}
+
+BOOST_AUTO_TEST_CASE(a_programs_own_executor_type_gets_flows) {
+  net::io_context io(1);
+  std::atomic<int> runs{0};
+  using own = counting_executor<net::io_context::executor_type>;
+  check_typed_sessions(own{io.get_executor(), &runs}, own{io.get_executor(), &runs}, io, "own");
+  BOOST_TEST(runs.load() > 0); // the program's executor ran them
 }

@@ -1,7 +1,9 @@
 // stichotrope: read, convert, compare and merge results files.
 //
 //   stichotrope table   FILE                      print the results table
-//   stichotrope csv     FILE [-o OUT]             convert to CSV
+//   stichotrope csv     FILE [--repetitions] [-o OUT]
+//                       convert to CSV (the blocks; with --repetitions,
+//                       Profiler::repeat's statistics, one row each)
 //   stichotrope folded  FILE [--active] [-o OUT]  folded stacks for flame graphs
 //   stichotrope compare BASE NEW [--threshold PCT]
 //                       per block: hits, mean, p99, active, suspended and their
@@ -30,7 +32,7 @@ namespace {
 int usage(const char* why) {
   std::cerr << "stichotrope: " << why << "\n"
             << "usage: stichotrope table FILE\n"
-               "       stichotrope csv FILE [-o OUT]\n"
+               "       stichotrope csv FILE [--repetitions] [-o OUT]\n"
                "       stichotrope folded FILE [--active] [-o OUT]\n"
                "       stichotrope compare BASE NEW [--threshold PCT]\n"
                "       stichotrope merge FILE... -o OUT\n"
@@ -44,6 +46,7 @@ struct args {
   double threshold = 10.0;
   double confidence = 0.95;
   bool active = false;
+  bool repetitions = false;
 };
 
 std::optional<args> parse(int argc, char** argv, std::string& error) {
@@ -67,6 +70,8 @@ std::optional<args> parse(int argc, char** argv, std::string& error) {
         return error = "--confidence needs a level between 0.5 and 1 (e.g. 0.95)", std::nullopt;
     } else if (arg == "--active") {
       a.active = true;
+    } else if (arg == "--repetitions") {
+      a.repetitions = true;
     } else if (arg.starts_with("-")) {
       return error = "unknown option " + std::string(arg), std::nullopt;
     } else {
@@ -111,7 +116,8 @@ int main(int argc, char** argv) {
     const auto r = load(a->files[0]);
     if (!r) return 2;
     if (command == "table") return emit(a->out, stichotrope::to_table(*r));
-    if (command == "csv") return emit(a->out, stichotrope::to_csv(*r));
+    if (command == "csv")
+      return emit(a->out, a->repetitions ? stichotrope::to_repetitions_csv(*r) : stichotrope::to_csv(*r));
     return emit(a->out, stichotrope::to_folded(*r, a->active ? stichotrope::fold_weight::active_time
                                                              : stichotrope::fold_weight::self_time));
   }
