@@ -30,7 +30,8 @@ using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
 // The stream of Beast's awaitable examples: use_awaitable is its default
 // completion token.
-using tcp_stream = beast::tcp_stream::rebind_executor<net::use_awaitable_t<>::executor_with_default<net::any_io_executor>>::other;
+using tcp_stream =
+    beast::tcp_stream::rebind_executor<net::use_awaitable_t<>::executor_with_default<net::any_io_executor>>::other;
 
 namespace {
 
@@ -167,13 +168,13 @@ int main(int argc, char** argv) {
     const auto* s = r.find_block(session_track, "session");
     const auto* c = r.find_block(client_track, "client_request");
     ok = ok && s != nullptr && c != nullptr && s->hit_count == static_cast<std::uint64_t>(clients) &&
-         s->callers.size() == 1 && s->callers[0].parent_site_id == stichotrope::no_parent &&
-         c->hit_count == expected && c->callers.size() == 1 && c->callers[0].parent_site_id == stichotrope::no_parent;
-    for (auto [track, name] : {std::pair{parse_track, "read_parse"}, std::pair{handle_track, "handle"},
-                               std::pair{write_track, "write"}}) {
+         s->callers.size() == 1 && s->callers[0].parent_site_id == stichotrope::no_parent && c->hit_count == expected &&
+         c->callers.size() == 1 && c->callers[0].parent_site_id == stichotrope::no_parent;
+    for (auto [track, name] :
+         {std::pair{parse_track, "read_parse"}, std::pair{handle_track, "handle"}, std::pair{write_track, "write"}}) {
       const auto* b = r.find_block(track, name);
-      ok = ok && b != nullptr && b->callers.size() == 1 && s != nullptr &&
-           b->callers[0].parent_site_id == s->site_id && b->hit_count >= expected;
+      ok = ok && b != nullptr && b->callers.size() == 1 && s != nullptr && b->callers[0].parent_site_id == s->site_id &&
+           b->hit_count >= expected;
     }
   }
   std::cout << completed.load() << " of " << expected

@@ -398,9 +398,9 @@ struct profiler_core {
   std::uint64_t exited_timeline_events_dropped = 0;
   std::vector<std::string> diagnostics;
   std::vector<RepetitionResults> repetitions; // Profiler::repeat's, since the last clear()
-  Config code_config;                     // what the code gave (wins over every other source)
-  Config config;                          // in effect
-  std::vector<std::string> config_errors; // of the last reading, as diagnostics
+  Config code_config;                         // what the code gave (wins over every other source)
+  Config config;                              // in effect
+  std::vector<std::string> config_errors;     // of the last reading, as diagnostics
 
   explicit profiler_core(std::string profiler_name);
 };

@@ -10,11 +10,11 @@ export namespace stichotrope {
 
 /// What went wrong, coarsely; the message says exactly what and what to do.
 enum class errc {
-  invalid_track,  ///< a track index outside [0, max_tracks)
-  empty_name,     ///< a block or track name that is empty
-  io_error,       ///< a file could not be created, written or renamed
-  too_many_sites, ///< the profiler's call-site table is full
-  invalid_input,  ///< a results file that is not valid JSON or not a results document
+  invalid_track,    ///< a track index outside [0, max_tracks)
+  empty_name,       ///< a block or track name that is empty
+  io_error,         ///< a file could not be created, written or renamed
+  too_many_sites,   ///< the profiler's call-site table is full
+  invalid_input,    ///< a results file that is not valid JSON or not a results document
   invalid_argument, ///< options that cannot work (e.g. a repetition with no way to stop)
 };
 

@@ -129,7 +129,8 @@ struct RepetitionResults {
 /// The statistics of `samples_ns` (the runs of a repetition), filled into a
 /// RepetitionResults; `bytes` per run (empty: none), page faults and
 /// context switches per run (empty: unknown). Deterministic.
-RepetitionResults summarize_repetitions(std::vector<std::uint64_t> samples_ns, const std::vector<std::uint64_t>& bytes = {},
+RepetitionResults summarize_repetitions(std::vector<std::uint64_t> samples_ns,
+                                        const std::vector<std::uint64_t>& bytes = {},
                                         const std::vector<std::uint64_t>& page_faults = {},
                                         const std::vector<std::uint64_t>& context_switches = {});
 
@@ -152,9 +153,7 @@ struct RepetitionComparison {
   std::uint64_t base_runs = 0, current_runs = 0;
   /// A regression beyond `threshold`: slower at the confidence asked, by a
   /// shift whose estimate exceeds threshold (relative, 0.05 = 5 %).
-  bool regression(double threshold) const noexcept {
-    return result == verdict::slower && relative > threshold;
-  }
+  bool regression(double threshold) const noexcept { return result == verdict::slower && relative > threshold; }
 };
 
 /// Compares two repetitions of the same function (or of two versions of it).

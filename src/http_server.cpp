@@ -267,9 +267,7 @@ struct reply {
 
 constexpr const char* json_type = "application/json; charset=utf-8";
 
-reply json_reply(std::string body) {
-  return {200, json_type, std::move(body), {{"Cache-Control", "no-store"}}};
-}
+reply json_reply(std::string body) { return {200, json_type, std::move(body), {{"Cache-Control", "no-store"}}}; }
 
 reply error_reply(unsigned status, std::string_view message) {
   std::string body = "{\"error\":";
@@ -380,7 +378,7 @@ std::optional<reply> read_route(endpoint* e, const request& req) {
   if (path == "/api/results")
     return with_profiler(e, req, [&](stichotrope::Profiler& p) {
       auto r = json_reply(req.param_or_empty("threads") == "1" ? threads_json(p)
-                                                                : stichotrope::to_json(p.get_results(), -1));
+                                                               : stichotrope::to_json(p.get_results(), -1));
       if (req.param_or_empty("download") == "1")
         r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + file_name(p.name(), ".json") + "\"");
       return r;
@@ -389,7 +387,9 @@ std::optional<reply> read_route(endpoint* e, const request& req) {
     return with_profiler(e, req, [&](stichotrope::Profiler& p) {
       const auto weight = req.param_or_empty("weight") == "active" ? stichotrope::fold_weight::active_time
                                                                    : stichotrope::fold_weight::self_time;
-      return reply{200, "text/plain; charset=utf-8", stichotrope::to_folded(p.get_results(), weight),
+      return reply{200,
+                   "text/plain; charset=utf-8",
+                   stichotrope::to_folded(p.get_results(), weight),
                    {{"Cache-Control", "no-store"}}};
     });
   if (path == "/api/timeline") {
@@ -426,9 +426,12 @@ using control_action = std::optional<std::string> (*)(stichotrope::Profiler&, co
 /// The controls: POST with X-Stichotrope-Control, answered with the new state.
 control_action find_control(std::string_view path) {
   using opt = std::optional<std::string>;
-  if (path == "/api/start") return [](stichotrope::Profiler& p, const request&) -> opt { return p.start(), std::nullopt; };
-  if (path == "/api/stop") return [](stichotrope::Profiler& p, const request&) -> opt { return p.stop(), std::nullopt; };
-  if (path == "/api/clear") return [](stichotrope::Profiler& p, const request&) -> opt { return p.clear(), std::nullopt; };
+  if (path == "/api/start")
+    return [](stichotrope::Profiler& p, const request&) -> opt { return p.start(), std::nullopt; };
+  if (path == "/api/stop")
+    return [](stichotrope::Profiler& p, const request&) -> opt { return p.stop(), std::nullopt; };
+  if (path == "/api/clear")
+    return [](stichotrope::Profiler& p, const request&) -> opt { return p.clear(), std::nullopt; };
   if (path == "/api/capture")
     return [](stichotrope::Profiler& p, const request& req) -> opt {
       const auto on = req.param_or_empty("on");
@@ -444,7 +447,8 @@ control_action find_control(std::string_view path) {
     return [](stichotrope::Profiler& p, const request& req) -> opt {
       int track = -1;
       const auto t = req.param_or_empty("track");
-      if (std::from_chars(t.data(), t.data() + t.size(), track).ec != std::errc{}) return "track: expected a track index";
+      if (std::from_chars(t.data(), t.data() + t.size(), track).ec != std::errc{})
+        return "track: expected a track index";
       const auto enabled = req.param_or_empty("enabled");
       if (enabled != "1" && enabled != "0") return "enabled: expected 1 or 0";
       if (auto r = p.set_track_enabled(track, enabled == "1"); !r) return r.error().message;
@@ -615,13 +619,12 @@ tl::expected<endpoint*, std::string> start_endpoint(const std::string& address, 
   auto* e = new endpoint;
   e->host = host;
   e->token = std::move(token);
-  const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                         (found->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0u);
-  e->daemon = MHD_start_daemon(
-      flags, static_cast<std::uint16_t>(port), nullptr, nullptr, &on_request, e, MHD_OPTION_SOCK_ADDR,
-      found->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, serving_threads, MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s,
-      MHD_OPTION_CONNECTION_LIMIT, max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory,
-      MHD_OPTION_END);
+  const unsigned flags =
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | (found->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0u);
+  e->daemon = MHD_start_daemon(flags, static_cast<std::uint16_t>(port), nullptr, nullptr, &on_request, e,
+                               MHD_OPTION_SOCK_ADDR, found->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, serving_threads,
+                               MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                               max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory, MHD_OPTION_END);
   if (e->daemon == nullptr) {
     delete e;
     return tl::unexpected("cannot listen on " + address + " (in use, or not an address of this machine)");

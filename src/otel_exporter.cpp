@@ -61,7 +61,7 @@ using opentelemetry::common::SystemTimestamp;
 using stichotrope::latency_histogram;
 
 constexpr std::uint64_t default_interval_ms = 60'000; // the OpenTelemetry specification's default
-constexpr std::uint64_t default_timeout_ms = 10'000;   // the same for OTEL_EXPORTER_OTLP_TIMEOUT
+constexpr std::uint64_t default_timeout_ms = 10'000;  // the same for OTEL_EXPORTER_OTLP_TIMEOUT
 
 std::uint64_t splitmix(std::uint64_t x) noexcept {
   x += 0x9e3779b97f4a7c15ull;
@@ -647,8 +647,8 @@ private:
   opentelemetry::sdk::resource::Resource resource_;
   opentelemetry::nostd::unique_ptr<opentelemetry::sdk::instrumentationscope::InstrumentationScope> scope_;
   std::chrono::milliseconds interval_;
-  std::chrono::milliseconds timeout_;                 // of one export (OTEL_EXPORTER_OTLP_TIMEOUT)
-  bool exporting_ = false;                            // the thread is exporting (under mutex_)
+  std::chrono::milliseconds timeout_; // of one export (OTEL_EXPORTER_OTLP_TIMEOUT)
+  bool exporting_ = false;            // the thread is exporting (under mutex_)
   std::string url_;
   std::unique_ptr<msdk::PushMetricExporter> metrics_;
   std::unique_ptr<tsdk::SpanExporter> spans_;

@@ -182,27 +182,27 @@ bool read_block(reader& r, const json& j, const std::string& path, BlockResults&
 /// One of Profiler::repeat's results (src/report.cpp writes them).
 bool read_repetition(reader& r, const json& j, const std::string& path, RepetitionResults& x) {
   std::uint64_t track = 0;
-  if (!r.str(j, "name", path, x.name) || !r.u64(j, "track", path, track) || !r.str(j, "stopped_by", path, x.stopped_by) ||
-      !r.u64(j, "runs", path, x.runs))
+  if (!r.str(j, "name", path, x.name) || !r.u64(j, "track", path, track) ||
+      !r.str(j, "stopped_by", path, x.stopped_by) || !r.u64(j, "runs", path, x.runs))
     return false;
   if (track >= static_cast<std::uint64_t>(max_tracks)) return r.fail_at(path + ".track", "is out of range"), false;
   x.track = static_cast<int>(track);
-  for (auto [key, v] : {std::pair{"min_ns", &x.min_ns}, std::pair{"max_ns", &x.max_ns},
-                        std::pair{"median_ns", &x.median_ns}, std::pair{"p90_ns", &x.p90_ns},
-                        std::pair{"p99_ns", &x.p99_ns}, std::pair{"median_ci_low_ns", &x.median_ci_low_ns},
-                        std::pair{"median_ci_high_ns", &x.median_ci_high_ns},
-                        std::pair{"bytes_fastest", &x.bytes_fastest}, std::pair{"bytes_total", &x.bytes_total},
-                        std::pair{"max_page_faults", &x.max_page_faults},
-                        std::pair{"max_context_switches", &x.max_context_switches}})
+  for (auto [key, v] :
+       {std::pair{"min_ns", &x.min_ns}, std::pair{"max_ns", &x.max_ns}, std::pair{"median_ns", &x.median_ns},
+        std::pair{"p90_ns", &x.p90_ns}, std::pair{"p99_ns", &x.p99_ns},
+        std::pair{"median_ci_low_ns", &x.median_ci_low_ns}, std::pair{"median_ci_high_ns", &x.median_ci_high_ns},
+        std::pair{"bytes_fastest", &x.bytes_fastest}, std::pair{"bytes_total", &x.bytes_total},
+        std::pair{"max_page_faults", &x.max_page_faults}, std::pair{"max_context_switches", &x.max_context_switches}})
     if (!r.u64(j, key, path, *v)) return false;
-  for (auto [key, v] : {std::pair{"mean_ns", &x.mean_ns}, std::pair{"stddev_ns", &x.stddev_ns},
-                        std::pair{"mean_ci_low_ns", &x.mean_ci_low_ns}, std::pair{"mean_ci_high_ns", &x.mean_ci_high_ns},
-                        std::pair{"median_ci_level", &x.median_ci_level},
-                        std::pair{"mean_without_outliers_ns", &x.mean_without_outliers_ns},
-                        std::pair{"best_bytes_per_second", &x.best_bytes_per_second},
-                        std::pair{"mean_bytes_per_second", &x.mean_bytes_per_second},
-                        std::pair{"page_faults_per_run", &x.page_faults_per_run},
-                        std::pair{"context_switches_per_run", &x.context_switches_per_run}})
+  for (auto [key, v] :
+       {std::pair{"mean_ns", &x.mean_ns}, std::pair{"stddev_ns", &x.stddev_ns},
+        std::pair{"mean_ci_low_ns", &x.mean_ci_low_ns}, std::pair{"mean_ci_high_ns", &x.mean_ci_high_ns},
+        std::pair{"median_ci_level", &x.median_ci_level},
+        std::pair{"mean_without_outliers_ns", &x.mean_without_outliers_ns},
+        std::pair{"best_bytes_per_second", &x.best_bytes_per_second},
+        std::pair{"mean_bytes_per_second", &x.mean_bytes_per_second},
+        std::pair{"page_faults_per_run", &x.page_faults_per_run},
+        std::pair{"context_switches_per_run", &x.context_switches_per_run}})
     if (!r.num(j, key, path, *v)) return false;
   const json* outliers = r.array(j, "outliers", path);
   if (outliers == nullptr) return false;
@@ -220,8 +220,8 @@ bool read_repetition(reader& r, const json& j, const std::string& path, Repetiti
     x.samples_ns.push_back((*samples)[i].get<std::uint64_t>());
   }
   if (x.samples_ns.size() != x.runs)
-    return r.fail_at(path, "has " + std::to_string(x.samples_ns.size()) + " samples for " + std::to_string(x.runs) +
-                               " runs"),
+    return r.fail_at(path,
+                     "has " + std::to_string(x.samples_ns.size()) + " samples for " + std::to_string(x.runs) + " runs"),
            false;
   return true;
 }

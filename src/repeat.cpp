@@ -151,7 +151,8 @@ RepetitionResults summarize_repetitions(std::vector<std::uint64_t> samples_ns, c
     const auto fastest = static_cast<std::size_t>(std::min_element(x.begin(), x.end()) - x.begin());
     r.bytes_fastest = bytes[fastest];
     r.bytes_total = std::accumulate(bytes.begin(), bytes.end(), std::uint64_t{0});
-    if (r.min_ns > 0) r.best_bytes_per_second = static_cast<double>(r.bytes_fastest) * 1e9 / static_cast<double>(r.min_ns);
+    if (r.min_ns > 0)
+      r.best_bytes_per_second = static_cast<double>(r.bytes_fastest) * 1e9 / static_cast<double>(r.min_ns);
     if (sum > 0) r.mean_bytes_per_second = static_cast<double>(r.bytes_total) * 1e9 / sum;
   }
   if (page_faults.size() == n) {
@@ -240,8 +241,8 @@ RepetitionComparison compare_repetitions(const RepetitionResults& base, const Re
   c.relative_low = c.shift_low_ns / scale;
   c.relative_high = c.shift_high_ns / scale;
   using verdict = RepetitionComparison::verdict;
-  c.result = c.p_value < 1 - confidence ? (c.shift_ns > 0 ? verdict::slower : verdict::faster)
-                                        : verdict::indistinguishable;
+  c.result =
+      c.p_value < 1 - confidence ? (c.shift_ns > 0 ? verdict::slower : verdict::faster) : verdict::indistinguishable;
   return c;
 }
 
@@ -348,8 +349,7 @@ void repetition::end_run(std::uint64_t start, std::uint64_t end, std::uint64_t b
 RepetitionResults repetition::finish(profiler_core& core, int track, std::string_view name, std::string stopped_by) {
   const auto [faults, switches] = thread_usage();
   const bool any_bytes = std::any_of(bytes_.begin(), bytes_.end(), [](std::uint64_t b) { return b != 0; });
-  RepetitionResults r =
-      summarize_repetitions(std::move(samples_), any_bytes ? bytes_ : std::vector<std::uint64_t>{});
+  RepetitionResults r = summarize_repetitions(std::move(samples_), any_bytes ? bytes_ : std::vector<std::uint64_t>{});
   if (r.runs > 0) {
     r.page_faults_per_run = static_cast<double>(faults - faults_at_start_) / static_cast<double>(r.runs);
     r.context_switches_per_run = static_cast<double>(switches - switches_at_start_) / static_cast<double>(r.runs);

@@ -279,23 +279,22 @@ std::string to_json(const ProfilerResults& results, int indent) {
       w.key("track"), w.value(r.track);
       w.key("stopped_by"), w.value(r.stopped_by);
       w.key("runs"), w.value(r.runs);
-      for (auto [key, v] : {std::pair{"min_ns", r.min_ns}, std::pair{"max_ns", r.max_ns},
-                            std::pair{"median_ns", r.median_ns}, std::pair{"p90_ns", r.p90_ns},
-                            std::pair{"p99_ns", r.p99_ns}, std::pair{"median_ci_low_ns", r.median_ci_low_ns},
-                            std::pair{"median_ci_high_ns", r.median_ci_high_ns},
-                            std::pair{"bytes_fastest", r.bytes_fastest}, std::pair{"bytes_total", r.bytes_total},
-                            std::pair{"max_page_faults", r.max_page_faults},
-                            std::pair{"max_context_switches", r.max_context_switches}})
+      for (auto [key, v] :
+           {std::pair{"min_ns", r.min_ns}, std::pair{"max_ns", r.max_ns}, std::pair{"median_ns", r.median_ns},
+            std::pair{"p90_ns", r.p90_ns}, std::pair{"p99_ns", r.p99_ns},
+            std::pair{"median_ci_low_ns", r.median_ci_low_ns}, std::pair{"median_ci_high_ns", r.median_ci_high_ns},
+            std::pair{"bytes_fastest", r.bytes_fastest}, std::pair{"bytes_total", r.bytes_total},
+            std::pair{"max_page_faults", r.max_page_faults}, std::pair{"max_context_switches", r.max_context_switches}})
         w.key(key), w.value(v);
-      for (auto [key, v] : {std::pair{"mean_ns", r.mean_ns}, std::pair{"stddev_ns", r.stddev_ns},
-                            std::pair{"mean_ci_low_ns", r.mean_ci_low_ns},
-                            std::pair{"mean_ci_high_ns", r.mean_ci_high_ns},
-                            std::pair{"median_ci_level", r.median_ci_level},
-                            std::pair{"mean_without_outliers_ns", r.mean_without_outliers_ns},
-                            std::pair{"best_bytes_per_second", r.best_bytes_per_second},
-                            std::pair{"mean_bytes_per_second", r.mean_bytes_per_second},
-                            std::pair{"page_faults_per_run", r.page_faults_per_run},
-                            std::pair{"context_switches_per_run", r.context_switches_per_run}})
+      for (auto [key, v] :
+           {std::pair{"mean_ns", r.mean_ns}, std::pair{"stddev_ns", r.stddev_ns},
+            std::pair{"mean_ci_low_ns", r.mean_ci_low_ns}, std::pair{"mean_ci_high_ns", r.mean_ci_high_ns},
+            std::pair{"median_ci_level", r.median_ci_level},
+            std::pair{"mean_without_outliers_ns", r.mean_without_outliers_ns},
+            std::pair{"best_bytes_per_second", r.best_bytes_per_second},
+            std::pair{"mean_bytes_per_second", r.mean_bytes_per_second},
+            std::pair{"page_faults_per_run", r.page_faults_per_run},
+            std::pair{"context_switches_per_run", r.context_switches_per_run}})
         w.key(key), w.value(v);
       w.key("outliers"); // [run index, ns]
       w.begin_array();
@@ -429,8 +428,8 @@ std::string to_table(const ProfilerResults& results) {
          << '\n'
          << "  min " << format_time_ns(r.min_ns) << "   median " << format_time_ns(r.median_ns) << " ["
          << format_time_ns(r.median_ci_low_ns) << " .. " << format_time_ns(r.median_ci_high_ns) << ", " << level
-         << "]   mean " << ns(r.mean_ns) << " [" << ns(r.mean_ci_low_ns) << " .. " << ns(r.mean_ci_high_ns)
-         << "]   sd " << ns(r.stddev_ns) << '\n'
+         << "]   mean " << ns(r.mean_ns) << " [" << ns(r.mean_ci_low_ns) << " .. " << ns(r.mean_ci_high_ns) << "]   sd "
+         << ns(r.stddev_ns) << '\n'
          << "  p90 " << format_time_ns(r.p90_ns) << "   p99 " << format_time_ns(r.p99_ns) << "   max "
          << format_time_ns(r.max_ns) << "   outliers " << r.outliers.size() << " (mean without them "
          << ns(r.mean_without_outliers_ns) << ")\n";
@@ -438,9 +437,10 @@ std::string to_table(const ProfilerResults& results) {
         os << "  throughput: best " << rate(r.best_bytes_per_second) << ", mean " << rate(r.mean_bytes_per_second)
            << '\n';
       char per_run[96];
-      std::snprintf(per_run, sizeof per_run, "  per run: %.2f page faults (max %llu), %.2f context switches (max %llu)\n",
-                    r.page_faults_per_run, static_cast<unsigned long long>(r.max_page_faults),
-                    r.context_switches_per_run, static_cast<unsigned long long>(r.max_context_switches));
+      std::snprintf(per_run, sizeof per_run,
+                    "  per run: %.2f page faults (max %llu), %.2f context switches (max %llu)\n", r.page_faults_per_run,
+                    static_cast<unsigned long long>(r.max_page_faults), r.context_switches_per_run,
+                    static_cast<unsigned long long>(r.max_context_switches));
       os << per_run;
     }
   }
@@ -459,11 +459,13 @@ std::string to_repetitions_csv(const ProfilerResults& results) {
     csv_field(out, r.name);
     out += ',' + std::to_string(r.runs) + ',';
     csv_field(out, r.stopped_by);
-    for (const auto v : {r.min_ns, r.median_ns, r.median_ci_low_ns, r.median_ci_high_ns}) out += ',' + std::to_string(v);
+    for (const auto v : {r.min_ns, r.median_ns, r.median_ci_low_ns, r.median_ci_high_ns})
+      out += ',' + std::to_string(v);
     out += ',' + detail::json::python_float(r.median_ci_level);
     for (const double v : {r.mean_ns, r.mean_ci_low_ns, r.mean_ci_high_ns, r.stddev_ns})
       out += ',' + detail::json::python_float(v);
-    for (const auto v : {r.p90_ns, r.p99_ns, r.max_ns, std::uint64_t{r.outliers.size()}}) out += ',' + std::to_string(v);
+    for (const auto v : {r.p90_ns, r.p99_ns, r.max_ns, std::uint64_t{r.outliers.size()}})
+      out += ',' + std::to_string(v);
     for (const double v : {r.mean_without_outliers_ns, r.best_bytes_per_second, r.mean_bytes_per_second,
                            r.page_faults_per_run, r.context_switches_per_run})
       out += ',' + detail::json::python_float(v);

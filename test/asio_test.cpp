@@ -219,7 +219,7 @@ BOOST_AUTO_TEST_CASE(nested_co_spawn_from_this_coro_executor_gives_each_child_it
 }
 
 net::awaitable<void> wait_then_spin(Profiler& p, std::string_view name, std::chrono::milliseconds wait,
-                                     std::chrono::milliseconds spin) {
+                                    std::chrono::milliseconds spin) {
   auto b = p.block(1, name);
   net::steady_timer timer(co_await net::this_coro::executor, wait);
   co_await timer.async_wait(net::use_awaitable);

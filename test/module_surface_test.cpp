@@ -231,8 +231,8 @@ BOOST_AUTO_TEST_CASE(the_listed_internal_names_are_usable) {
   BOOST_TEST(!d::check_repeat(stichotrope::RepeatOptions{.iterations = 1}).has_value());
   d::repetition run(stichotrope::RepeatOptions{.iterations = 1});
   BOOST_TEST(run.more());
-  BOOST_TEST((d::refused(stichotrope::Error{stichotrope::errc::io_error, "x"}).error().code ==
-              stichotrope::errc::io_error));
+  BOOST_TEST(
+      (d::refused(stichotrope::Error{stichotrope::errc::io_error, "x"}).error().code == stichotrope::errc::io_error));
   // the tests
   BOOST_TEST(d::max_exited_entries > 0u);
   BOOST_TEST(d::max_exited_timelines > 0u);

@@ -51,14 +51,13 @@ RepetitionResults named(std::vector<std::uint64_t> samples) {
 BOOST_AUTO_TEST_CASE(every_run_is_a_hit_and_the_statistics_come_back) {
   Profiler p{"repeat"};
   int calls = 0;
-  auto r = p.repeat(
-      2, "spin",
-      [&] {
-        ++calls;
-        auto inner = p.block(3, "inside");
-        busy_for(20us);
-      },
-      {.iterations = 40, .warmup = 3});
+  auto r = p.repeat(2, "spin",
+                    [&] {
+                      ++calls;
+                      auto inner = p.block(3, "inside");
+                      busy_for(20us);
+                    },
+                    {.iterations = 40, .warmup = 3});
   BOOST_TEST_REQUIRE(r.has_value());
   BOOST_TEST(calls == 43); // 3 warm-up runs, not measured
   BOOST_TEST(r->runs == 40u);
@@ -103,12 +102,11 @@ BOOST_AUTO_TEST_CASE(options_that_cannot_work_are_errors) {
 BOOST_AUTO_TEST_CASE(an_exception_propagates_and_the_runs_before_it_are_kept) {
   Profiler p{"repeat_throw"};
   int calls = 0;
-  BOOST_CHECK_THROW(p.repeat(
-                        0, "thrower",
-                        [&] {
-                          if (++calls == 5) throw std::runtime_error("fifth");
-                        },
-                        {.iterations = 10}),
+  BOOST_CHECK_THROW(p.repeat(0, "thrower",
+                             [&] {
+                               if (++calls == 5) throw std::runtime_error("fifth");
+                             },
+                             {.iterations = 10}),
                     std::runtime_error);
   const auto r = p.get_results();
   BOOST_TEST_REQUIRE(r.repetitions.size() == 1u);
@@ -123,19 +121,18 @@ BOOST_AUTO_TEST_CASE(until_no_improvement_stops_when_the_fastest_run_is_old_enou
   // Runs of 1,000, 990, ..., 910 ns (each faster), then 950 ns for ever: the
   // best (910) is run 9; 10 more runs of 950 make it 9,500 ns old.
   std::uint64_t run = 0;
-  auto r = p.repeat(
-      0, "converging", [&] { fake_now += run < 10 ? 1000 - 10 * run++ : 950; },
-      {.until_no_improvement = std::chrono::nanoseconds(9'000), .clock = &fake_clock});
+  auto r = p.repeat(0, "converging", [&] { fake_now += run < 10 ? 1000 - 10 * run++ : 950; },
+                    {.until_no_improvement = std::chrono::nanoseconds(9'000), .clock = &fake_clock});
   BOOST_TEST_REQUIRE(r.has_value());
   BOOST_TEST(r->stopped_by == "no improvement");
   BOOST_TEST(r->min_ns == 910u);
   BOOST_TEST(r->runs == 20u); // 10 improving, then 950 ns each until 9,000 ns have passed: 10 runs
   // A time limit stops it first when it is shorter.
   run = 0;
-  auto limited = p.repeat(
-      0, "limited", [&] { fake_now += 1000; },
-      {.until_no_improvement = std::chrono::nanoseconds(1'000'000), .time_limit = std::chrono::nanoseconds(5'000),
-       .clock = &fake_clock});
+  auto limited = p.repeat(0, "limited", [&] { fake_now += 1000; },
+                          {.until_no_improvement = std::chrono::nanoseconds(1'000'000),
+                           .time_limit = std::chrono::nanoseconds(5'000),
+                           .clock = &fake_clock});
   BOOST_TEST_REQUIRE(limited.has_value());
   BOOST_TEST(limited->stopped_by == "time limit");
   BOOST_TEST(limited->runs == 5u);
@@ -180,8 +177,8 @@ BOOST_AUTO_TEST_CASE(the_95_percent_intervals_cover_the_truth_95_times_in_100) {
     const auto g = summarize_repetitions(draw(rng, 100, gamma));
     mean_covered += g.mean_ci_low_ns <= true_mean && true_mean <= g.mean_ci_high_ns;
   }
-  BOOST_TEST_MESSAGE("measured: median interval covered " << median_covered << " / 1000, mean interval "
-                                                          << mean_covered << " / 1000");
+  BOOST_TEST_MESSAGE("measured: median interval covered " << median_covered << " / 1000, mean interval " << mean_covered
+                                                          << " / 1000");
   BOOST_TEST(median_covered >= 930);
   BOOST_TEST(median_covered <= 970);
   BOOST_TEST(mean_covered >= 930);
@@ -237,13 +234,12 @@ BOOST_AUTO_TEST_CASE(compare_finds_a_3_percent_change_and_calls_identical_ones_i
 BOOST_AUTO_TEST_CASE(throughput_and_rusage_of_a_real_copy) {
   Profiler p{"repeat_copy"};
   std::vector<char> from(64 * 1024, 'x'), to(64 * 1024);
-  auto r = p.repeat(
-      0, "copy_64k",
-      [&]() -> std::uint64_t {
-        std::memcpy(to.data(), from.data(), from.size());
-        return from.size();
-      },
-      {.iterations = 200});
+  auto r = p.repeat(0, "copy_64k",
+                    [&]() -> std::uint64_t {
+                      std::memcpy(to.data(), from.data(), from.size());
+                      return from.size();
+                    },
+                    {.iterations = 200});
   BOOST_TEST_REQUIRE(r.has_value());
   BOOST_TEST(r->bytes_fastest == 64u * 1024u);
   BOOST_TEST(r->bytes_total == 200u * 64u * 1024u);
@@ -279,17 +275,16 @@ BOOST_AUTO_TEST_CASE(page_faults_per_run_are_counted) {
   Profiler p{"repeat_faults"};
   // Each run maps 1 MiB afresh and touches every page: 256 page faults a
   // run (4 KiB pages), long enough to be read run by run.
-  auto r = p.repeat(
-      0, "fresh_1mib",
-      [] {
-        constexpr std::size_t size = 1 << 20;
-        void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        BOOST_REQUIRE(m != MAP_FAILED);
-        auto* bytes = static_cast<volatile char*>(m);
-        for (std::size_t i = 0; i < size; i += 4096) bytes[i] = 1;
-        ::munmap(m, size);
-      },
-      {.iterations = 30});
+  auto r = p.repeat(0, "fresh_1mib",
+                    [] {
+                      constexpr std::size_t size = 1 << 20;
+                      void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                      BOOST_REQUIRE(m != MAP_FAILED);
+                      auto* bytes = static_cast<volatile char*>(m);
+                      for (std::size_t i = 0; i < size; i += 4096) bytes[i] = 1;
+                      ::munmap(m, size);
+                    },
+                    {.iterations = 30});
   BOOST_TEST_REQUIRE(r.has_value());
   BOOST_TEST_MESSAGE("measured: " << r->page_faults_per_run << " page faults a run, at most " << r->max_page_faults);
   BOOST_TEST(r->page_faults_per_run >= 100.0);

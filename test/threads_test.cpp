@@ -193,7 +193,9 @@ BOOST_AUTO_TEST_CASE(two_profilers_never_share_call_sites) {
 
 BOOST_AUTO_TEST_CASE(switches_toggled_from_other_threads_are_safe) {
   Profiler profiler{"toggle"};
-  { auto first = profiler.block(0, "maybe"); } // one hit while the track is surely on
+  {
+    auto first = profiler.block(0, "maybe");
+  } // one hit while the track is surely on
   std::atomic<bool> stop{false};
   std::thread toggler([&] {
     for (int i = 0; !stop.load(); ++i) {

@@ -18,7 +18,7 @@
 #include <boost/version.hpp>
 
 #if BOOST_ASIO_VERSION < 102200 || BOOST_ASIO_VERSION >= 102900
-#error "stichotrope/boost_asio.hpp follows the awaitable frames of Boost.Asio 1.22-1.28 (Boost 1.78-1.83); see docs/coroutines.md"
+#error "stichotrope/boost_asio.hpp follows the awaitable frames of Boost 1.78-1.83 (Asio 1.22-1.28): docs/coroutines.md"
 #endif
 
 #define STICHOTROPE_ASIO ::boost::asio
