@@ -26,7 +26,9 @@ bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out) {
     const std::uint32_t before = s.seq.load(std::memory_order_acquire);
     if ((before & 1u) != 0) continue; // a record is being written; it takes nanoseconds
     slot_reading r{};
-    const slot_dir* dir = s.dir.load(std::memory_order_relaxed);
+    // Acquire: pairs with the recorder's release store of a new directory, so
+    // the directory's construction happens before this read of it.
+    const slot_dir* dir = s.dir.load(std::memory_order_acquire);
     bool found = false;
     // The live values and the sealed copy have the same fields.
     auto take = [&r](const auto& from, const slot_dir* d) {

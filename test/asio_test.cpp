@@ -580,7 +580,7 @@ BOOST_AUTO_TEST_CASE(children_spawned_inline_are_the_parents_wait_not_its_active
   BOOST_TEST(b.suspensions == 0u);
   BOOST_TEST(b.suspended_time_ns >= children * 4'000'000u);
   BOOST_TEST(b.active_time_ns() >= own_spin);
-  BOOST_TEST(b.active_time_ns() < own_spin + 3'000'000u);
+  BOOST_TEST(b.active_time_ns() < own_spin + 10'000'000u); // far below the children's 32 ms (TSan: +3 ms of co_spawn)
   BOOST_REQUIRE(b.waits.size() == 1u);
   BOOST_TEST(b.waits[0].awaited == "(other flows ran inline)");
   BOOST_TEST(b.waits[0].count == unsigned(children));
