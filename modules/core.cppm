@@ -408,6 +408,10 @@ struct profiler_core {
 /// Open blocks nest per flow, at most this deep; deeper blocks still record,
 /// as top-level blocks, and a diagnostic names them.
 inline constexpr std::uint32_t max_depth = 32;
+/// Frames a context holds in itself; the deeper ones are made when its flow
+/// first nests that deep (a context per coroutine alive: 100,000 of them at
+/// 1,200 bytes each cost more than the coroutines; docs/performance.md).
+inline constexpr std::uint32_t near_frames = 8;
 /// Set in a frame's serial once its block has closed (out of order, or in
 /// another flow): the entry is a hole, skipped as a parent, popped when on top.
 inline constexpr std::uint64_t closed_bit = std::uint64_t{1} << 63;
@@ -433,7 +437,18 @@ inline constexpr std::uint32_t max_joins = 8;
 /// Contexts come from a pool and are never freed (see acquire_context), so a
 /// block that outlives its flow can never reach freed memory.
 export struct context {
-  frame_entry frames[max_depth];
+  frame_entry near[near_frames];
+  // Frames near_frames..max_depth-1, made by grow_frames when the flow first
+  // nests that deep and kept with the context (never freed, never moved: a
+  // block closed in another thread may still mark its frame there).
+  frame_entry* far = nullptr;
+  /// Frame `d` (< max_depth; `far` exists when d >= near_frames).
+  [[gnu::always_inline]] inline frame_entry& frame(std::uint32_t d) noexcept {
+    return d < near_frames ? near[d] : far[d - near_frames];
+  }
+  [[gnu::always_inline]] inline const frame_entry& frame(std::uint32_t d) const noexcept {
+    return d < near_frames ? near[d] : far[d - near_frames];
+  }
   std::uint32_t depth = 0;          // frames in use (holes included)
   std::uint32_t active = 0;         // runs in progress (an executor may run a flow inside itself)
   std::uint64_t suspended_ns = 0;   // total time spent suspended so far
@@ -458,6 +473,32 @@ export struct context {
   bool destroying = false; // its suspended frames are being destroyed (blocks count as abandoned)
   bool is_thread = false;  // a thread's own context
 };
+
+/// Makes `c.far`; false without memory (cold: once per context that nests
+/// deeper than near_frames).
+bool grow_frames(context& c) noexcept;
+/// Whether a block opening at `depth` of `c` gets a frame (making the deep
+/// ones when first needed).
+[[gnu::always_inline]] inline bool has_frame(context& c, std::uint32_t depth) noexcept {
+  return depth < near_frames || (depth < max_depth && (c.far != nullptr || grow_frames(c)));
+}
+
+/// Pushes the frame of a block (or timed await) opening now in `c` with
+/// start `serial`: its index, or max_depth when it gets none (too deep).
+[[gnu::always_inline]] inline std::uint32_t push_frame(context& c, profiler_core* core, std::uint32_t site,
+                                                       std::uint64_t serial) noexcept {
+  const std::uint32_t d = c.depth;
+  if (!has_frame(c, d)) [[unlikely]]
+    return max_depth;
+  frame_entry& f = c.frame(d);
+  f.serial.store(serial, std::memory_order_relaxed);
+  f.core = core;
+  f.site = site;
+  f.join_depth = c.join_depth;
+  f.child_ns = 0;
+  c.depth = d + 1;
+  return d;
+}
 
 /// A context from the pool, reset (never freed: blocks may refer to it after
 /// its flow ended). Cold: called once per flow.

@@ -375,16 +375,7 @@ private:
     serial_ = start_;
     if (in_flow_) {
       mark_ = detail::flow_mark::of(ctx);
-      depth_ = ctx.depth;
-      if (depth_ < detail::max_depth) {
-        detail::frame_entry& f = ctx.frames[depth_];
-        f.serial.store(serial_, std::memory_order_relaxed);
-        f.core = core_;
-        f.site = site_;
-        f.join_depth = ctx.join_depth;
-        f.child_ns = 0;
-        ctx.depth = depth_ + 1;
-      }
+      depth_ = detail::push_frame(ctx, core_, site_, serial_);
     } else {
       // A thread's own context cannot follow the coroutine to another
       // thread: the await is a leaf and keeps its parent's identity only.
@@ -392,8 +383,8 @@ private:
       const std::uint32_t p = ctx.depth == 0 ? detail::max_depth : detail::innermost_open(ctx);
       if (p < detail::max_depth) {
         parent_depth_ = p;
-        parent_serial_ = ctx.frames[p].serial.load(std::memory_order_relaxed);
-        if (ctx.frames[p].core == core_) parent_site_ = ctx.frames[p].site;
+        parent_serial_ = ctx.frame(p).serial.load(std::memory_order_relaxed);
+        if (ctx.frame(p).core == core_) parent_site_ = ctx.frame(p).site;
       }
     }
   }
@@ -422,8 +413,8 @@ private:
     const std::uint64_t ns = detail::ticks_to_ns(start_, end);
     detail::context& now_in = detail::current_context();
     if (&now_in == thread_ && parent_depth_ < now_in.depth &&
-        now_in.frames[parent_depth_].serial.load(std::memory_order_relaxed) == parent_serial_)
-      now_in.frames[parent_depth_].child_ns += ns; // still under its parent, on the same thread
+        now_in.frame(parent_depth_).serial.load(std::memory_order_relaxed) == parent_serial_)
+      now_in.frame(parent_depth_).child_ns += ns; // still under its parent, on the same thread
     detail::record(core, site_, ns, 0, 0, parent_site_,
                    detail::flow_mark{suspended_ns_, suspensions_, migrated_ ? 1u : 0u}, start_, end, own_flow_);
   }

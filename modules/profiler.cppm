@@ -138,18 +138,18 @@ private:
     // The common case: closed in its own flow, on top of the stack, below a
     // parent that is still open.
     if (&ctx == ctx_ && depth_ + 1 == ctx.depth &&
-        ctx.frames[depth_].serial.load(std::memory_order_relaxed) == start_ && !ctx.suspended &&
-        (depth_ == 0 || (ctx.frames[depth_ - 1].serial.load(std::memory_order_relaxed) & detail::closed_bit) == 0))
+        ctx.frame(depth_).serial.load(std::memory_order_relaxed) == start_ && !ctx.suspended &&
+        (depth_ == 0 || (ctx.frame(depth_ - 1).serial.load(std::memory_order_relaxed) & detail::closed_bit) == 0))
         [[likely]] {
       const std::uint64_t ns = detail::ticks_to_ns(start_, end);
       ctx.depth = depth_;
       std::uint32_t parent_site = no_parent;
       if (depth_ > 0) {
-        detail::frame_entry& parent = ctx.frames[depth_ - 1];
+        detail::frame_entry& parent = ctx.frame(depth_ - 1);
         parent.child_ns += ns;
         if (parent.core == core) parent_site = parent.site;
       }
-      detail::record(*core, site_, ns, ctx.frames[depth_].child_ns, bytes_, parent_site,
+      detail::record(*core, site_, ns, ctx.frame(depth_).child_ns, bytes_, parent_site,
                      detail::flow_mark::of(ctx).since(flow_), start_, end, ctx.id);
       return;
     }
@@ -169,18 +169,9 @@ private:
     ctx_ = &ctx;
     bytes_ = 0;
     site_ = site;
-    depth_ = ctx.depth;
     flow_ = detail::flow_mark::of(ctx);
     start_ = detail::now_ticks();
-    if (depth_ < detail::max_depth) [[likely]] {
-      detail::frame_entry& f = ctx.frames[depth_];
-      f.serial.store(start_, std::memory_order_relaxed);
-      f.core = core;
-      f.site = site;
-      f.join_depth = ctx.join_depth;
-      f.child_ns = 0;
-      ctx.depth = depth_ + 1;
-    }
+    depth_ = detail::push_frame(ctx, core, site, start_);
   }
 
   inline void take(Block& other) noexcept {

@@ -1,4 +1,5 @@
 module;
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <memory>
@@ -8,6 +9,8 @@ module;
 #include <new>
 #include <utility>
 #include <vector>
+#include <cstdlib>
+#include <sys/mman.h>
 module stichotrope;
 
 namespace stichotrope::detail {
@@ -18,11 +21,36 @@ namespace {
 /// flow may still compare against, or mark, a frame of its old context. The
 /// free list and every context stay reachable from this never-destroyed
 /// object (so leak checkers see no leak and static destruction never runs).
+///
+/// Contexts are made in slabs, not one allocation each (docs/performance.md,
+/// "Waits and many coroutines"): 16, doubling until a slab fills 2 MiB, then
+/// 2 MiB each, aligned and advised as a huge page. A program starting
+/// 100,000 coroutines at once otherwise spends more in malloc and page
+/// faults for contexts than for its own coroutine frames.
 struct context_pool {
   std::mutex mutex;
-  std::vector<context*> free;
-  std::vector<context*> all; // every context ever made: all stay reachable
+  std::vector<context*> free;  // capacity: every context made, so release never allocates
+  std::vector<void*> slabs;    // every context ever made: all stay reachable
+  std::size_t made = 0;        // contexts in all slabs
+  std::uint32_t slab_size = 0; // contexts in the newest slab
+  std::uint32_t slab_used = 0; // of which handed out
 };
+
+constexpr std::size_t huge_page = std::size_t{2} << 20;
+constexpr std::uint32_t huge_slab = huge_page / sizeof(context);
+
+/// `n` fresh contexts in one allocation.
+context* make_slab(std::uint32_t n) {
+  const bool huge = n == huge_slab;
+  const std::size_t align = huge ? huge_page : 64;
+  const std::size_t bytes = (std::size_t{n} * sizeof(context) + align - 1) / align * align;
+  void* mem = std::aligned_alloc(align, bytes);
+  if (mem == nullptr) throw std::bad_alloc();
+  if (huge) ::madvise(mem, bytes, MADV_HUGEPAGE); // a hint: without it (or THP off) small pages
+  auto* slab = static_cast<context*>(mem);
+  for (std::uint32_t i = 0; i < n; ++i) new (slab + i) context();
+  return slab;
+}
 context_pool& pool() {
   static context_pool* p = new context_pool;
   return *p;
@@ -59,7 +87,7 @@ context& fallback_context() noexcept {
 /// open block, when its timeline capture is on.
 profiler_core* drawing(const context& c) noexcept {
   if (c.depth == 0) return nullptr;
-  profiler_core* core = c.frames[c.depth - 1].core;
+  profiler_core* core = c.frame(c.depth - 1).core;
   if (core == nullptr || core->dead.load(std::memory_order_relaxed)) return nullptr;
   return core->timeline_on.load(std::memory_order_relaxed) ? core : nullptr;
 }
@@ -68,13 +96,13 @@ bool is_hole(const frame_entry& f) noexcept { return (f.serial.load(std::memory_
 
 /// Pops the closed frames on top of the stack.
 void pop_holes(context& c) noexcept {
-  while (c.depth > 0 && is_hole(c.frames[c.depth - 1])) --c.depth;
+  while (c.depth > 0 && is_hole(c.frame(c.depth - 1))) --c.depth;
 }
 
 /// The nearest open frame below `depth`, or max_depth.
 std::uint32_t open_below(const context& c, std::uint32_t depth) noexcept {
   for (std::uint32_t d = depth; d > 0; --d)
-    if (!is_hole(c.frames[d - 1])) return d - 1;
+    if (!is_hole(c.frame(d - 1))) return d - 1;
   return max_depth;
 }
 
@@ -90,18 +118,18 @@ context* acquire_context() {
     if (!p.free.empty()) {
       c = p.free.back();
       p.free.pop_back();
+    } else {
+      if (p.slab_used == p.slab_size) {
+        const std::uint32_t size = p.slab_size == 0 ? 16 : std::min<std::uint32_t>(p.slab_size * 2, huge_slab);
+        if (p.made + size > p.free.capacity()) p.free.reserve(std::max(p.made + size, 2 * p.free.capacity()));
+        p.slabs.reserve(p.slabs.size() + 1);
+        p.slabs.push_back(make_slab(size)); // fresh: nothing to reset
+        p.made += size;
+        p.slab_size = size;
+        p.slab_used = 0;
+      }
+      return static_cast<context*>(p.slabs.back()) + p.slab_used++;
     }
-  }
-  if (c == nullptr) {
-    auto fresh = std::make_unique<context>();
-    context_pool& p = pool();
-    std::lock_guard lock(p.mutex);
-    // Geometric growth, so that starting N flows alive at once costs O(N);
-    // `free` keeps the capacity of `all`, so release_context never allocates.
-    if (p.all.size() == p.all.capacity()) p.all.reserve(p.all.size() < 64 ? 64 : p.all.size() * 2);
-    if (p.free.capacity() < p.all.capacity()) p.free.reserve(p.all.capacity());
-    p.all.push_back(fresh.get());
-    return fresh.release();
   }
   c->depth = 0;
   c->active = 0;
@@ -114,6 +142,12 @@ context* acquire_context() {
   c->join_depth = 0;
   c->suspended = c->destroying = c->is_thread = false;
   return c;
+}
+
+bool grow_frames(context& c) noexcept {
+  // Kept with the context when it returns to the pool (reachable from it).
+  c.far = new (std::nothrow) frame_entry[max_depth - near_frames];
+  return c.far != nullptr;
 }
 
 void release_context(context* c) noexcept {
@@ -232,7 +266,7 @@ std::uint64_t chain_hash(const context& c, std::uint32_t first, std::uint32_t jo
 std::uint32_t current_wait_site(context& c, profiler_core& core) noexcept {
   const std::uint32_t joins = c.join_depth < max_joins ? c.join_depth : max_joins;
   for (std::uint32_t d = c.depth; d-- > 0;) {
-    const frame_entry& f = c.frames[d];
+    const frame_entry& f = c.frame(d);
     if (is_hole(f) || f.core != &core) continue;
     thread_buffer* buf = current_buffer(core);
     if (buf == nullptr) return no_parent;
@@ -253,7 +287,7 @@ void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept {
   std::uint64_t h = leaf;
   std::uint32_t at = joins; // h covers joins[at..joins) and the await: chain_hash, built up block by block
   for (std::uint32_t d = c.depth; d-- > 0;) {
-    const frame_entry& f = c.frames[d];
+    const frame_entry& f = c.frame(d);
     if (is_hole(f) || f.core == nullptr) continue;
     const std::uint32_t first = f.join_depth < joins ? f.join_depth : joins;
     if (first > at) { // (a block moved in from a deeper join: start again)
@@ -404,10 +438,10 @@ void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, st
   context& ctx = current_context();
   const std::uint64_t ns = ticks_to_ns(start, end);
   if (&ctx == opened_in && depth < max_depth && depth < ctx.depth &&
-      ctx.frames[depth].serial.load(std::memory_order_relaxed) == start) {
+      ctx.frame(depth).serial.load(std::memory_order_relaxed) == start) {
     // In its own flow, on top or below blocks opened after it and still
     // open (closed out of order: those become its siblings).
-    frame_entry& f = ctx.frames[depth];
+    frame_entry& f = ctx.frame(depth);
     if (ctx.suspended) { // its suspended coroutine is being destroyed
       f.serial.store(start | closed_bit, std::memory_order_relaxed);
       pop_holes(ctx);
@@ -419,8 +453,8 @@ void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, st
     std::uint32_t parent_site = no_parent;
     const std::uint32_t p = open_below(ctx, depth);
     if (p < max_depth) {
-      ctx.frames[p].child_ns += ns;
-      if (ctx.frames[p].core == &core) parent_site = ctx.frames[p].site;
+      ctx.frame(p).child_ns += ns;
+      if (ctx.frame(p).core == &core) parent_site = ctx.frame(p).site;
     }
     pop_holes(ctx);
     record(core, site, ns, child_ns, bytes, parent_site, flow_mark::of(ctx).since(at_open), start, end, ctx.id);
@@ -443,7 +477,7 @@ void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, st
   // is never freed; the serial tells whether the frame is still its own).
   if (opened_in != nullptr && depth < max_depth) {
     std::uint64_t expected = start;
-    opened_in->frames[depth].serial.compare_exchange_strong(expected, start | closed_bit, std::memory_order_relaxed);
+    opened_in->frame(depth).serial.compare_exchange_strong(expected, start | closed_bit, std::memory_order_relaxed);
   }
   record(core, site, ns, 0, bytes, no_parent, flow_mark{0, 0, 0}, start, end, ctx.id);
   record_note(core, site, &slot_ext::outside_flow);
@@ -454,13 +488,13 @@ void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, 
   context& ctx = current_context();
   if (opened_in != nullptr && depth < max_depth) {
     if (&ctx == opened_in) {
-      if (depth < ctx.depth && ctx.frames[depth].serial.load(std::memory_order_relaxed) == start) {
-        ctx.frames[depth].serial.store(start | closed_bit, std::memory_order_relaxed);
+      if (depth < ctx.depth && ctx.frame(depth).serial.load(std::memory_order_relaxed) == start) {
+        ctx.frame(depth).serial.store(start | closed_bit, std::memory_order_relaxed);
         pop_holes(ctx);
       }
     } else {
       std::uint64_t expected = start;
-      opened_in->frames[depth].serial.compare_exchange_strong(expected, start | closed_bit, std::memory_order_relaxed);
+      opened_in->frame(depth).serial.compare_exchange_strong(expected, start | closed_bit, std::memory_order_relaxed);
     }
   }
   record_abandoned(core, site);

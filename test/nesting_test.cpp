@@ -158,6 +158,51 @@ BOOST_AUTO_TEST_CASE(a_block_moved_into_a_handler_run_later_on_the_same_thread_n
   BOOST_TEST(parent_of(only(r, 0, "request")) == no_parent);
 }
 
+// A context holds its first 8 frames in itself and makes the deeper ones
+// when its flow first nests that deep: parents, child time and a block
+// closed on another thread must hold on both sides of that boundary.
+BOOST_AUTO_TEST_CASE(deep_nesting_keeps_parents_and_child_time_across_the_context_s_own_frames) {
+  Profiler p{"deep_sites"};
+  constexpr int levels = 20;
+  std::vector<std::string> names;
+  for (int i = 0; i < levels; ++i) names.push_back("level_" + std::to_string(i));
+  std::unique_ptr<Block> moved;
+  std::thread elsewhere;
+  {
+    std::vector<Block> chain;
+    for (int i = 0; i < levels; ++i) {
+      chain.push_back(p.block(0, names[static_cast<std::size_t>(i)]));
+      if (i == 11) moved = std::make_unique<Block>(std::move(chain.back())); // level_11 leaves the flow
+    }
+    std::this_thread::sleep_for(2ms);
+    elsewhere = std::thread([&] { moved->close(); });
+    elsewhere.join();
+    while (!chain.empty()) chain.pop_back();
+  }
+  const auto r = p.get_results();
+  for (int i = 1; i < levels; ++i) {
+    const auto& b = only(r, 0, names[static_cast<std::size_t>(i)]);
+    BOOST_TEST(b.hit_count == 1u, b.name);
+    if (i == 11) {
+      BOOST_TEST(b.outside_flow == 1u); // closed on another thread: no parent known
+      continue;
+    }
+    // level_12 opened above level_11's frame, which is a hole by the time
+    // it closes: its parent is the nearest open block, level_10.
+    const int parent = i == 12 ? 10 : i - 1;
+    BOOST_TEST(parent_of(b) == only(r, 0, names[static_cast<std::size_t>(parent)]).site_id, b.name);
+    BOOST_TEST(b.too_deep == 0u);
+  }
+  // Child time adds up across the boundary: each level's total covers the next one's.
+  for (int i = 12; i + 1 < levels; ++i) {
+    const auto& outer = only(r, 0, names[static_cast<std::size_t>(i)]);
+    const auto& inner = only(r, 0, names[static_cast<std::size_t>(i + 1)]);
+    BOOST_TEST(outer.total_time_ns >= inner.total_time_ns);
+    BOOST_TEST(outer.self_time_ns == outer.total_time_ns - inner.total_time_ns, outer.name);
+  }
+  BOOST_TEST(only(r, 0, "level_19").total_time_ns >= 2'000'000u);
+}
+
 BOOST_AUTO_TEST_CASE(nesting_deeper_than_the_limit_is_counted_without_a_parent) {
   Profiler p{"deep"};
   {
