@@ -71,6 +71,35 @@ BOOST_AUTO_TEST_CASE(a_thread_without_memory_drops_its_records_and_counts_them) 
   BOOST_TEST(!r.diagnostics.empty());
 }
 
+// A flow's first 8 open blocks have frames in its context; deeper ones need
+// memory made at the first such nesting. Without it they record as blocks
+// too deep to have a frame: counted, no parent, never a crash.
+BOOST_AUTO_TEST_CASE(no_memory_for_deeper_frames_records_them_as_too_deep) {
+  Profiler p{"oom_deep"};
+  std::vector<Site> sites;
+  for (int i = 0; i < 10; ++i) sites.push_back(*p.site(0, "level_" + std::to_string(i)));
+  std::thread t([&] {
+    { auto warm = p.block(sites[0]); } // the thread's buffer and slots, while memory lasts
+    for (int i = 1; i < 10; ++i) { auto w = p.block(sites[static_cast<std::size_t>(i)]); }
+    {
+      std::vector<Block> chain;
+      chain.reserve(10);
+      out_of_memory = true;
+      for (int i = 0; i < 10; ++i) chain.push_back(p.block(sites[static_cast<std::size_t>(i)]));
+      while (!chain.empty()) chain.pop_back();
+      out_of_memory = false;
+    }
+  });
+  t.join();
+  const auto r = p.get_results();
+  for (int i = 0; i < 10; ++i) {
+    const auto* b = r.find_block(0, "level_" + std::to_string(i));
+    BOOST_TEST_REQUIRE(b != nullptr);
+    BOOST_TEST(b->hit_count == 2u, b->name);
+    BOOST_TEST(b->too_deep == (i >= 8 ? 1u : 0u), b->name);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(no_memory_for_a_new_chunk_or_histogram_drops_only_those_records) {
   Profiler p{"oom_chunk"};
   auto first = p.site(0, "first");
