@@ -72,6 +72,23 @@ export inline std::uint64_t now_ticks() noexcept {
   return steady_ns();
 }
 
+/// A timestamp taken in program order: every earlier instruction has
+/// finished, and no later one has started (a fence on each side of the
+/// read, as the kernel's clock_gettime reads the TSC). For Profiler::repeat,
+/// whose runs may be a few hundred ns: an unordered read can be taken while
+/// the run's last instructions are still executing (docs/repetition.md).
+export inline std::uint64_t now_ticks_ordered() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  if (use_tsc.load(std::memory_order_relaxed)) {
+    __builtin_ia32_lfence();
+    const std::uint64_t t = __builtin_ia32_rdtsc();
+    __builtin_ia32_lfence();
+    return t;
+  }
+#endif
+  return steady_ns();
+}
+
 /// Converts a tick difference to ns with one multiply. Counters that went
 /// backwards (a TSC read on another core) give 0, never a huge value.
 export inline std::uint64_t ticks_to_ns(std::uint64_t begin, std::uint64_t end) noexcept {

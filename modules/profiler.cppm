@@ -347,7 +347,7 @@ public:
   /// Whether to run again.
   bool more();
   /// Before and after a run: the time stamps (ticks, or the fake clock's ns).
-  [[gnu::always_inline]] std::uint64_t stamp() const noexcept { return clock_ ? clock_() : now_ticks(); }
+  [[gnu::always_inline]] std::uint64_t stamp() const noexcept { return clock_ ? clock_() : now_ticks_ordered(); }
   void begin_run() noexcept;
   void end_run(std::uint64_t start, std::uint64_t end, std::uint64_t bytes);
   /// The statistics, also kept in the profiler's results; `stopped_by` says why.
