@@ -32,31 +32,16 @@ struct clock_calibration {
 /// first time, nothing afterwards). Every Profiler calls it on construction.
 const clock_calibration& calibrate_clock();
 
-/// One counter read bracketed by two clock reads (ns): the narrower the
-/// bracket, the better the pair ties the counter to the clock.
-struct clock_pair {
-  std::uint64_t ns_before = 0;
-  std::uint64_t ticks = 0;
-  std::uint64_t ns_after = 0;
-};
-
-/// Counters per ns from pairs taken at the two ends of a window: at each end
-/// the narrowest pair is kept; a window whose best pair is wider than
-/// `max_bracket_ns` (the thread was preempted while taking every pair) gives
-/// nothing, and the caller measures again. Pure, so that tests can feed it
-/// a preemption.
-std::optional<double> ticks_per_ns_from(std::span<const clock_pair> start, std::span<const clock_pair> end,
-                                        std::uint64_t max_bracket_ns);
-
 } // namespace stichotrope
 
 namespace stichotrope::detail {
 
 // Set once by calibrate_clock() before any Profiler exists; read relaxed.
-export inline std::atomic<bool> use_tsc{false};
-export inline std::atomic<std::uint64_t> ns_mult{std::uint64_t{1} << 32};
+// Not exported: importers reach them through the inline functions below.
+inline std::atomic<bool> use_tsc{false};
+inline std::atomic<std::uint64_t> ns_mult{std::uint64_t{1} << 32};
 // Timeline times are ns since this counter value, taken at calibration.
-export inline std::atomic<std::uint64_t> epoch_ticks{0};
+inline std::atomic<std::uint64_t> epoch_ticks{0};
 
 inline std::uint64_t steady_ns() noexcept {
   return static_cast<std::uint64_t>(
@@ -95,6 +80,31 @@ export inline std::uint64_t ticks_to_ns(std::uint64_t begin, std::uint64_t end) 
   if (end <= begin) return 0;
   const unsigned __int128 wide = static_cast<unsigned __int128>(end - begin) * ns_mult.load(std::memory_order_relaxed);
   return static_cast<std::uint64_t>(wide >> 32);
+}
+
+namespace testing {
+// The calibration's arithmetic (src/clock.cpp), which the tests check.
+/// One counter read bracketed by two clock reads (ns): the narrower the
+/// bracket, the better the pair ties the counter to the clock.
+export struct clock_pair {
+  std::uint64_t ns_before = 0;
+  std::uint64_t ticks = 0;
+  std::uint64_t ns_after = 0;
+};
+
+/// Counters per ns from pairs taken at the two ends of a window: at each end
+/// the narrowest pair is kept; a window whose best pair is wider than
+/// `max_bracket_ns` (the thread was preempted while taking every pair) gives
+/// nothing, and the caller measures again. Pure, so that tests can feed it
+/// a preemption.
+export std::optional<double> ticks_per_ns_from(std::span<const clock_pair> start, std::span<const clock_pair> end,
+                                        std::uint64_t max_bracket_ns);
+} // namespace testing
+
+/// Nanoseconds since the clock's epoch (its calibration): the time base of
+/// timelines and of the exporters' uptime.
+export inline std::uint64_t ns_since_epoch() noexcept {
+  return ticks_to_ns(epoch_ticks.load(std::memory_order_relaxed), now_ticks());
 }
 
 } // namespace stichotrope::detail

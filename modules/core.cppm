@@ -47,9 +47,9 @@ inline constexpr std::uint64_t no_sample = UINT64_MAX;
 /// most recent ones while they hold at most this many (thread, site) entries
 /// in all (and at least the last one); older ones are folded into one entry
 /// per site, so memory after threads exit stays bounded by the sites.
-export inline constexpr std::size_t max_exited_entries = 4096;
+inline constexpr std::size_t max_exited_entries = 4096;
 /// Exited threads' timelines kept (older ones are dropped and counted).
-export inline constexpr std::size_t max_exited_timelines = 64;
+inline constexpr std::size_t max_exited_timelines = 64;
 
 inline std::atomic<bool> global_enabled{true};
 
@@ -900,8 +900,10 @@ export site_cache_use site_cache_of_calling_thread();
 /// holds a look-up of `name` at the same call site and track: the
 /// comparison a cache hit makes, without the hash that picks the bucket.
 export bool cache_entry_holds(std::string_view registered, std::string_view name);
-/// How many threads the last merge_buffers used (tests check the split ran).
-export inline std::atomic<unsigned> last_merge_threads{0};
+/// How many threads the last merge_buffers used.
+inline std::atomic<unsigned> merge_threads_used{0};
+/// ... as the tests read it (they check the split ran).
+export inline unsigned last_merge_threads() noexcept { return merge_threads_used.load(std::memory_order_relaxed); }
 } // namespace testing
 
 /// Sums readings and results per call site.
@@ -917,7 +919,7 @@ struct accumulator {
 /// Adds every slot of `buffers` that holds something of `interval`, in the
 /// order that keeps the sums in cache; from parallel_merge_slots (live
 /// thread x site slots) on, on up to four threads (src/aggregate.cpp).
-export inline constexpr std::uint64_t parallel_merge_slots = std::uint64_t{1} << 16;
+inline constexpr std::uint64_t parallel_merge_slots = std::uint64_t{1} << 16;
 void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers,
                    std::uint32_t interval);
 /// One thread's blocks of `interval`, the sites it used only (in site order):
@@ -931,8 +933,19 @@ std::uint64_t buffer_bytes(const thread_buffer& buf);
 /// executed a full fence (membarrier, or a page-protection change where the
 /// kernel lacks it). Cold: once per take_results().
 void issue_barrier() noexcept;
-/// Tests set it to exercise the fallback where membarrier is available.
-export inline std::atomic<bool> barrier_by_protection{false};
+/// Set by testing::use_barrier_by_protection: the fallback, where membarrier is available.
+inline std::atomic<bool> barrier_by_protection{false};
+
+namespace testing {
+/// Bounds the tests check against.
+export constexpr std::size_t exited_entries_kept() noexcept { return max_exited_entries; }
+export constexpr std::size_t exited_timelines_kept() noexcept { return max_exited_timelines; }
+export constexpr std::uint64_t slots_for_a_parallel_merge() noexcept { return parallel_merge_slots; }
+/// Makes issue_barrier use its page-protection fallback (true) or not.
+export inline void use_barrier_by_protection(bool on) noexcept {
+  barrier_by_protection.store(on, std::memory_order_relaxed);
+}
+} // namespace testing
 
 /// set_thread_name's work: the calling thread's name, in its buffers too.
 void rename_thread(std::string_view name);

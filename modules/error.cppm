@@ -29,9 +29,11 @@ struct Error {
 template <class T>
 using expected = tl::expected<T, Error>;
 
-/// Shorthand for returning an error: `return fail(errc::io_error, "...")`.
+} // namespace stichotrope
+
+namespace stichotrope { // internal: the library's own shorthand, not exported
+/// Returning an error: `return fail(errc::io_error, "...")`.
 inline tl::unexpected<Error> fail(errc code, std::string message) {
   return tl::unexpected<Error>(Error{code, std::move(message)});
 }
-
 } // namespace stichotrope

@@ -273,7 +273,7 @@ void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_bu
     const unsigned cores = std::thread::hardware_concurrency();
     threads = static_cast<std::uint32_t>(std::min<std::uint64_t>({cores == 0 ? 1 : cores, 4, columns}));
   }
-  testing::last_merge_threads.store(threads, std::memory_order_relaxed);
+  testing::merge_threads_used.store(threads, std::memory_order_relaxed);
   if (threads <= 1) return merge_columns(acc, buffers, interval, 0, 1);
   std::vector<std::exception_ptr> failed(threads);
   auto share = [&](std::uint32_t t) noexcept {

@@ -13,6 +13,7 @@ module;
 module stichotrope;
 
 namespace stichotrope {
+using detail::testing::clock_pair;
 namespace {
 
 bool has_invariant_tsc() {
@@ -54,7 +55,7 @@ clock_calibration measure() {
       const auto start = take_pairs();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       const auto end = take_pairs();
-      if (const auto ticks_per_ns = ticks_per_ns_from(start, end, max_bracket_ns)) {
+      if (const auto ticks_per_ns = detail::testing::ticks_per_ns_from(start, end, max_bracket_ns)) {
         c.source = clock_source::tsc;
         c.ticks_per_ns = *ticks_per_ns;
         c.mult = static_cast<std::uint64_t>(std::llround(4294967296.0 / *ticks_per_ns));
@@ -68,7 +69,7 @@ clock_calibration measure() {
 
 } // namespace
 
-std::optional<double> ticks_per_ns_from(std::span<const clock_pair> start, std::span<const clock_pair> end,
+std::optional<double> detail::testing::ticks_per_ns_from(std::span<const clock_pair> start, std::span<const clock_pair> end,
                                         std::uint64_t max_bracket) {
   auto best = [&](std::span<const clock_pair> pairs) -> std::optional<clock_pair> {
     std::optional<clock_pair> b;

@@ -148,7 +148,7 @@ BOOST_AUTO_TEST_CASE(a_read_that_runs_out_of_memory_throws_bad_alloc_and_loses_n
   Profiler p{"split"};
   constexpr int threads = 20, sites = 3300;
   constexpr std::uint64_t all = std::uint64_t{threads} * sites;
-  static_assert(all >= stichotrope::detail::parallel_merge_slots);
+  static_assert(all >= stichotrope::detail::testing::slots_for_a_parallel_merge());
   std::vector<Site> handles;
   for (int i = 0; i < sites; ++i) handles.push_back(*p.site(0, "s" + std::to_string(i)));
   std::atomic<int> ready{0};
@@ -166,7 +166,7 @@ BOOST_AUTO_TEST_CASE(a_read_that_runs_out_of_memory_throws_bad_alloc_and_loses_n
   if (std::thread::hardware_concurrency() > 1) {
     unmarked_out_of_memory = true; // the helper threads of the split read
     BOOST_CHECK_THROW(p.get_results(), std::bad_alloc);
-    BOOST_TEST(stichotrope::detail::testing::last_merge_threads > 1u);
+    BOOST_TEST(stichotrope::detail::testing::last_merge_threads() > 1u);
     BOOST_CHECK_THROW(p.take_results(), std::bad_alloc);
     unmarked_out_of_memory = false;
   }

@@ -32,7 +32,7 @@ struct big_checker {
     }
     const auto r = big_profiler.get_results();
     const bool split =
-        std::thread::hardware_concurrency() < 2 || stichotrope::detail::testing::last_merge_threads.load() > 1;
+        std::thread::hardware_concurrency() < 2 || stichotrope::detail::testing::last_merge_threads() > 1;
     if (r.total_hits() != std::uint64_t{big_threads} * big_sites || !split) {
       std::printf("exit_test: the read at exit found %llu of %llu records (split: %d)\n",
                   static_cast<unsigned long long>(r.total_hits()),
@@ -51,7 +51,7 @@ std::atomic<int> started{0};
 } // namespace
 
 int main() {
-  static_assert(std::uint64_t{big_threads} * big_sites >= stichotrope::detail::parallel_merge_slots);
+  static_assert(std::uint64_t{big_threads} * big_sites >= stichotrope::detail::testing::slots_for_a_parallel_merge());
   {
     std::vector<stichotrope::Site> sites;
     for (int i = 0; i < big_sites; ++i) sites.push_back(*big_profiler.site(0, "s" + std::to_string(i)));

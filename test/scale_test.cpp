@@ -273,9 +273,9 @@ BOOST_AUTO_TEST_CASE(each_record_lands_in_exactly_one_interval_while_threads_rec
 BOOST_AUTO_TEST_CASE(the_same_with_the_page_protection_barrier) {
   // Where the kernel has no membarrier, a page-protection change orders the
   // recorders' stores instead: the same exactness, the slower barrier.
-  stichotrope::detail::barrier_by_protection = true;
+  stichotrope::detail::testing::use_barrier_by_protection(true);
   check_intervals(under_sanitizer ? 40'000 : 400'000);
-  stichotrope::detail::barrier_by_protection = false;
+  stichotrope::detail::testing::use_barrier_by_protection(false);
 }
 
 BOOST_AUTO_TEST_CASE(a_read_split_among_threads_counts_every_slot_once_while_another_thread_records) {
@@ -283,7 +283,7 @@ BOOST_AUTO_TEST_CASE(a_read_split_among_threads_counts_every_slot_once_while_ano
   // among threads (src/aggregate.cpp), while one more thread records.
   Profiler p{"split"};
   constexpr int threads = 20, sites = 3300;
-  static_assert(std::uint64_t{threads} * sites >= stichotrope::detail::parallel_merge_slots);
+  static_assert(std::uint64_t{threads} * sites >= stichotrope::detail::testing::slots_for_a_parallel_merge());
   std::vector<Site> handles;
   for (int i = 0; i < sites; ++i) handles.push_back(*p.site(0, "s" + std::to_string(i)));
   const Site busy = *p.site(1, "busy");
@@ -318,7 +318,7 @@ BOOST_AUTO_TEST_CASE(a_read_split_among_threads_counts_every_slot_once_while_ano
       }
   auto check = [&](const ProfilerResults& r, const char* what) {
     BOOST_TEST_INFO(what);
-    if (std::thread::hardware_concurrency() > 1) BOOST_TEST(stichotrope::detail::testing::last_merge_threads > 1u);
+    if (std::thread::hardware_concurrency() > 1) BOOST_TEST(stichotrope::detail::testing::last_merge_threads() > 1u);
     int wrong = 0;
     for (int i = 0; i < sites; ++i) {
       const BlockResults* b = r.find_block(0, "s" + std::to_string(i));

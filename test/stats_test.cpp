@@ -238,7 +238,7 @@ BOOST_AUTO_TEST_SUITE(calibration)
 // 3 counter ticks per ns. At the start of the window the thread was preempted
 // for 4 ms inside 15 of the 16 pairs; one pair is clean.
 BOOST_AUTO_TEST_CASE(calibration_keeps_the_narrowest_pair_of_each_end) {
-  std::vector<clock_pair> start, end;
+  std::vector<stichotrope::detail::testing::clock_pair> start, end;
   for (int i = 0; i < 15; ++i) {
     const std::uint64_t t0 = 1'000'000u + static_cast<std::uint64_t>(i) * 10'000'000u;
     start.push_back({t0, 3 * (t0 + 4'000'000u), t0 + 4'000'100u}); // read the counter 4 ms late
@@ -248,20 +248,20 @@ BOOST_AUTO_TEST_CASE(calibration_keeps_the_narrowest_pair_of_each_end) {
     const std::uint64_t t1 = 220'000'000u + static_cast<std::uint64_t>(i) * 1'000u;
     end.push_back({t1, 3 * (t1 + 40), t1 + 80});
   }
-  const auto ratio = ticks_per_ns_from(start, end, 20'000);
+  const auto ratio = stichotrope::detail::testing::ticks_per_ns_from(start, end, 20'000);
   BOOST_REQUIRE(ratio.has_value());
   BOOST_TEST(*ratio == 3.0, boost::test_tools::tolerance(1e-6));
   // The single preempted pair that a one-pair calibration would have used:
   // its midpoint is 2 ms off in a 20 ms window, a 10 % error.
-  const clock_pair preempted{196'000'000u, 3u * 200'000'000u, 200'000'100u};
-  const auto skewed = ticks_per_ns_from(std::vector<clock_pair>{preempted}, end, 5'000'000);
+  const stichotrope::detail::testing::clock_pair preempted{196'000'000u, 3u * 200'000'000u, 200'000'100u};
+  const auto skewed = stichotrope::detail::testing::ticks_per_ns_from(std::vector<stichotrope::detail::testing::clock_pair>{preempted}, end, 5'000'000);
   BOOST_REQUIRE(skewed.has_value());
   BOOST_TEST(std::abs(*skewed / 3.0 - 1.0) > 0.05);
 }
 
 BOOST_AUTO_TEST_CASE(a_window_preempted_at_every_pair_is_measured_again) {
-  const std::vector<clock_pair> preempted{{1'000u, 3u * 4'001'000u, 4'001'100u}};
-  const std::vector<clock_pair> clean{{30'000'000u, 3u * 30'000'040u, 30'000'080u}};
+  const std::vector<stichotrope::detail::testing::clock_pair> preempted{{1'000u, 3u * 4'001'000u, 4'001'100u}};
+  const std::vector<stichotrope::detail::testing::clock_pair> clean{{30'000'000u, 3u * 30'000'040u, 30'000'080u}};
   BOOST_TEST(!ticks_per_ns_from(preempted, clean, 20'000).has_value());
   BOOST_TEST(!ticks_per_ns_from(clean, preempted, 20'000).has_value());
   BOOST_TEST(!ticks_per_ns_from(clean, clean, 20'000).has_value()); // no time between the ends

@@ -259,14 +259,14 @@ BOOST_AUTO_TEST_CASE(thousands_of_short_lived_threads_keep_memory_bounded_and_co
   const auto per = profiler.get_all_thread_data();
   // One site a thread: the most recent threads one by one (one entry each),
   // then one folded entry.
-  constexpr int kept = std::min<int>(count, stichotrope::detail::max_exited_entries);
+  constexpr int kept = std::min<int>(count, stichotrope::detail::testing::exited_entries_kept());
   BOOST_TEST(per.size() == std::size_t{kept} + (kept < count ? 1 : 0));
   if (kept < count) BOOST_TEST(per.back().thread_name == "(" + std::to_string(count - kept) + " older exited threads)");
   std::uint64_t hits = 0;
   for (const auto& t : per) hits += t.results.total_hits();
   BOOST_TEST(hits == 3u * count);
   const auto timeline = profiler.get_timeline();
-  BOOST_TEST(timeline.threads.size() == stichotrope::detail::max_exited_timelines + 1);
+  BOOST_TEST(timeline.threads.size() == stichotrope::detail::testing::exited_timelines_kept() + 1);
   std::uint64_t events = 0;
   for (const auto& t : timeline.threads) events += t.events.size();
   BOOST_TEST(events + timeline.dropped() == 3u * count); // kept or counted, never silently lost

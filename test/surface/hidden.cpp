@@ -18,6 +18,10 @@ int main() {
   return static_cast<int>(sizeof(stichotrope::detail::slot)); // one (thread, site)
 #elif HIDDEN_CASE == 6
   stichotrope::detail::close_open; // the out-of-line close
+#elif HIDDEN_CASE == 7
+  stichotrope::detail::use_tsc = false; // the clock's calibration: no exported mutable state
+#elif HIDDEN_CASE == 8
+  return stichotrope::fail(stichotrope::errc::io_error, "x").error().message.size(); // the library's own shorthand
 #endif
   return 0;
 }
