@@ -8,6 +8,8 @@
 // request every few ms per client for S seconds), a safety deadline,
 // loopback only. With the HTTP endpoint linked and STICHOTROPE_HTTP set, it
 // prints the live view's URL.
+#include "options.hpp"
+
 #include <asio.hpp>
 
 #include <atomic>
@@ -140,24 +142,16 @@ awaitable<void> client(tcp::endpoint server, int id, int requests, std::atomic<i
   maybe_idle();
 }
 
-int arg(int argc, char** argv, const std::string& name, int fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i] == name) return std::atoi(argv[i + 1]);
-  return fallback;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
-  const int threads = arg(argc, argv, "--threads", 4);
-  const int clients = arg(argc, argv, "--clients", 16);
-  const int requests = arg(argc, argv, "--requests", 50);
-  const int linger_s = arg(argc, argv, "--linger", 0); // keep serving /metrics after the load (seconds)
-  const int live_s = arg(argc, argv, "--live", 0);     // keep the load going this long (for the live view)
+  const int threads = example::option(argc, argv, "--threads", 4);
+  const int clients = example::option(argc, argv, "--clients", 16);
+  const int requests = example::option(argc, argv, "--requests", 50);
+  const int linger_s = example::option(argc, argv, "--linger", 0); // keep serving /metrics after the load (seconds)
+  const int live_s = example::option(argc, argv, "--live", 0);     // keep the load going this long (for the live view)
   if (live_s > 0) live_until = std::chrono::steady_clock::now() + std::chrono::seconds(live_s);
-  std::filesystem::path out_dir = "stichotrope-demo";
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--out" && i + 1 < argc) out_dir = argv[i + 1];
+  const std::filesystem::path out_dir = example::option(argc, argv, "--out", "stichotrope-demo");
   std::filesystem::create_directories(out_dir);
 
   (void)profiler.set_track_name(accept_track, "Accept");

@@ -8,6 +8,8 @@
 // them. Bounded: a fixed number of clients and requests, a safety deadline,
 // loopback only. Prints the table and checks that every session is a flow of
 // its own; exits 1 if not.
+#include "options.hpp"
+
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 
@@ -106,18 +108,12 @@ net::awaitable<void> client(tcp::endpoint server, int id, int requests, std::ato
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
-int arg(int argc, char** argv, const std::string& name, int fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i] == name) return std::atoi(argv[i + 1]);
-  return fallback;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
-  const int threads = arg(argc, argv, "--threads", 2);
-  const int clients = arg(argc, argv, "--clients", 8);
-  const int requests = arg(argc, argv, "--requests", 25);
+  const int threads = example::option(argc, argv, "--threads", 2);
+  const int clients = example::option(argc, argv, "--clients", 8);
+  const int requests = example::option(argc, argv, "--requests", 25);
   (void)profiler.set_track_name(session_track, "Session");
   (void)profiler.set_track_name(parse_track, "Read+parse");
   (void)profiler.set_track_name(handle_track, "Handle");

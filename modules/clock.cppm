@@ -98,7 +98,7 @@ export struct clock_pair {
 /// nothing, and the caller measures again. Pure, so that tests can feed it
 /// a preemption.
 export std::optional<double> ticks_per_ns_from(std::span<const clock_pair> start, std::span<const clock_pair> end,
-                                        std::uint64_t max_bracket_ns);
+                                               std::uint64_t max_bracket_ns);
 } // namespace testing
 
 /// Nanoseconds since the clock's epoch (its calibration): the time base of

@@ -137,8 +137,8 @@ private:
     detail::context& ctx = detail::current_context();
     // The common case: closed in its own flow, on top of the stack, below a
     // parent that is still open.
-    if (&ctx == ctx_ && depth_ + 1 == ctx.depth &&
-        ctx.frame(depth_).serial.load(std::memory_order_relaxed) == start_ && !ctx.suspended &&
+    if (&ctx == ctx_ && depth_ + 1 == ctx.depth && ctx.frame(depth_).serial.load(std::memory_order_relaxed) == start_ &&
+        !ctx.suspended &&
         (depth_ == 0 || (ctx.frame(depth_ - 1).serial.load(std::memory_order_relaxed) & detail::closed_bit) == 0))
         [[likely]] {
       const std::uint64_t ns = detail::ticks_to_ns(start_, end);
@@ -411,29 +411,13 @@ public:
   /// Opens a block on `track`; it ends when the returned object is destroyed.
   /// An invalid track or empty name gives an inert block and a diagnostic in
   /// the results. Hot path after the site's first use: no lock, no allocation.
-  // The two named overloads keep the switches and the lookup written out
-  // rather than through named_site(): with the shared helpers here and in
-  // detail::record (measured together) the source_location path was 2-3 ns
-  // slower (21.0-21.3 -> 23.3-24.8 ns, three alternating runs).
   [[gnu::always_inline]] inline Block block(int track, std::string_view name,
                                             std::source_location loc = std::source_location::current()) {
-    if constexpr (!instrumentation_compiled_in) {
-      return Block{};
-    } else {
-      detail::profiler_core& core = *core_;
-      detail::profiler_core* recording = nullptr;
-      std::uint32_t id = detail::invalid_site;
-      if (open(core, track)) [[unlikely]] { // laid out of line: a switched-off block falls through
-        detail::thread_buffer& buf = detail::buffer_for(core);
-        id = detail::site_for(buf, core, location_key(loc), track, name, loc.file_name(), loc.line(), loc.column(),
-                              loc.function_name());
-        if (id != detail::invalid_site) [[likely]]
-          recording = &core;
-      } else if (!valid_track(track)) [[unlikely]] {
-        note_invalid_track(track, name, loc);
-      }
-      return Block{recording, id};
-    }
+    return named_block(track, name, loc,
+                       [&](detail::thread_buffer& buf, detail::profiler_core& core) __attribute__((always_inline)) {
+                         return detail::site_for(buf, core, location_key(loc), track, name, loc.file_name(), loc.line(),
+                                                 loc.column(), loc.function_name());
+                       });
   }
 
   /// As above for a string literal or const array: found by address, the
@@ -441,23 +425,11 @@ public:
   template <std::size_t N>
   [[gnu::always_inline]] inline Block block(int track, const char (&name)[N],
                                             std::source_location loc = std::source_location::current()) {
-    if constexpr (!instrumentation_compiled_in) {
-      return Block{};
-    } else {
-      detail::profiler_core& core = *core_;
-      detail::profiler_core* recording = nullptr;
-      std::uint32_t id = detail::invalid_site;
-      if (open(core, track)) [[unlikely]] { // laid out of line: a switched-off block falls through
-        detail::thread_buffer& buf = detail::buffer_for(core);
-        id = detail::site_for_literal(buf, core, location_key(loc), track, name, N, loc.file_name(), loc.line(),
-                                      loc.column(), loc.function_name());
-        if (id != detail::invalid_site) [[likely]]
-          recording = &core;
-      } else if (!valid_track(track)) [[unlikely]] {
-        note_invalid_track(track, std::string_view(name), loc);
-      }
-      return Block{recording, id};
-    }
+    return named_block(track, std::string_view(name), loc,
+                       [&](detail::thread_buffer& buf, detail::profiler_core& core) __attribute__((always_inline)) {
+                         return detail::site_for_literal(buf, core, location_key(loc), track, name, N, loc.file_name(),
+                                                         loc.line(), loc.column(), loc.function_name());
+                       });
   }
 
   /// A modifiable char array is compared by content, like a string_view.
@@ -635,6 +607,29 @@ private:
       return nullptr;
     return s.core_id_ == c->id ? c : nullptr; // a Site of this profiler (an invalid one has core id 0)
   }
+  /// A named block: the switches, then `lookup(buffer, core)` for its site id
+  /// (by content or by address). The switched-off path falls through; the
+  /// lookup is laid out of line (docs/performance.md, "Disabled blocks").
+  template <class Lookup>
+  [[gnu::always_inline]] inline Block named_block(int track, std::string_view name, const std::source_location& loc,
+                                                  Lookup&& lookup) {
+    if constexpr (!instrumentation_compiled_in) {
+      return Block{};
+    } else {
+      detail::profiler_core& core = *core_;
+      detail::profiler_core* recording = nullptr;
+      std::uint32_t id = detail::invalid_site;
+      if (open(core, track)) [[unlikely]] {
+        id = lookup(detail::buffer_for(core), core);
+        if (id != detail::invalid_site) [[likely]]
+          recording = &core;
+      } else if (!valid_track(track)) [[unlikely]] {
+        note_invalid_track(track, name, loc);
+      }
+      return Block{recording, id};
+    }
+  }
+
   inline static Block site_block(detail::profiler_core* const* slot, const Site& s) noexcept {
     if constexpr (!instrumentation_compiled_in) {
       return Block{};

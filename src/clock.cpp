@@ -69,8 +69,8 @@ clock_calibration measure() {
 
 } // namespace
 
-std::optional<double> detail::testing::ticks_per_ns_from(std::span<const clock_pair> start, std::span<const clock_pair> end,
-                                        std::uint64_t max_bracket) {
+std::optional<double> detail::testing::ticks_per_ns_from(std::span<const clock_pair> start,
+                                                         std::span<const clock_pair> end, std::uint64_t max_bracket) {
   auto best = [&](std::span<const clock_pair> pairs) -> std::optional<clock_pair> {
     std::optional<clock_pair> b;
     for (const auto& p : pairs) {

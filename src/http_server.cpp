@@ -199,8 +199,7 @@ std::string threads_json(stichotrope::Profiler& p) {
 /// ("cut" counts the older ones left out).
 std::string timeline_json(stichotrope::Profiler& p, std::uint64_t window_ns, std::size_t limit) {
   const auto tl = p.get_timeline();
-  const std::uint64_t now =
-      stichotrope::detail::ns_since_epoch();
+  const std::uint64_t now = stichotrope::detail::ns_since_epoch();
   const std::uint64_t from = now > window_ns ? now - window_ns : 0;
   std::string out = "{\"now_ns\":" + std::to_string(now) + ",\"window_ns\":" + std::to_string(window_ns) +
                     ",\"on\":" + (p.is_timeline_on() ? "true" : "false") + ",\"sites\":[";

@@ -328,8 +328,7 @@ public:
     const auto sys_now =
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
             .count();
-    const auto tl_now =
-        stichotrope::detail::ns_since_epoch();
+    const auto tl_now = stichotrope::detail::ns_since_epoch();
     epoch_offset_ns_ = static_cast<std::int64_t>(sys_now) - static_cast<std::int64_t>(tl_now);
     interval_start_ = std::chrono::system_clock::now();
     thread_ = std::thread([this] { run(); });

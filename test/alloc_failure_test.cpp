@@ -79,8 +79,12 @@ BOOST_AUTO_TEST_CASE(no_memory_for_deeper_frames_records_them_as_too_deep) {
   std::vector<Site> sites;
   for (int i = 0; i < 10; ++i) sites.push_back(*p.site(0, "level_" + std::to_string(i)));
   std::thread t([&] {
-    { auto warm = p.block(sites[0]); } // the thread's buffer and slots, while memory lasts
-    for (int i = 1; i < 10; ++i) { auto w = p.block(sites[static_cast<std::size_t>(i)]); }
+    {
+      auto warm = p.block(sites[0]);
+    } // the thread's buffer and slots, while memory lasts
+    for (int i = 1; i < 10; ++i) {
+      auto w = p.block(sites[static_cast<std::size_t>(i)]);
+    }
     {
       std::vector<Block> chain;
       chain.reserve(10);

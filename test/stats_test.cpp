@@ -254,7 +254,8 @@ BOOST_AUTO_TEST_CASE(calibration_keeps_the_narrowest_pair_of_each_end) {
   // The single preempted pair that a one-pair calibration would have used:
   // its midpoint is 2 ms off in a 20 ms window, a 10 % error.
   const stichotrope::detail::testing::clock_pair preempted{196'000'000u, 3u * 200'000'000u, 200'000'100u};
-  const auto skewed = stichotrope::detail::testing::ticks_per_ns_from(std::vector<stichotrope::detail::testing::clock_pair>{preempted}, end, 5'000'000);
+  const auto skewed = stichotrope::detail::testing::ticks_per_ns_from(
+      std::vector<stichotrope::detail::testing::clock_pair>{preempted}, end, 5'000'000);
   BOOST_REQUIRE(skewed.has_value());
   BOOST_TEST(std::abs(*skewed / 3.0 - 1.0) > 0.05);
 }

@@ -25,21 +25,8 @@ import urllib.request
 DEADLINE_S = 60
 
 
-def fail(message):
-    print(f"FAIL: {message}", flush=True)
-    os._exit(1)
-
-
-def check(cond, message):
-    if not cond:
-        fail(message)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from loopback import check, fail, free_port  # noqa: E402
 
 class Client:
     def __init__(self, base):

@@ -45,21 +45,8 @@ BODY_BUDGET_MB = 64    # src/http_server.cpp, body_budget
 DEADLINE_S = 110
 
 
-def fail(message):
-    print(f"FAIL: {message}", flush=True)
-    os._exit(1)
-
-
-def check(cond, message):
-    if not cond:
-        fail(message)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from loopback import check, fail, free_port  # noqa: E402
 
 def raise_fd_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

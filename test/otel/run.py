@@ -39,14 +39,8 @@ DEADLINE_S = 60
 DELTA = 1  # AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 
 
-def fail(message):
-    print(f"FAIL: {message}", flush=True)
-    sys.exit(1)
-
-
-def check(cond, message):
-    if not cond:
-        fail(message)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from loopback import check, fail  # noqa: E402
 
 
 class Receiver(http.server.ThreadingHTTPServer):
