@@ -59,17 +59,21 @@ def run(build, binary, quick):
 
 
 def run_fresh(build, binary, quick):
-    """Each benchmark of `binary` once per process, in 5 processes (1 when
-    quick): the median real time of each, in a result shaped like run()'s."""
+    """Each benchmark of `binary` in a process of its own, 5 times (once
+    when quick): the median real time of each, in a result shaped like
+    run()'s."""
     path = os.path.join(build, binary)
     out = os.path.join(build, f"{binary}.json")
+    listed = subprocess.run([path, "--benchmark_list_tests=true"], stdout=subprocess.PIPE, text=True, check=True)
     times, last = {}, {}
     for _ in range(1 if quick else 5):
-        sh(path, f"--benchmark_out={out}", "--benchmark_out_format=json")
-        with open(out) as f:
-            for b in json.load(f)["benchmarks"]:
-                times.setdefault(b["run_name"], []).append(b["real_time"])
-                last[b["run_name"]] = b
+        for name in listed.stdout.split():
+            sh(path, f"--benchmark_filter=^{re.escape(name)}$", f"--benchmark_out={out}",
+               "--benchmark_out_format=json")
+            with open(out) as f:
+                for b in json.load(f)["benchmarks"]:
+                    times.setdefault(b["run_name"], []).append(b["real_time"])
+                    last[b["run_name"]] = b
     for name, b in last.items():
         b["real_time"] = statistics.median(times[name])
     return last
