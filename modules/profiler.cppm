@@ -317,10 +317,10 @@ struct exporter {
 /// Calls `e->profiler_configured` for the profilers alive now and later.
 void register_exporter(const exporter* e);
 /// Adds a diagnostic to a profiler's results (an exporter's failure).
-void report(Profiler& p, std::string message);
+void add_diagnostic(Profiler& p, std::string message);
 /// Sets the diagnostic that begins with `key` to `message` (which should
 /// begin with it too), replacing the previous one: a running count.
-void report_status(Profiler& p, std::string_view key, std::string message);
+void replace_diagnostic(Profiler& p, std::string_view key, std::string message);
 } // namespace detail
 
 /// How Profiler::repeat runs a function (docs/repetition.md).
@@ -587,8 +587,8 @@ private:
   template <class G>
   friend class Tracked;
   friend class BlockOpener;
-  friend void detail::report(Profiler& p, std::string message);
-  friend void detail::report_status(Profiler& p, std::string_view key, std::string message);
+  friend void detail::add_diagnostic(Profiler& p, std::string message);
+  friend void detail::replace_diagnostic(Profiler& p, std::string_view key, std::string message);
 
   // The Site paths, on a core that outlives its Profiler (Tracked keeps one).
   // The profiler a block on `s` records into, or null when nothing is to be

@@ -643,15 +643,16 @@ void configured(stichotrope::Profiler& p) {
     if (config.http_token) {
       auto t = resolve_token(*config.http_token);
       if (!t) {
-        stichotrope::detail::report(p, "http: not serving on " + *config.http + ": " + t.error() +
-                                           " (STICHOTROPE_HTTP_TOKEN); /metrics and the live view are not served");
+        stichotrope::detail::add_diagnostic(p,
+                                            "http: not serving on " + *config.http + ": " + t.error() +
+                                                " (STICHOTROPE_HTTP_TOKEN); /metrics and the live view are not served");
         return;
       }
       token = std::move(*t);
     }
     auto e = start_endpoint(*config.http, std::move(token));
     if (!e) {
-      stichotrope::detail::report(p, "http: " + e.error() + "; /metrics and the live view are not served");
+      stichotrope::detail::add_diagnostic(p, "http: " + e.error() + "; /metrics and the live view are not served");
       return;
     }
     it = s.endpoints.emplace(*config.http, *e).first;

@@ -387,8 +387,8 @@ public:
       const std::string_view text(v);
       const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
       if (ec != std::errc{} || end != text.data() + text.size() || ms == 0 || ms > 3'600'000) {
-        stichotrope::detail::report(p, "otlp: OTEL_EXPORTER_OTLP_TIMEOUT='" + std::string(text) +
-                                           "' is not a timeout in milliseconds (1 to 3600000); 10000 is used");
+        stichotrope::detail::add_diagnostic(p, "otlp: OTEL_EXPORTER_OTLP_TIMEOUT='" + std::string(text) +
+                                                   "' is not a timeout in milliseconds (1 to 3600000); 10000 is used");
         ms = default_timeout_ms;
       }
     }
@@ -460,10 +460,10 @@ private:
     if (!failure) return;
     ++c.failures;
     const std::string key = "otlp " + std::string(what) + ": ";
-    stichotrope::detail::report_status(profiler_, key,
-                                       key + std::to_string(c.failures) + " of " + std::to_string(c.attempts) +
-                                           " exports to " + where +
-                                           " failed; their data is lost (first error: " + *failure + ")");
+    stichotrope::detail::replace_diagnostic(profiler_, key,
+                                            key + std::to_string(c.failures) + " of " + std::to_string(c.attempts) +
+                                                " exports to " + where +
+                                                " failed; their data is lost (first error: " + *failure + ")");
   }
 
   void export_spans(bool last) {
@@ -508,9 +508,9 @@ private:
     }
     if (dropped > dropped_reported_) {
       dropped_reported_ = dropped;
-      stichotrope::detail::report_status(profiler_, "otlp traces: timeline",
-                                         "otlp traces: timeline buffers dropped " + std::to_string(dropped) +
-                                             " events; those blocks are not sent as spans (STICHOTROPE_TIMELINE)");
+      stichotrope::detail::replace_diagnostic(profiler_, "otlp traces: timeline",
+                                              "otlp traces: timeline buffers dropped " + std::to_string(dropped) +
+                                                  " events; those blocks are not sent as spans (STICHOTROPE_TIMELINE)");
     }
     std::vector<std::unique_ptr<tsdk::Recordable>> batch;
     for (auto it = groups_.begin(); it != groups_.end();) {
@@ -707,7 +707,7 @@ void configured(stichotrope::Profiler& p) {
     std::lock_guard lock(s.mutex);
     s.sessions.emplace(&p, std::move(fresh));
   } catch (const std::exception& e) {
-    stichotrope::detail::report(p, std::string("otlp: export not started: ") + e.what());
+    stichotrope::detail::add_diagnostic(p, std::string("otlp: export not started: ") + e.what());
   }
 }
 

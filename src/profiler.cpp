@@ -631,12 +631,12 @@ void write_outputs_now(bool ending) {
   }
 }
 
-void report(Profiler& p, std::string message) {
+void add_diagnostic(Profiler& p, std::string message) {
   std::lock_guard lock(p.core_->mutex);
   add_diagnostic(*p.core_, std::move(message));
 }
 
-void report_status(Profiler& p, std::string_view key, std::string message) {
+void replace_diagnostic(Profiler& p, std::string_view key, std::string message) {
   std::lock_guard lock(p.core_->mutex);
   auto& d = p.core_->diagnostics;
   const auto it = std::find_if(d.begin(), d.end(), [&](const std::string& m) { return m.starts_with(key); });

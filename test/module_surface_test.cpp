@@ -213,14 +213,14 @@ BOOST_AUTO_TEST_CASE(the_listed_internal_names_are_usable) {
   BOOST_TEST(d::awaited_type<int>::name == "int");
   // the optional exporters (stichotrope::http, stichotrope::otel)
   static_assert(std::is_same_v<decltype(&d::register_exporter), void (*)(const d::exporter*)>);
-  static_assert(std::is_same_v<decltype(&d::report), void (*)(stichotrope::Profiler&, std::string)>);
-  static_assert(
-      std::is_same_v<decltype(&d::report_status), void (*)(stichotrope::Profiler&, std::string_view, std::string)>);
+  static_assert(std::is_same_v<decltype(&d::add_diagnostic), void (*)(stichotrope::Profiler&, std::string)>);
+  static_assert(std::is_same_v<decltype(&d::replace_diagnostic),
+                               void (*)(stichotrope::Profiler&, std::string_view, std::string)>);
   {
     stichotrope::Profiler diagnosed{"diagnosed"};
-    d::report(diagnosed, "surface: a diagnostic");
-    d::report_status(diagnosed, "surface: count", "surface: count 1");
-    d::report_status(diagnosed, "surface: count", "surface: count 2");
+    d::add_diagnostic(diagnosed, "surface: a diagnostic");
+    d::replace_diagnostic(diagnosed, "surface: count", "surface: count 1");
+    d::replace_diagnostic(diagnosed, "surface: count", "surface: count 2");
     const auto diags = diagnosed.get_results().diagnostics;
     BOOST_TEST(std::count(diags.begin(), diags.end(), "surface: a diagnostic") == 1);
     BOOST_TEST(std::count(diags.begin(), diags.end(), "surface: count 2") == 1);
