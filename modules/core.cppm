@@ -706,8 +706,8 @@ inline std::uint64_t literal_hash(const void* location, int track, const char* t
 /// bucket itself. Two buckets of two entries per site, a site moved to its
 /// other bucket to make room (src/record.cpp, site_for_miss): a thread that
 /// alternates among half as many sites as the cache holds finds them all in
-/// it, where one slot per site left up to a fifth of them evicting each
-/// other on every pass (a model of both: docs/performance.md).
+/// it (with one slot per site, up to a fifth of them would evict each other
+/// on every pass: a model of both in docs/performance.md).
 inline std::size_t second_bucket(std::uint64_t hash, std::uint32_t shift) noexcept {
   const std::uint32_t bits = 64 - shift;
   const std::size_t first = hash >> shift;

@@ -60,7 +60,7 @@ void close_open(profiler_core& core, context* opened_in, std::uint32_t depth, st
 /// abandoned, its frame released (in its own flow or from anywhere).
 void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, std::uint32_t site,
                   std::uint64_t start) noexcept;
-/// The innermost open block of `c` on `core` that is still open, if any:
+/// The innermost block of `c` that is still open (of any profiler), if any:
 /// its frame index, or max_depth.
 std::uint32_t innermost_open(const context& c) noexcept;
 

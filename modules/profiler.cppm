@@ -54,9 +54,6 @@ std::string thread_name();
 
 class Profiler;
 
-/// Timeline capture settings: a thread's buffer holds `events_per_thread`
-/// events of 40 bytes (2.5 MiB per thread by default), created at the thread's
-/// first captured event with the settings in force then.
 /// What a profiler's data occupies, in bytes (Profiler::memory_use).
 struct MemoryUse {
   std::uint64_t thread_buffers = 0; ///< live threads: slots, histogram pages, timelines
@@ -66,6 +63,9 @@ struct MemoryUse {
   std::uint64_t total() const noexcept { return thread_buffers + exited_threads + sites; }
 };
 
+/// Timeline capture settings: a thread's buffer holds `events_per_thread`
+/// events of 40 bytes (2.5 MiB per thread by default), created at the thread's
+/// first captured event with the settings in force then.
 struct TimelineOptions {
   std::uint64_t events_per_thread = std::uint64_t{1} << 16;
   overflow_policy when_full = overflow_policy::keep_latest;
