@@ -214,6 +214,49 @@ struct timeline_ring {
   }
 };
 
+struct wait_cold;
+
+/// One (thread, wait site)'s statistics in the current interval: 104 B with
+/// its first histogram page inline (docs/performance.md, "Memory"). Written
+/// by its thread only, read by aggregators under the seqlock `seq`, like a
+/// slot. A wait is not a block: no callers, no self time, no pending sample.
+struct wait_record {
+  std::uint64_t key = 0;  // the hash of (block, await chain): set before the record is published
+  std::uint32_t site = 0; // the wait site
+  std::atomic<std::uint32_t> seq{0};
+  std::atomic<std::uint32_t> interval{0};
+  std::atomic<std::uint32_t> octave{0}; // the inline page's octave + 1 (0: none yet)
+  std::atomic<std::uint64_t> hits{0}, total_ns{0}, min_ns{UINT64_MAX}, max_ns{0};
+  std::atomic<std::uint64_t> migrations{0}; // waits that resumed on another thread than they began on
+  narrow_page page{};
+  std::atomic<wait_cold*> cold{nullptr}; // made when a second octave or a new interval needs it
+};
+
+/// A wait record's values at the end of its previous interval.
+struct wait_sealed {
+  std::atomic<std::uint32_t> interval{0};
+  std::atomic<std::uint32_t> octave{0};
+  std::atomic<std::uint64_t> hits{0}, total_ns{0}, min_ns{UINT64_MAX}, max_ns{0}, migrations{0};
+  narrow_page page{};
+  std::atomic<slot_dir*> dir{nullptr};
+};
+
+/// The rare part of a wait record: pages of other octaves than the inline
+/// one (a slot's directory), and the sealed copy of the previous interval.
+struct wait_cold {
+  std::atomic<slot_dir*> dir{nullptr};
+  std::atomic<wait_sealed*> sealed{nullptr};
+};
+
+/// Wait records made by one thread, published one by one through `used`.
+struct wait_chunk {
+  wait_chunk* next = nullptr;
+  std::uint32_t capacity = 0;
+  std::atomic<std::uint32_t> used{0};
+  wait_record* records() noexcept { return reinterpret_cast<wait_record*>(this + 1); }
+  const wait_record* records() const noexcept { return reinterpret_cast<const wait_record*>(this + 1); }
+};
+
 /// Where a thread keeps one profiler's data. Owned jointly by the thread and
 /// the profiler, so either may end first.
 struct thread_buffer {
@@ -244,19 +287,18 @@ struct thread_buffer {
   std::uint32_t cache_shift = 64 - 5;            // a bucket is a hash's top bits (log2 of the buckets)
   std::uint32_t cache_fills = 0;                 // entries written since the table was made
   std::atomic<timeline_ring*> timeline{nullptr}; // created at the thread's first event
-  // Wait sites this thread has charged (block site, await chain hash) -> site:
-  // open addressing, grown from the arena at half load, never evicting, so a
-  // wait is lock-free after its first use in the thread. Owner only.
-  struct wait_entry {
-    std::uint64_t chain = 0; // 0: empty
-    std::uint32_t block = 0;
-    std::uint32_t site = 0;
-  };
+  // Waits this thread has charged: a record per (block, await chain), in
+  // chunks that are never moved or freed before the buffer (aggregators walk
+  // them), found by the owner through a table of tagged pointers (16 high
+  // bits of the key, 48 of address) that grows x2 at 3/4 load, the old table
+  // freed (src/waits.cpp).
   static constexpr std::uint32_t first_wait_entries = 32;
-  std::array<wait_entry, first_wait_entries> first_waits{};
-  wait_entry* waits = first_waits.data();
+  std::atomic<wait_chunk*> wait_chunks{nullptr}; // newest first
+  std::array<std::uint64_t, first_wait_entries> first_waits{};
+  std::uint64_t* waits = first_waits.data();
   std::uint32_t wait_mask = first_wait_entries - 1;
   std::uint32_t wait_used = 0;
+  std::atomic<std::uint64_t> wait_bytes{0}; // chunks and tables beyond first_waits, for memory reports
 
   thread_buffer() = default;
   thread_buffer(const thread_buffer&) = delete;
@@ -427,6 +469,11 @@ struct frame_entry {
   std::uint64_t child_ns = 0;   // time of the closed children
 };
 
+/// A frame whose block closed in another thread (popped when it reaches the top).
+inline bool is_hole(const frame_entry& f) noexcept {
+  return (f.serial.load(std::memory_order_relaxed) & closed_bit) != 0;
+}
+
 /// Awaits of child coroutines a flow's wait chains remember (deeper ones
 /// still join; their waits are charged to the deepest remembered await).
 inline constexpr std::uint32_t max_joins = 8;
@@ -584,6 +631,10 @@ inline slot_dir* open_slot(profiler_core& core, thread_buffer& buf, slot& s, std
   return d;
 }
 
+/// Empties a directory of an interval already read, for reuse: its pages stay
+/// (the same octaves are likely to be needed again).
+void empty_directory(slot_dir& d) noexcept;
+
 /// Counts one sample in a directory's pages when the page is there and not
 /// full; false sends the caller to add_sample_slow.
 inline bool add_sample_fast(slot_dir& d, std::uint64_t ns) noexcept {
@@ -608,6 +659,14 @@ void record_cold(profiler_core& core, thread_buffer& buf, slot_dir& d, std::uint
 /// The cold statistics of a directory, allocated at their first use; null
 /// without memory.
 slot_ext* ext_of(thread_buffer& buf, slot_dir& d) noexcept;
+
+/// Charges a wait of `ns` that ended now to every open block of `c` (a
+/// block's suspended time is the sum of its waits; src/waits.cpp).
+void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept;
+/// The wait site the innermost open block of `core` in `c` charges the
+/// flow's current await to (a suspension's name in the timeline), or
+/// no_parent.
+std::uint32_t current_wait_site(context& c, profiler_core& core) noexcept;
 
 /// The identity of the pseudo-await "other flows ran inside this flow's run"
 /// (a child started inline): a wait location no co_await has.
@@ -869,6 +928,16 @@ struct slot_reading {
   const slot_dir* dir;
   const std::atomic<std::uint64_t>* more_pages;
 };
+
+/// What a wait record held in one interval, read consistently under its seqlock.
+struct wait_reading {
+  std::uint64_t hits, total_ns, min_ns, max_ns, migrations;
+  std::uint32_t octave; // of `page`, + 1 (0: none)
+  std::uint32_t page[page_buckets];
+  const slot_dir* dir; // pages of other octaves, or null
+};
+/// Reads what `w` holds of `interval`; false when it holds nothing of it.
+bool read_wait(const wait_record& w, std::uint32_t interval, wait_reading& out);
 
 /// Reads what `s` holds of `interval` (its live values, or the sealed ones if
 /// its thread has moved on); false when it holds nothing of it.

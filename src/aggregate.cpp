@@ -16,6 +16,7 @@ module;
 #include <string>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 module stichotrope;
 
@@ -73,6 +74,41 @@ bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out) {
     std::atomic_thread_fence(std::memory_order_acquire);
     if (s.seq.load(std::memory_order_relaxed) != before) continue;
     if (!found || (r.hits == 0 && r.abandoned == 0 && r.outside_flow == 0 && r.too_deep == 0)) return false;
+    out = r;
+    return true;
+  }
+}
+
+bool read_wait(const wait_record& w, std::uint32_t interval, wait_reading& out) {
+  for (;;) {
+    const std::uint32_t before = w.seq.load(std::memory_order_acquire);
+    if ((before & 1u) != 0) continue; // a wait is being written; it takes nanoseconds
+    wait_reading r{};
+    bool found = false;
+    auto take = [&r](const auto& from, const slot_dir* d) {
+      r.hits = from.hits.load(std::memory_order_relaxed);
+      r.total_ns = from.total_ns.load(std::memory_order_relaxed);
+      r.min_ns = from.min_ns.load(std::memory_order_relaxed);
+      r.max_ns = from.max_ns.load(std::memory_order_relaxed);
+      r.migrations = from.migrations.load(std::memory_order_relaxed);
+      r.octave = from.octave.load(std::memory_order_relaxed);
+      for (unsigned i = 0; i < page_buckets; ++i) r.page[i] = from.page.n[i].load(std::memory_order_relaxed);
+      r.dir = d;
+    };
+    // Acquire: pairs with the release stores that published the cold part
+    // and its directory (src/waits.cpp).
+    const wait_cold* c = w.cold.load(std::memory_order_acquire);
+    if (w.interval.load(std::memory_order_relaxed) == interval) {
+      found = true;
+      take(w, c != nullptr ? c->dir.load(std::memory_order_acquire) : nullptr);
+    } else if (const wait_sealed* z = c != nullptr ? c->sealed.load(std::memory_order_acquire) : nullptr;
+               z != nullptr && z->interval.load(std::memory_order_relaxed) == interval) {
+      found = true;
+      take(*z, z->dir.load(std::memory_order_relaxed));
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (w.seq.load(std::memory_order_relaxed) != before) continue;
+    if (!found || r.hits == 0) return false;
     out = r;
     return true;
   }
@@ -200,6 +236,45 @@ void add_reading(BlockResults& b, const slot_reading& r) {
 }
 
 void accumulator::add(std::uint32_t site, const slot_reading& r) { add_reading(blocks[site], r); }
+namespace {
+/// Adds a wait's reading to its wait site's sums (a wait has no callers, no
+/// self time and no pending sample).
+void add_wait_reading(BlockResults& b, const wait_reading& r) {
+  b.min_time_ns = b.hit_count == 0 ? r.min_ns : std::min(b.min_time_ns, r.min_ns);
+  b.max_time_ns = std::max(b.max_time_ns, r.max_ns);
+  b.hit_count += r.hits;
+  b.total_time_ns += r.total_ns;
+  b.migrations += r.migrations;
+  if (r.octave != 0) {
+    const unsigned base = (r.octave - 1) * page_buckets;
+    cover(b.histogram, base, base + page_buckets - 1);
+    for (unsigned i = 0; i < page_buckets; ++i) b.histogram.counts[base + i - b.histogram.first] += r.page[i];
+  }
+  if (r.dir != nullptr) { // the other octaves, read as a slot's pages are
+    slot_reading pages{};
+    pages.dir = r.dir;
+    pages.pending_ns = no_sample;
+    if (const slot_ext* e = r.dir->ext.load(std::memory_order_acquire))
+      pages.more_pages = e->more_pages.load(std::memory_order_acquire);
+    add_pages(pages, b.histogram);
+  }
+}
+
+/// Calls `f(site, reading)` for every wait record of `buf` that holds
+/// something of `interval`.
+template <class F>
+void for_each_wait(const thread_buffer& buf, std::uint32_t interval, F f) {
+  // Acquire: pairs with the release stores that published each chunk and
+  // each record in it (src/waits.cpp), so their keys and sites are set.
+  for (const wait_chunk* c = buf.wait_chunks.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+    const std::uint32_t n = c->used.load(std::memory_order_acquire);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      wait_reading r;
+      if (read_wait(c->records()[i], interval, r)) f(c->records()[i].site, r);
+    }
+  }
+}
+} // namespace
 
 void accumulator::add(const BlockResults& other) { blocks[other.site_id].merge(other); }
 
@@ -273,6 +348,12 @@ void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_bu
     const unsigned cores = std::thread::hardware_concurrency();
     threads = static_cast<std::uint32_t>(std::min<std::uint64_t>({cores == 0 ? 1 : cores, 4, columns}));
   }
+  // Waits first, on this thread (a wait site has records, no slots: the
+  // columns below never touch its sums).
+  for (const auto& buf : buffers)
+    for_each_wait(*buf, interval, [&](std::uint32_t site, const wait_reading& r) {
+      if (site < sites) add_wait_reading(acc.blocks[site], r);
+    });
   testing::merge_threads_used.store(threads, std::memory_order_relaxed);
   if (threads <= 1) return merge_columns(acc, buffers, interval, 0, 1);
   std::vector<std::exception_ptr> failed(threads);
@@ -313,6 +394,18 @@ std::vector<BlockResults> buffer_blocks(const thread_buffer& buf, std::uint32_t 
       trim(b.histogram);
     }
   }
+  // Waits: records of different chains may share a wait site (awaits inside
+  // the libraries are folded into the program's).
+  const std::size_t slots_read = out.size();
+  std::unordered_map<std::uint32_t, std::size_t> wait_at; // site -> index in out
+  for_each_wait(buf, interval, [&](std::uint32_t site, const wait_reading& r) {
+    if (site >= sites) return;
+    const auto [it, fresh] = wait_at.try_emplace(site, out.size());
+    if (fresh) out.emplace_back().site_id = site;
+    add_wait_reading(out[it->second], r);
+  });
+  for (auto it = out.begin() + static_cast<std::ptrdiff_t>(slots_read); it != out.end(); ++it) trim(it->histogram);
+  std::sort(out.begin(), out.end(), [](const BlockResults& a, const BlockResults& b) { return a.site_id < b.site_id; });
   return out;
 }
 
@@ -324,7 +417,8 @@ std::vector<BlockResults> used_blocks(std::vector<BlockResults> blocks) {
 }
 
 std::uint64_t buffer_bytes(const thread_buffer& buf) {
-  std::uint64_t n = sizeof(thread_buffer) + buf.memory.bytes.load(std::memory_order_relaxed);
+  std::uint64_t n = sizeof(thread_buffer) + buf.memory.bytes.load(std::memory_order_relaxed) +
+                    buf.wait_bytes.load(std::memory_order_relaxed);
   if (const timeline_ring* t = buf.timeline.load(std::memory_order_acquire))
     n += sizeof(timeline_ring) + t->capacity * sizeof(timeline_event);
   return n;

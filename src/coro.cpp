@@ -92,8 +92,6 @@ profiler_core* drawing(const context& c) noexcept {
   return core->timeline_on.load(std::memory_order_relaxed) ? core : nullptr;
 }
 
-bool is_hole(const frame_entry& f) noexcept { return (f.serial.load(std::memory_order_relaxed) & closed_bit) != 0; }
-
 /// Pops the closed frames on top of the stack.
 void pop_holes(context& c) noexcept {
   while (c.depth > 0 && is_hole(c.frame(c.depth - 1))) --c.depth;
@@ -186,118 +184,6 @@ context& init_thread_context() noexcept {
 }
 
 namespace {
-
-std::uint64_t mix(std::uint64_t h, const void* v) noexcept {
-  h = (h ^ static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(v))) * 0x9E3779B97F4A7C15ull;
-  return h ^ (h >> 29);
-}
-
-/// Adds (chain, block) -> site to the thread's wait table, growing it (x4,
-/// from the arena) at half load. False without memory.
-bool remember_wait(thread_buffer& buf, std::uint64_t chain, std::uint32_t block, std::uint32_t site) noexcept {
-  using entry = thread_buffer::wait_entry;
-  if ((buf.wait_used + 1) * 2 > buf.wait_mask + 1) {
-    const std::uint32_t size = (buf.wait_mask + 1) * 4;
-    auto* table = static_cast<entry*>(buf.memory.allocate(sizeof(entry) * size, alignof(entry)));
-    if (table == nullptr) return false;
-    for (std::uint32_t i = 0; i < size; ++i) new (&table[i]) entry{};
-    for (std::uint32_t i = 0; i <= buf.wait_mask; ++i) {
-      const entry& e = buf.waits[i];
-      if (e.chain == 0) continue;
-      std::uint32_t j = static_cast<std::uint32_t>(e.chain ^ (e.chain >> 32) ^ e.block) & (size - 1);
-      while (table[j].chain != 0) j = (j + 1) & (size - 1);
-      table[j] = e;
-    }
-    buf.waits = table; // the old table stays in the arena until the buffer goes
-    buf.wait_mask = size - 1;
-  }
-  std::uint32_t j = static_cast<std::uint32_t>(chain ^ (chain >> 32) ^ block) & buf.wait_mask;
-  while (buf.waits[j].chain != 0) j = (j + 1) & buf.wait_mask;
-  buf.waits[j] = entry{chain, block, site};
-  ++buf.wait_used;
-  return true;
-}
-
-/// The wait site of the open block `site` of `core` for the flow's current
-/// await, whose chain is `chain` (a hash of joins[first..joins) and the
-/// await): from the thread's table, registered at its first use in the
-/// thread. invalid_site when there is no memory or room.
-std::uint32_t wait_site_for(profiler_core& core, thread_buffer& buf, std::uint32_t site, std::uint64_t chain,
-                            const context& c, std::uint32_t first, std::uint32_t joins) noexcept {
-  for (std::uint32_t i = static_cast<std::uint32_t>(chain ^ (chain >> 32) ^ site) & buf.wait_mask;;
-       i = (i + 1) & buf.wait_mask) {
-    const thread_buffer::wait_entry& e = buf.waits[i];
-    if (e.chain == chain && e.block == site) return e.site;
-    if (e.chain != 0) continue;
-    std::uint32_t wait = invalid_site;
-    try {
-      wait = register_wait_site(core, site, c.joins + first, joins - first, c.wait_location, c.wait_type);
-    } catch (...) { // no memory for the registry
-      note_no_memory(core);
-      return invalid_site;
-    }
-    if (wait != invalid_site && !remember_wait(buf, chain, site, wait)) note_no_memory(core);
-    return wait;
-  }
-}
-
-/// One wait of `ns` charged to the open block `site` of `core`, in the
-/// calling thread's buffer. Lock-free after the wait site's first use in
-/// this thread.
-void charge_wait(profiler_core& core, std::uint32_t site, std::uint64_t chain, const context& c, std::uint32_t first,
-                 std::uint32_t joins, std::uint64_t ns, bool migrated) noexcept {
-  if (core.dead.load(std::memory_order_relaxed)) return;
-  thread_buffer* buf = current_buffer(core);
-  if (buf == nullptr) return note_no_memory(core);
-  const std::uint32_t wait = wait_site_for(core, *buf, site, chain, c, first, joins);
-  if (wait != invalid_site) record(core, wait, ns, 0, 0, site, flow_mark{0, 0, migrated ? 1u : 0u});
-}
-
-/// The hash of a wait's chain for a block whose chain starts at joins[first].
-std::uint64_t chain_hash(const context& c, std::uint32_t first, std::uint32_t joins) noexcept {
-  std::uint64_t h = mix(mix(0x9AE16A3B2F90404Full, c.wait_location), c.wait_type);
-  for (std::uint32_t at = joins; at > first;) h = mix(h, c.joins[--at]);
-  return h == 0 ? 1 : h;
-}
-
-/// The wait site the innermost open block of `core` in `c` charges the
-/// flow's current await to (a suspension's name in the timeline), or
-/// no_parent.
-std::uint32_t current_wait_site(context& c, profiler_core& core) noexcept {
-  const std::uint32_t joins = c.join_depth < max_joins ? c.join_depth : max_joins;
-  for (std::uint32_t d = c.depth; d-- > 0;) {
-    const frame_entry& f = c.frame(d);
-    if (is_hole(f) || f.core != &core) continue;
-    thread_buffer* buf = current_buffer(core);
-    if (buf == nullptr) return no_parent;
-    const std::uint32_t first = f.join_depth < joins ? f.join_depth : joins;
-    const std::uint32_t wait = wait_site_for(core, *buf, f.site, chain_hash(c, first, joins), c, first, joins);
-    return wait == invalid_site ? no_parent : wait;
-  }
-  return no_parent;
-}
-
-/// Charges a wait of `ns` that ended now to every open block of `c` (a
-/// block's suspended time is the sum of its waits). Each block's chain
-/// starts at the joins made after it opened.
-void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept {
-  if (c.depth == 0) return;
-  const std::uint32_t joins = c.join_depth < max_joins ? c.join_depth : max_joins;
-  const std::uint64_t leaf = mix(mix(0x9AE16A3B2F90404Full, c.wait_location), c.wait_type);
-  std::uint64_t h = leaf;
-  std::uint32_t at = joins; // h covers joins[at..joins) and the await: chain_hash, built up block by block
-  for (std::uint32_t d = c.depth; d-- > 0;) {
-    const frame_entry& f = c.frame(d);
-    if (is_hole(f) || f.core == nullptr) continue;
-    const std::uint32_t first = f.join_depth < joins ? f.join_depth : joins;
-    if (first > at) { // (a block moved in from a deeper join: start again)
-      h = leaf;
-      at = joins;
-    }
-    while (at > first) h = mix(h, c.joins[--at]);
-    charge_wait(*f.core, f.site, h == 0 ? 1 : h, c, first, joins, ns, migrated);
-  }
-}
 
 /// Another flow starts running inside the run of `previous` on this thread
 /// (Asio starts a co_spawned coroutine inline; a handler of another flow may

@@ -21,7 +21,10 @@ static_assert(sizeof(narrow_page) == 32); // one octave: eight 32-bit buckets
 static_assert(sizeof(wide_page) == 64);
 static_assert(sizeof(slot_ext) == 152);
 static_assert(sizeof(sealed_slot) == 64);
-static_assert(sizeof(thread_buffer) == 19136); // with 512 B of wait table
+static_assert(sizeof(thread_buffer) == 18880); // with 256 B of wait table
+static_assert(sizeof(wait_record) == 104);     // a (thread, wait site): inline page, cold part made when needed
+static_assert(sizeof(wait_sealed) == 88);
+static_assert(sizeof(wait_chunk) == 16);
 static_assert(chunk_slots * sizeof(slot) == 4096);
 
 arena::~arena() {
@@ -69,22 +72,6 @@ void zero(slot_ext& e) noexcept {
     }
 }
 
-/// Empties a directory of an interval already read, for reuse: its pages stay
-/// (the same octaves are likely to be needed again).
-void zero(slot_dir& d) noexcept {
-  for (auto& entry : d.pages) {
-    const std::uint64_t e = entry.load(std::memory_order_relaxed);
-    if (e == 0) continue;
-    if ((e & page_wide) != 0) {
-      for (auto& n : reinterpret_cast<wide_page*>(e & page_address)->n) n.store(0, std::memory_order_relaxed);
-    } else {
-      for (auto& n : reinterpret_cast<narrow_page*>(e & page_address)->n) n.store(0, std::memory_order_relaxed);
-    }
-  }
-  if (slot_ext* e = d.ext.load(std::memory_order_relaxed)) zero(*e);
-  d.first_caller.store(0, std::memory_order_relaxed);
-}
-
 /// Turns a narrow page whose counter is full into a wide copy (the narrow
 /// page is left as it was: a reader may still hold it).
 std::uint64_t widen(thread_buffer& buf, std::uint64_t e) noexcept {
@@ -114,6 +101,20 @@ bool count_in(thread_buffer& buf, std::atomic<std::uint64_t>& entry, unsigned bu
 }
 } // namespace
 
+void empty_directory(slot_dir& d) noexcept {
+  for (auto& entry : d.pages) {
+    const std::uint64_t e = entry.load(std::memory_order_relaxed);
+    if (e == 0) continue;
+    if ((e & page_wide) != 0) {
+      for (auto& n : reinterpret_cast<wide_page*>(e & page_address)->n) n.store(0, std::memory_order_relaxed);
+    } else {
+      for (auto& n : reinterpret_cast<narrow_page*>(e & page_address)->n) n.store(0, std::memory_order_relaxed);
+    }
+  }
+  if (slot_ext* e = d.ext.load(std::memory_order_relaxed)) zero(*e);
+  d.first_caller.store(0, std::memory_order_relaxed);
+}
+
 slot* thread_buffer::add_chunk(std::uint32_t index) noexcept {
   void* p = memory.allocate(sizeof(slot) * chunk_slots, alignof(slot));
   if (p == nullptr) return nullptr;
@@ -122,7 +123,15 @@ slot* thread_buffer::add_chunk(std::uint32_t index) noexcept {
   return chunk;
 }
 
-thread_buffer::~thread_buffer() { delete timeline.load(std::memory_order_relaxed); }
+thread_buffer::~thread_buffer() {
+  delete timeline.load(std::memory_order_relaxed);
+  for (wait_chunk* c = wait_chunks.load(std::memory_order_relaxed); c != nullptr;) {
+    wait_chunk* next = c->next;
+    ::operator delete(c); // records are trivially destructible (atomics of integers and pointers)
+    c = next;
+  }
+  if (waits != first_waits.data()) delete[] waits;
+}
 
 namespace {
 using entry = thread_buffer::cache_entry;
@@ -304,7 +313,7 @@ slot_dir* begin_interval(thread_buffer& buf, slot& s, std::uint32_t now) noexcep
     if (z == nullptr || fresh == nullptr) return nullptr; // both are retried at the next record
   } else {
     fresh = z->dir.load(std::memory_order_relaxed);
-    zero(*fresh);
+    empty_directory(*fresh);
   }
   z->interval.store(s.interval.load(std::memory_order_relaxed), std::memory_order_relaxed);
   z->hits.store(s.hits.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -345,7 +354,7 @@ namespace testing {
 page_widening widen_a_page(std::uint64_t ns) {
   thread_buffer buf;
   slot_dir dir;
-  zero(dir);
+  empty_directory(dir);
   page_widening out;
   if (!add_sample_slow(buf, dir, ns)) return out;
   const unsigned b = latency_histogram::bucket_of(ns);

@@ -1,12 +1,15 @@
-// Wait sites: what a flow's suspension is charged to (docs/coroutines.md,
-// "Waits"). Registered once per (block, await chain) under the profiler's
-// lock; threads then find them in their own table (src/coro.cpp).
+// Waits: what a flow's suspension is charged to (docs/coroutines.md,
+// "Waits"). A wait site is registered once per (block, await chain) under
+// the profiler's lock; each thread then charges its waits to records of its
+// own, found through an owner-only table, without a lock.
 module;
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <source_location>
 #include <string>
 #include <string_view>
@@ -185,6 +188,278 @@ std::uint32_t register_wait_site(profiler_core& core, std::uint32_t block, const
     parent = id;
   }
   return parent;
+}
+
+namespace {
+
+constexpr std::uint64_t odd1 = 0x9E3779B97F4A7C15ull;
+constexpr std::uint64_t odd2 = 0xC2B2AE3D27D4EB4Full;
+constexpr std::uint64_t address_bits = (std::uint64_t{1} << 48) - 1; // user-space addresses fit in 47 bits
+
+std::uint64_t bits(const void* p) noexcept { return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(p)); }
+
+// A wait's key hashes its block, the joins of its chain and the await: the
+// two products of the await are independent, and each join adds one
+// multiplication, so the key of a flow with no joins is a few cycles.
+std::uint64_t await_hash(const context& c) noexcept { return bits(c.wait_location) * odd1 ^ bits(c.wait_type) * odd2; }
+std::uint64_t with_join(std::uint64_t h, const void* join) noexcept { return (h ^ bits(join)) * odd1; }
+std::uint64_t wait_key(std::uint64_t h, std::uint32_t block) noexcept {
+  const std::uint64_t k = h ^ (std::uint64_t{block} + 1) * odd2;
+  return k == 0 ? 1 : k;
+}
+
+// The table: an entry is the key's 16 high bits over the record's address
+// (0: empty); a key starts probing at its bits 24 up.
+std::uint64_t tag_of(std::uint64_t key) noexcept { return key >> 48; }
+std::uint32_t home_of(std::uint64_t key, std::uint32_t mask) noexcept {
+  return static_cast<std::uint32_t>(key >> 24) & mask;
+}
+
+wait_record* find_wait(const thread_buffer& buf, std::uint64_t key) noexcept {
+  const std::uint64_t tag = tag_of(key);
+  for (std::uint32_t i = home_of(key, buf.wait_mask);; i = (i + 1) & buf.wait_mask) {
+    const std::uint64_t e = buf.waits[i];
+    if (e == 0) return nullptr;
+    if ((e >> 48) == tag)
+      if (auto* w = reinterpret_cast<wait_record*>(static_cast<std::uintptr_t>(e & address_bits)); w->key == key)
+        return w;
+  }
+}
+
+void put_wait(std::uint64_t* table, std::uint32_t mask, wait_record* w) noexcept {
+  std::uint32_t i = home_of(w->key, mask);
+  while (table[i] != 0) i = (i + 1) & mask;
+  table[i] = tag_of(w->key) << 48 | bits(w);
+}
+
+/// Room in the table for one more record (it doubles at 3/4 load; the old
+/// table is freed: only the owner reads it). False without memory.
+bool room_for_one_more(thread_buffer& buf) noexcept {
+  const std::uint32_t size = buf.wait_mask + 1;
+  if ((buf.wait_used + 1) * 4 <= size * 3) return true;
+  auto* table = new (std::nothrow) std::uint64_t[std::size_t{size} * 2]{};
+  if (table == nullptr) return false;
+  for (std::uint32_t i = 0; i < size; ++i)
+    if (const std::uint64_t e = buf.waits[i]; e != 0)
+      put_wait(table, size * 2 - 1, reinterpret_cast<wait_record*>(static_cast<std::uintptr_t>(e & address_bits)));
+  if (buf.waits != buf.first_waits.data()) {
+    delete[] buf.waits;
+    buf.wait_bytes.fetch_sub(sizeof(std::uint64_t) * size, std::memory_order_relaxed);
+  }
+  buf.wait_bytes.fetch_add(sizeof(std::uint64_t) * size * 2, std::memory_order_relaxed);
+  buf.waits = table;
+  buf.wait_mask = size * 2 - 1;
+  return true;
+}
+
+/// Where the next record goes: the newest chunk's next place (a chunk holds
+/// 16 records, doubling up to 512, so a thread with few waits holds little).
+/// The caller constructs it and publishes it. Null without memory.
+wait_record* next_record(thread_buffer& buf) noexcept {
+  wait_chunk* c = buf.wait_chunks.load(std::memory_order_relaxed);
+  if (c == nullptr || c->used.load(std::memory_order_relaxed) == c->capacity) {
+    const std::uint32_t capacity = c == nullptr ? 16 : std::min<std::uint32_t>(c->capacity * 2, 512);
+    const std::size_t bytes = sizeof(wait_chunk) + sizeof(wait_record) * capacity;
+    void* p = ::operator new(bytes, std::nothrow);
+    if (p == nullptr) return nullptr;
+    auto* fresh = new (p) wait_chunk{};
+    fresh->next = c;
+    fresh->capacity = capacity;
+    buf.wait_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    buf.wait_chunks.store(fresh, std::memory_order_release); // readers walk from here
+    c = fresh;
+  }
+  return c->records() + c->used.load(std::memory_order_relaxed);
+}
+
+/// The record of the wait `key` of block `block`, made at its first use in
+/// this thread (its site registered under the profiler's lock, or found
+/// there). Null when there is no memory or no room for the site.
+wait_record* make_wait(profiler_core& core, thread_buffer& buf, std::uint64_t key, std::uint32_t block,
+                       const context& c, std::uint32_t first, std::uint32_t joins) noexcept {
+  std::uint32_t site = invalid_site;
+  try {
+    site = register_wait_site(core, block, c.joins + first, joins - first, c.wait_location, c.wait_type);
+  } catch (...) { // no memory for the registry
+    note_no_memory(core);
+    return nullptr;
+  }
+  if (site == invalid_site) return nullptr;
+  wait_record* w = room_for_one_more(buf) ? next_record(buf) : nullptr;
+  if (w == nullptr) {
+    note_no_memory(core);
+    return nullptr;
+  }
+  new (w) wait_record{};
+  w->key = key;
+  w->site = site;
+  w->interval.store(core.interval.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  wait_chunk* chunk = buf.wait_chunks.load(std::memory_order_relaxed);
+  chunk->used.store(chunk->used.load(std::memory_order_relaxed) + 1, std::memory_order_release); // published
+  put_wait(buf.waits, buf.wait_mask, w);
+  ++buf.wait_used;
+  return w;
+}
+
+wait_cold* cold_of(thread_buffer& buf, wait_record& w) noexcept {
+  wait_cold* c = w.cold.load(std::memory_order_relaxed);
+  if (c == nullptr) {
+    void* p = buf.memory.allocate(sizeof(wait_cold), alignof(wait_cold));
+    if (p == nullptr) return nullptr;
+    c = new (p) wait_cold{};
+    w.cold.store(c, std::memory_order_release);
+  }
+  return c;
+}
+
+/// A sample the inline page cannot count (another octave, or a full
+/// counter): into the cold directory's pages.
+bool add_sample_cold(thread_buffer& buf, wait_record& w, std::uint64_t ns) noexcept {
+  wait_cold* c = cold_of(buf, w);
+  if (c == nullptr) return false;
+  slot_dir* d = c->dir.load(std::memory_order_relaxed);
+  if (d == nullptr) {
+    void* p = buf.memory.allocate(sizeof(slot_dir), alignof(slot_dir));
+    if (p == nullptr) return false;
+    d = new (p) slot_dir{};
+    c->dir.store(d, std::memory_order_release); // readers follow it outside the seqlock
+  }
+  return add_sample_slow(buf, *d, ns);
+}
+
+void copy_page(const narrow_page& from, narrow_page& to) noexcept {
+  for (unsigned i = 0; i < page_buckets; ++i)
+    to.n[i].store(from.n[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
+
+/// Moves a record to interval `now`, as begin_interval does a slot: its
+/// values to the sealed copy, the cold directory with them; the directory
+/// of the interval before (read long since) is emptied for reuse.
+bool begin_wait_interval(thread_buffer& buf, wait_record& w, std::uint32_t now) noexcept {
+  wait_cold* c = cold_of(buf, w);
+  if (c == nullptr) return false;
+  wait_sealed* z = c->sealed.load(std::memory_order_relaxed);
+  slot_dir* fresh = nullptr;
+  if (z == nullptr) {
+    void* p = buf.memory.allocate(sizeof(wait_sealed), alignof(wait_sealed));
+    if (p == nullptr) return false;
+    z = new (p) wait_sealed{};
+  } else if ((fresh = z->dir.load(std::memory_order_relaxed)) != nullptr) {
+    empty_directory(*fresh);
+  }
+  z->interval.store(w.interval.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->octave.store(w.octave.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->hits.store(w.hits.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->total_ns.store(w.total_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->min_ns.store(w.min_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->max_ns.store(w.max_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  z->migrations.store(w.migrations.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  copy_page(w.page, z->page);
+  z->dir.store(c->dir.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  c->sealed.store(z, std::memory_order_release);
+  c->dir.store(fresh, std::memory_order_release);
+  w.octave.store(0, std::memory_order_relaxed);
+  w.hits.store(0, std::memory_order_relaxed);
+  w.total_ns.store(0, std::memory_order_relaxed);
+  w.min_ns.store(UINT64_MAX, std::memory_order_relaxed);
+  w.max_ns.store(0, std::memory_order_relaxed);
+  w.migrations.store(0, std::memory_order_relaxed);
+  for (auto& n : w.page.n) n.store(0, std::memory_order_relaxed);
+  w.interval.store(now, std::memory_order_relaxed);
+  return true;
+}
+
+/// One wait of `ns` in its record: opened and closed like a slot (see
+/// open_slot in modules/core.cppm for why the order matters to take_results).
+void add_wait(profiler_core& core, thread_buffer& buf, wait_record& w, std::uint64_t ns, bool migrated) noexcept {
+  const std::uint32_t seq = w.seq.load(std::memory_order_relaxed);
+  w.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (w.interval.load(std::memory_order_relaxed) != core.interval.load(std::memory_order_relaxed)) [[unlikely]]
+    if (!begin_wait_interval(buf, w, core.interval.load(std::memory_order_relaxed))) {
+      w.seq.store(seq + 2, std::memory_order_release);
+      return note_no_memory(core);
+    }
+  bump(w.hits, 1);
+  bump(w.total_ns, ns);
+  if (ns < w.min_ns.load(std::memory_order_relaxed)) w.min_ns.store(ns, std::memory_order_relaxed);
+  if (ns > w.max_ns.load(std::memory_order_relaxed)) w.max_ns.store(ns, std::memory_order_relaxed);
+  if (migrated) bump(w.migrations, 1);
+  const unsigned b = latency_histogram::bucket_of(ns);
+  const std::uint32_t octave = b / page_buckets + 1;
+  const std::uint32_t held = w.octave.load(std::memory_order_relaxed);
+  bool counted = false;
+  if (held == octave || held == 0) {
+    auto& n = w.page.n[b % page_buckets];
+    if (const std::uint32_t v = n.load(std::memory_order_relaxed); v != UINT32_MAX) {
+      n.store(v + 1, std::memory_order_relaxed);
+      if (held == 0) w.octave.store(octave, std::memory_order_relaxed);
+      counted = true;
+    }
+  }
+  if (!counted) [[unlikely]] {
+    // Short waits spread over two or three octaves: the cold directory's page
+    // of this one is usually there already.
+    const wait_cold* c = w.cold.load(std::memory_order_relaxed);
+    slot_dir* d = c != nullptr ? c->dir.load(std::memory_order_relaxed) : nullptr;
+    if ((d == nullptr || !add_sample_fast(*d, ns)) && !add_sample_cold(buf, w, ns)) note_no_memory(core);
+  }
+  w.seq.store(seq + 2, std::memory_order_release);
+}
+
+/// The record of block `block`'s wait `key` in the calling thread's buffer
+/// of `core` (made at its first use); null when there is none to be had.
+wait_record* wait_of(profiler_core& core, std::uint64_t key, std::uint32_t block, const context& c, std::uint32_t first,
+                     std::uint32_t joins, thread_buffer*& buf) noexcept {
+  buf = current_buffer(core);
+  if (buf == nullptr) {
+    note_no_memory(core);
+    return nullptr;
+  }
+  if (wait_record* w = find_wait(*buf, key)) [[likely]]
+    return w;
+  return make_wait(core, *buf, key, block, c, first, joins);
+}
+
+} // namespace
+
+void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept {
+  if (c.depth == 0) return;
+  const std::uint32_t joins = c.join_depth < max_joins ? c.join_depth : max_joins;
+  const std::uint64_t leaf = await_hash(c);
+  std::uint64_t h = leaf;
+  std::uint32_t at = joins; // h covers joins[at..joins) and the await, built up block by block
+  for (std::uint32_t d = c.depth; d-- > 0;) {
+    const frame_entry& f = c.frame(d);
+    if (is_hole(f) || f.core == nullptr) continue;
+    const std::uint32_t first = f.join_depth < joins ? f.join_depth : joins; // the joins made after it opened
+    if (first > at) { // (a block moved in from a deeper join: start again)
+      h = leaf;
+      at = joins;
+    }
+    while (at > first) h = with_join(h, c.joins[--at]);
+    profiler_core& core = *f.core;
+    if (core.dead.load(std::memory_order_relaxed)) continue;
+    thread_buffer* buf = nullptr;
+    if (wait_record* w = wait_of(core, wait_key(h, f.site), f.site, c, first, joins, buf))
+      add_wait(core, *buf, *w, ns, migrated);
+  }
+}
+
+std::uint32_t current_wait_site(context& c, profiler_core& core) noexcept {
+  const std::uint32_t joins = c.join_depth < max_joins ? c.join_depth : max_joins;
+  for (std::uint32_t d = c.depth; d-- > 0;) {
+    const frame_entry& f = c.frame(d);
+    if (is_hole(f) || f.core != &core) continue;
+    const std::uint32_t first = f.join_depth < joins ? f.join_depth : joins;
+    std::uint64_t h = await_hash(c);
+    for (std::uint32_t at = joins; at > first;) h = with_join(h, c.joins[--at]);
+    thread_buffer* buf = nullptr;
+    const wait_record* w = wait_of(core, wait_key(h, f.site), f.site, c, first, joins, buf);
+    return w == nullptr ? no_parent : w->site;
+  }
+  return no_parent;
 }
 
 } // namespace stichotrope::detail

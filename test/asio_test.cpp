@@ -510,7 +510,9 @@ BOOST_AUTO_TEST_CASE(a_wait_in_an_awaited_asio_coroutine_is_charged_under_the_aw
   BOOST_TEST(inner->parent_site_id == via->site_id);
   BOOST_TEST(inner->awaited == std::string(net_spelling) + "::basic_waitable_timer::async_wait");
   BOOST_TEST(via->total_time_ns == inner->total_time_ns);
-  BOOST_TEST(inner->min_time_ns >= 10'000'000u);
+  // The timer's 10 ms began at its construction, a little before the flow
+  // suspended (Asio's initiation; under ASan, a fraction of a millisecond).
+  BOOST_TEST(inner->min_time_ns >= 9'000'000u);
   BOOST_REQUIRE(l.waits.size() == 1u);
   BOOST_TEST(l.waits[0].line == inner_line);
   BOOST_TEST(h.suspended_time_ns == top_level_wait_ns(h));

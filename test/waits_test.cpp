@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <thread>
 #include <vector>
 
 #include "support/async.hpp"
@@ -324,6 +325,65 @@ BOOST_AUTO_TEST_CASE(intervals_threads_and_clear_hold_waits_like_blocks) {
   p.clear();
   BOOST_TEST(only(p.get_results(), 0, "hops").hit_count == 0u);
   BOOST_TEST(only(p.get_results(), 0, "hops").waits.empty());
+}
+
+BOOST_AUTO_TEST_CASE(one_await_site_with_waits_of_three_octaves_keeps_its_histogram_across_intervals) {
+  // A wait record holds one octave of its histogram inline and the others in
+  // pages made when needed; a new interval seals them all. Three rounds, so
+  // the third reuses the pages the first sealed.
+  thread_pool pool(2);
+  timer_service timers(pool);
+  Profiler p{"octaves"};
+  std::atomic<std::uint32_t> line{0};
+  auto body = [&]() -> task<void> {
+    auto b = p.block(0, "varied");
+    for (std::chrono::microseconds d : {200us, 2000us, 20000us, 200us, 2000us}) {
+      line = __LINE__ + 1;
+      co_await timers.after(d);
+    }
+  };
+  for (int round = 0; round < 3; ++round) {
+    sync_wait(body());
+    const auto r = p.take_results();
+    const auto& b = only(r, 0, "varied");
+    const WaitResults* w = wait_at_line(b, line);
+    BOOST_TEST_REQUIRE(w != nullptr);
+    BOOST_TEST(w->count == 5u, "round " << round);
+    BOOST_TEST(w->histogram.total() == 5u, "round " << round);
+    BOOST_TEST(w->min_time_ns >= 200'000u);
+    BOOST_TEST(w->max_time_ns >= 20'000'000u);
+    const auto q = w->percentiles();
+    BOOST_TEST(q.p50_ns >= 2'000'000u / 100 * 95, "round " << round << " p50 " << q.p50_ns); // the middle of 5
+    BOOST_TEST(q.p50_ns < 20'000'000u, "round " << round << " p50 " << q.p50_ns);
+    BOOST_TEST(b.suspended_time_ns == top_level_wait_ns(b));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(waits_read_while_four_threads_record_them_are_each_counted_once) {
+  // take_results() in a loop while the pool's threads charge waits: every
+  // wait lands in exactly one interval, with its histogram.
+  thread_pool pool(4);
+  Profiler p{"racing"};
+  constexpr int flows = 8, hops = 2000;
+  std::atomic<bool> done{false};
+  std::uint64_t counted = 0, histogrammed = 0;
+  auto take = [&] {
+    const auto r = p.take_results();
+    if (const auto* b = r.find_block(0, "hopping"))
+      for (const auto& w : b->waits) counted += w.count, histogrammed += w.histogram.total();
+  };
+  std::thread reader([&] {
+    while (!done.load(std::memory_order_acquire)) take();
+  });
+  run_all(flows, [&]() -> task<void> {
+    auto b = p.block(0, "hopping");
+    for (int i = 0; i < hops; ++i) co_await pool.schedule();
+  });
+  done.store(true, std::memory_order_release);
+  reader.join();
+  take();
+  BOOST_TEST(counted == std::uint64_t{flows} * hops); // each hop is one wait
+  BOOST_TEST(histogrammed == counted);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
