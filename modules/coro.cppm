@@ -64,13 +64,18 @@ void abandon_open(profiler_core& core, context* opened_in, std::uint32_t depth, 
 /// its frame index, or max_depth.
 std::uint32_t innermost_open(const context& c) noexcept;
 
+/// The text of the template argument `label` (as "T = ") in a function's
+/// __PRETTY_FUNCTION__ (clang spells it "f() [T = int]"), or empty.
+constexpr std::string_view template_argument(std::string_view pretty, std::string_view label) noexcept {
+  const auto b = pretty.find(label);
+  if (b == std::string_view::npos) return {};
+  pretty.remove_prefix(b + label.size());
+  return pretty.substr(0, pretty.rfind(']'));
+}
+
 template <class T>
 constexpr std::string_view type_name() noexcept {
-  std::string_view s = __PRETTY_FUNCTION__;
-  const auto b = s.find("T = ");
-  if (b == std::string_view::npos) return {};
-  s.remove_prefix(b + 4);
-  return s.substr(0, s.rfind(']'));
+  return template_argument(__PRETTY_FUNCTION__, "T = ");
 }
 
 /// The name of an awaited type, in static storage: a wait keeps its address

@@ -210,11 +210,7 @@ void write_outputs_on_signals();
 
 template <auto F>
 constexpr std::string_view value_name() noexcept {
-  std::string_view s = __PRETTY_FUNCTION__;
-  const auto b = s.find("F = ");
-  if (b == std::string_view::npos) return {};
-  s.remove_prefix(b + 4);
-  s = s.substr(0, s.rfind(']'));
+  std::string_view s = template_argument(__PRETTY_FUNCTION__, "F = ");
   if (!s.empty() && s.front() == '&') s.remove_prefix(1);
   constexpr std::string_view anonymous = "(anonymous namespace)::";
   while (s.starts_with(anonymous)) s.remove_prefix(anonymous.size());

@@ -192,6 +192,12 @@ std::uint32_t register_wait_site(profiler_core& core, std::uint32_t block, const
 
 namespace {
 
+// What a record's cold part and directory are until it has them (no pages), so the write path follows the pointers
+// without testing them; and the counter a sample finds when its page is elsewhere. Never written.
+slot_dir no_dir{};
+wait_cold no_cold{&no_dir, nullptr};
+std::atomic<std::uint32_t> always_full{UINT32_MAX};
+
 constexpr std::uint64_t odd1 = 0x9E3779B97F4A7C15ull;
 constexpr std::uint64_t odd2 = 0xC2B2AE3D27D4EB4Full;
 constexpr std::uint64_t address_bits = (std::uint64_t{1} << 48) - 1; // user-space addresses fit in 47 bits
@@ -275,8 +281,9 @@ wait_record* next_record(thread_buffer& buf) noexcept {
 /// The record of the wait `key` of block `block`, made at its first use in
 /// this thread (its site registered under the profiler's lock, or found
 /// there). Null when there is no memory or no room for the site.
-wait_record* make_wait(profiler_core& core, thread_buffer& buf, std::uint64_t key, std::uint32_t block,
-                       const context& c, std::uint32_t first, std::uint32_t joins) noexcept {
+[[gnu::noinline, gnu::cold]] wait_record* make_wait(profiler_core& core, thread_buffer& buf, std::uint64_t key,
+                                                    std::uint32_t block, const context& c, std::uint32_t first,
+                                                    std::uint32_t joins) noexcept {
   std::uint32_t site = invalid_site;
   try {
     site = register_wait_site(core, block, c.joins + first, joins - first, c.wait_location, c.wait_type);
@@ -291,6 +298,7 @@ wait_record* make_wait(profiler_core& core, thread_buffer& buf, std::uint64_t ke
     return nullptr;
   }
   new (w) wait_record{};
+  w->cold.store(&no_cold, std::memory_order_relaxed);
   w->key = key;
   w->site = site;
   w->interval.store(core.interval.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -303,10 +311,10 @@ wait_record* make_wait(profiler_core& core, thread_buffer& buf, std::uint64_t ke
 
 wait_cold* cold_of(thread_buffer& buf, wait_record& w) noexcept {
   wait_cold* c = w.cold.load(std::memory_order_relaxed);
-  if (c == nullptr) {
+  if (c == &no_cold) {
     void* p = buf.memory.allocate(sizeof(wait_cold), alignof(wait_cold));
     if (p == nullptr) return nullptr;
-    c = new (p) wait_cold{};
+    c = new (p) wait_cold{&no_dir, nullptr};
     w.cold.store(c, std::memory_order_release);
   }
   return c;
@@ -314,11 +322,11 @@ wait_cold* cold_of(thread_buffer& buf, wait_record& w) noexcept {
 
 /// A sample the inline page cannot count (another octave, or a full
 /// counter): into the cold directory's pages.
-bool add_sample_cold(thread_buffer& buf, wait_record& w, std::uint64_t ns) noexcept {
+[[gnu::noinline]] bool add_sample_cold(thread_buffer& buf, wait_record& w, std::uint64_t ns) noexcept {
   wait_cold* c = cold_of(buf, w);
   if (c == nullptr) return false;
   slot_dir* d = c->dir.load(std::memory_order_relaxed);
-  if (d == nullptr) {
+  if (d == &no_dir) {
     void* p = buf.memory.allocate(sizeof(slot_dir), alignof(slot_dir));
     if (p == nullptr) return false;
     d = new (p) slot_dir{};
@@ -332,19 +340,32 @@ void copy_page(const narrow_page& from, narrow_page& to) noexcept {
     to.n[i].store(from.n[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
+/// A sample the write path did not count: the record's first (its octave
+/// becomes the inline page's), or one in another octave than the inline
+/// page's whose page in the cold directory is missing, full or wide.
+[[gnu::noinline]] bool add_sample_rarely(thread_buffer& buf, wait_record& w, std::uint64_t ns) noexcept {
+  const unsigned b = latency_histogram::bucket_of(ns);
+  if (w.octave.load(std::memory_order_relaxed) == 0) {
+    w.octave.store(b / page_buckets + 1, std::memory_order_relaxed);
+    w.page.n[b % page_buckets].store(1, std::memory_order_relaxed);
+    return true;
+  }
+  return add_sample_cold(buf, w, ns);
+}
+
 /// Moves a record to interval `now`, as begin_interval does a slot: its
 /// values to the sealed copy, the cold directory with them; the directory
 /// of the interval before (read long since) is emptied for reuse.
-bool begin_wait_interval(thread_buffer& buf, wait_record& w, std::uint32_t now) noexcept {
+[[gnu::noinline, gnu::cold]] bool begin_wait_interval(thread_buffer& buf, wait_record& w, std::uint32_t now) noexcept {
   wait_cold* c = cold_of(buf, w);
   if (c == nullptr) return false;
   wait_sealed* z = c->sealed.load(std::memory_order_relaxed);
-  slot_dir* fresh = nullptr;
+  slot_dir* fresh = &no_dir;
   if (z == nullptr) {
     void* p = buf.memory.allocate(sizeof(wait_sealed), alignof(wait_sealed));
     if (p == nullptr) return false;
     z = new (p) wait_sealed{};
-  } else if ((fresh = z->dir.load(std::memory_order_relaxed)) != nullptr) {
+  } else if ((fresh = z->dir.load(std::memory_order_relaxed)) != &no_dir) {
     empty_directory(*fresh);
   }
   z->interval.store(w.interval.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -386,32 +407,35 @@ void add_wait(profiler_core& core, thread_buffer& buf, wait_record& w, std::uint
   if (ns < w.min_ns.load(std::memory_order_relaxed)) w.min_ns.store(ns, std::memory_order_relaxed);
   if (ns > w.max_ns.load(std::memory_order_relaxed)) w.max_ns.store(ns, std::memory_order_relaxed);
   if (migrated) bump(w.migrations, 1);
+  // The sample's counter: in the inline page, or in the cold directory's
+  // narrow page of its octave, chosen without a branch (waits that straddle
+  // an octave boundary would make one mispredict); anything else (the first
+  // sample, a new octave, a full counter, a wide page) reads a counter that
+  // is always full and goes the slow way.
   const unsigned b = latency_histogram::bucket_of(ns);
   const std::uint32_t octave = b / page_buckets + 1;
-  const std::uint32_t held = w.octave.load(std::memory_order_relaxed);
-  bool counted = false;
-  if (held == octave || held == 0) {
-    auto& n = w.page.n[b % page_buckets];
-    if (const std::uint32_t v = n.load(std::memory_order_relaxed); v != UINT32_MAX) {
-      n.store(v + 1, std::memory_order_relaxed);
-      if (held == 0) w.octave.store(octave, std::memory_order_relaxed);
-      counted = true;
-    }
-  }
-  if (!counted) [[unlikely]] {
-    // Short waits spread over two or three octaves: the cold directory's page
-    // of this one is usually there already.
-    const wait_cold* c = w.cold.load(std::memory_order_relaxed);
-    slot_dir* d = c != nullptr ? c->dir.load(std::memory_order_relaxed) : nullptr;
-    if ((d == nullptr || !add_sample_fast(*d, ns)) && !add_sample_cold(buf, w, ns)) note_no_memory(core);
-  }
+  const bool here = w.octave.load(std::memory_order_relaxed) == octave;
+  const std::uint64_t e = w.cold.load(std::memory_order_relaxed)
+                              ->dir.load(std::memory_order_relaxed)
+                              ->pages[b / page_buckets % dir_entries]
+                              .load(std::memory_order_relaxed);
+  const bool there = (e >> 55) == std::uint64_t{octave} << 1; // a narrow page of this octave
+  const auto in_dir = static_cast<std::uintptr_t>(e & page_address) + sizeof(std::uint32_t) * (b % page_buckets);
+  auto at = there ? in_dir : reinterpret_cast<std::uintptr_t>(&always_full);
+  at = here ? reinterpret_cast<std::uintptr_t>(&w.page.n[b % page_buckets]) : at;
+  auto* counter = reinterpret_cast<std::atomic<std::uint32_t>*>(at);
+  if (const std::uint32_t v = counter->load(std::memory_order_relaxed); v != UINT32_MAX) [[likely]]
+    counter->store(v + 1, std::memory_order_relaxed);
+  else if (!add_sample_rarely(buf, w, ns)) [[unlikely]]
+    note_no_memory(core);
   w.seq.store(seq + 2, std::memory_order_release);
 }
 
 /// The record of block `block`'s wait `key` in the calling thread's buffer
 /// of `core` (made at its first use); null when there is none to be had.
-wait_record* wait_of(profiler_core& core, std::uint64_t key, std::uint32_t block, const context& c, std::uint32_t first,
-                     std::uint32_t joins, thread_buffer*& buf) noexcept {
+[[gnu::always_inline]] inline wait_record* wait_of(profiler_core& core, std::uint64_t key, std::uint32_t block,
+                                                   const context& c, std::uint32_t first, std::uint32_t joins,
+                                                   thread_buffer*& buf) noexcept {
   buf = current_buffer(core);
   if (buf == nullptr) {
     note_no_memory(core);
