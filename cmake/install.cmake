@@ -8,6 +8,8 @@ install(TARGETS stichotrope EXPORT stichotrope-targets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   FILE_SET CXX_MODULES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope/modules)
+# The one header the module sources include (by its path beside them).
+install(FILES ${PROJECT_SOURCE_DIR}/modules/output_headers.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope/modules)
 if(STICHOTROPE_HAS_ASIO)
   install(FILES ${PROJECT_SOURCE_DIR}/include/stichotrope/asio.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stichotrope)
 endif()

@@ -12,6 +12,7 @@ module;
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <deque>
 #include <vector>
 export module stichotrope:core;
@@ -56,6 +57,41 @@ inline std::atomic<bool> global_enabled{true};
 /// Single-writer update: no lock prefix, still data-race free for readers.
 inline void bump(std::atomic<std::uint64_t>& a, std::uint64_t v) noexcept {
   a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
+/// Single-writer move: `to` takes the value of `from`, which becomes `empty`.
+template <class T>
+void move_value(std::atomic<T>& from, std::atomic<T>& to, std::type_identity_t<T> empty) noexcept {
+  to.store(from.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  from.store(empty, std::memory_order_relaxed);
+}
+
+// A slot, its sealed copy, a wait record and its sealed copy all begin with
+// the same four statistics; these write, move and read them alike.
+
+/// Counts one sample of `ns` (single writer).
+template <class Stats>
+[[gnu::always_inline]] inline void count_sample(Stats& s, std::uint64_t ns) noexcept {
+  bump(s.hits, 1);
+  bump(s.total_ns, ns);
+  if (ns < s.min_ns.load(std::memory_order_relaxed)) s.min_ns.store(ns, std::memory_order_relaxed);
+  if (ns > s.max_ns.load(std::memory_order_relaxed)) s.max_ns.store(ns, std::memory_order_relaxed);
+}
+/// Moves the four statistics of `from` to `to` and empties `from` (a seal).
+template <class From, class To>
+void move_sample_stats(From& from, To& to) noexcept {
+  move_value(from.hits, to.hits, 0);
+  move_value(from.total_ns, to.total_ns, 0);
+  move_value(from.min_ns, to.min_ns, UINT64_MAX);
+  move_value(from.max_ns, to.max_ns, 0);
+}
+/// Reads the four statistics into a reading's plain fields.
+template <class Stats, class Reading>
+void read_sample_stats(const Stats& from, Reading& r) noexcept {
+  r.hits = from.hits.load(std::memory_order_relaxed);
+  r.total_ns = from.total_ns.load(std::memory_order_relaxed);
+  r.min_ns = from.min_ns.load(std::memory_order_relaxed);
+  r.max_ns = from.max_ns.load(std::memory_order_relaxed);
 }
 
 struct caller_slot {
@@ -883,10 +919,7 @@ inline void record(profiler_core& core, std::uint32_t site, std::uint64_t ns, st
     s.seq.store(seq + 2, std::memory_order_release);
     return note_no_memory(core);
   }
-  bump(s.hits, 1);
-  bump(s.total_ns, ns);
-  if (ns < s.min_ns.load(std::memory_order_relaxed)) s.min_ns.store(ns, std::memory_order_relaxed);
-  if (ns > s.max_ns.load(std::memory_order_relaxed)) s.max_ns.store(ns, std::memory_order_relaxed);
+  count_sample(s, ns);
   bump(s.self_ns, ns > child_ns ? ns - child_ns : 0);
   // Caller tags: 0 marks none yet, UINT32_MAX top level, else parent + 1. The
   // interval's first caller is counted by the slot's own hits and time.

@@ -1,11 +1,6 @@
 // Files written whole or not at all (src/files.cpp).
 module;
-#include <cstdint>
-#include <filesystem>
-#include <ostream>
-#include <string>
-#include <string_view>
-#include <vector>
+#include "output_headers.hpp"
 export module stichotrope:files;
 import :error;
 

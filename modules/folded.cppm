@@ -1,11 +1,6 @@
 // Folded stacks of the call tree, for flame graphs (src/folded.cpp).
 module;
-#include <cstdint>
-#include <filesystem>
-#include <ostream>
-#include <string>
-#include <string_view>
-#include <vector>
+#include "output_headers.hpp"
 export module stichotrope:folded;
 import :results;
 

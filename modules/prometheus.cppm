@@ -1,11 +1,6 @@
 // The Prometheus text exposition format (src/prometheus.cpp).
 module;
-#include <cstdint>
-#include <filesystem>
-#include <ostream>
-#include <string>
-#include <string_view>
-#include <vector>
+#include "output_headers.hpp"
 export module stichotrope:prometheus;
 import :results;
 

@@ -1,11 +1,6 @@
 // Results JSON read back, merged and compared: the CLI's side (src/reader.cpp).
 module;
-#include <cstdint>
-#include <filesystem>
-#include <ostream>
-#include <string>
-#include <string_view>
-#include <vector>
+#include "output_headers.hpp"
 export module stichotrope:reader;
 import :error;
 import :results;

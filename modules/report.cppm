@@ -1,11 +1,6 @@
 // The seed's results formats: CSV, JSON, the console table (src/report.cpp).
 module;
-#include <cstdint>
-#include <filesystem>
-#include <ostream>
-#include <string>
-#include <string_view>
-#include <vector>
+#include "output_headers.hpp"
 export module stichotrope:report;
 import :error;
 import :results;

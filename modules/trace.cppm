@@ -1,11 +1,6 @@
 // Timelines for viewers: Chrome trace (Perfetto) and speedscope (src/trace.cpp).
 module;
-#include <cstdint>
-#include <filesystem>
-#include <ostream>
-#include <string>
-#include <string_view>
-#include <vector>
+#include "output_headers.hpp"
 export module stichotrope:trace;
 import :error;
 import :results;

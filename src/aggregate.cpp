@@ -33,10 +33,7 @@ bool read_slot(const slot& s, std::uint32_t interval, slot_reading& out) {
     bool found = false;
     // The live values and the sealed copy have the same fields.
     auto take = [&r](const auto& from, const slot_dir* d) {
-      r.hits = from.hits.load(std::memory_order_relaxed);
-      r.total_ns = from.total_ns.load(std::memory_order_relaxed);
-      r.min_ns = from.min_ns.load(std::memory_order_relaxed);
-      r.max_ns = from.max_ns.load(std::memory_order_relaxed);
+      read_sample_stats(from, r);
       r.self_ns = from.self_ns.load(std::memory_order_relaxed);
       r.pending_ns = from.pending_ns.load(std::memory_order_relaxed);
       r.dir = d;
@@ -86,10 +83,7 @@ bool read_wait(const wait_record& w, std::uint32_t interval, wait_reading& out) 
     wait_reading r{};
     bool found = false;
     auto take = [&r](const auto& from, const slot_dir* d) {
-      r.hits = from.hits.load(std::memory_order_relaxed);
-      r.total_ns = from.total_ns.load(std::memory_order_relaxed);
-      r.min_ns = from.min_ns.load(std::memory_order_relaxed);
-      r.max_ns = from.max_ns.load(std::memory_order_relaxed);
+      read_sample_stats(from, r);
       r.migrations = from.migrations.load(std::memory_order_relaxed);
       r.octave = from.octave.load(std::memory_order_relaxed);
       for (unsigned i = 0; i < page_buckets; ++i) r.page[i] = from.page.n[i].load(std::memory_order_relaxed);

@@ -263,14 +263,10 @@ std::vector<msdk::MetricData> interval_metrics(const stichotrope::ProfilerResult
 
 // ---------------------------------------------------------------- spans
 
-/// A block event of the timeline waiting to become a span: it is sent once
-/// its parent (the innermost block of the same flow that encloses it) is
-/// known, or once it has waited `hold_ticks` exports without one (a root,
-/// or a parent that stays open longer: then it is sent without a parent).
 /// A suspension or resumption of a flow with open blocks: an event of the
 /// innermost span of that flow around it ("suspend" on the thread it left,
 /// "resume" on the thread it came back on).
-struct flow_mark {
+struct span_event {
   std::uint64_t t_ns = 0;
   bool resume = false;
   std::uint64_t thread_id = 0;
@@ -278,9 +274,13 @@ struct flow_mark {
   std::uint32_t wait_site = stichotrope::no_parent; // a suspension: the await it waits on (docs/coroutines.md)
 };
 
+/// A block event of the timeline waiting to become a span: it is sent once
+/// its parent (the innermost block of the same flow that encloses it) is
+/// known, or once it has waited `hold_ticks` exports without one (a root,
+/// or a parent that stays open longer: then it is sent without a parent).
 struct pending_span {
   std::uint64_t start_ns = 0, end_ns = 0; // timeline ns
-  std::vector<flow_mark> marks;
+  std::vector<span_event> marks;
   std::uint32_t site = 0;
   std::uint64_t flow = 0;
   std::uint64_t thread_id = 0;
@@ -298,7 +298,7 @@ constexpr unsigned mark_ticks = 8;
 
 struct span_group {
   std::vector<pending_span> pending;
-  std::vector<flow_mark> marks; // not yet given to a span
+  std::vector<span_event> marks; // not yet given to a span
 };
 
 struct export_counters {
@@ -491,7 +491,7 @@ private:
             e.flow_id != 0 ? std::pair{std::uint64_t{1}, e.flow_id} : std::pair{std::uint64_t{0}, t.thread_id};
         if (e.kind != stichotrope::timeline_kind::block) {
           groups_[key].marks.push_back(
-              flow_mark{e.start_ns, e.kind == stichotrope::timeline_kind::resume, t.thread_id, 0, e.site_id});
+              span_event{e.start_ns, e.kind == stichotrope::timeline_kind::resume, t.thread_id, 0, e.site_id});
           continue;
         }
         pending_span s;
@@ -569,7 +569,7 @@ private:
     }
     // Each mark goes to the innermost span around it (the last in this
     // order that contains it).
-    std::vector<flow_mark> unplaced;
+    std::vector<span_event> unplaced;
     for (auto& m : g.marks) {
       std::ptrdiff_t at = -1;
       for (std::size_t i = 0; i < v.size(); ++i)
@@ -619,7 +619,8 @@ private:
       r->SetAttribute("stichotrope.flow", static_cast<std::int64_t>(s.flow));
       r->SetAttribute("thread.id", static_cast<std::int64_t>(s.thread_id));
       if (!s.thread_name.empty()) r->SetAttribute("thread.name", s.thread_name);
-      std::sort(s.marks.begin(), s.marks.end(), [](const flow_mark& a, const flow_mark& b) { return a.t_ns < b.t_ns; });
+      std::sort(s.marks.begin(), s.marks.end(),
+                [](const span_event& a, const span_event& b) { return a.t_ns < b.t_ns; });
       for (const auto& m : s.marks) {
         std::vector<std::pair<opentelemetry::nostd::string_view, opentelemetry::common::AttributeValue>> on{
             {"thread.id", static_cast<std::int64_t>(m.thread_id)}};

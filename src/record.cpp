@@ -316,20 +316,11 @@ slot_dir* begin_interval(thread_buffer& buf, slot& s, std::uint32_t now) noexcep
     empty_directory(*fresh);
   }
   z->interval.store(s.interval.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->hits.store(s.hits.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->total_ns.store(s.total_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->min_ns.store(s.min_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->max_ns.store(s.max_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->self_ns.store(s.self_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->pending_ns.store(s.pending_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  move_sample_stats(s, *z);
+  move_value(s.self_ns, z->self_ns, 0);
+  move_value(s.pending_ns, z->pending_ns, no_sample);
   z->dir.store(old, std::memory_order_relaxed);
   fresh->sealed.store(z, std::memory_order_relaxed);
-  s.hits.store(0, std::memory_order_relaxed);
-  s.total_ns.store(0, std::memory_order_relaxed);
-  s.min_ns.store(UINT64_MAX, std::memory_order_relaxed);
-  s.max_ns.store(0, std::memory_order_relaxed);
-  s.self_ns.store(0, std::memory_order_relaxed);
-  s.pending_ns.store(no_sample, std::memory_order_relaxed);
   s.dir.store(fresh, std::memory_order_release); // as above
   s.interval.store(now, std::memory_order_relaxed);
   return fresh;

@@ -370,21 +370,13 @@ void copy_page(const narrow_page& from, narrow_page& to) noexcept {
   }
   z->interval.store(w.interval.load(std::memory_order_relaxed), std::memory_order_relaxed);
   z->octave.store(w.octave.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->hits.store(w.hits.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->total_ns.store(w.total_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->min_ns.store(w.min_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->max_ns.store(w.max_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  z->migrations.store(w.migrations.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  move_sample_stats(w, *z);
+  move_value(w.migrations, z->migrations, 0);
   copy_page(w.page, z->page);
   z->dir.store(c->dir.load(std::memory_order_relaxed), std::memory_order_relaxed);
   c->sealed.store(z, std::memory_order_release);
   c->dir.store(fresh, std::memory_order_release);
   w.octave.store(0, std::memory_order_relaxed);
-  w.hits.store(0, std::memory_order_relaxed);
-  w.total_ns.store(0, std::memory_order_relaxed);
-  w.min_ns.store(UINT64_MAX, std::memory_order_relaxed);
-  w.max_ns.store(0, std::memory_order_relaxed);
-  w.migrations.store(0, std::memory_order_relaxed);
   for (auto& n : w.page.n) n.store(0, std::memory_order_relaxed);
   w.interval.store(now, std::memory_order_relaxed);
   return true;
@@ -402,10 +394,7 @@ void add_wait(profiler_core& core, thread_buffer& buf, wait_record& w, std::uint
       w.seq.store(seq + 2, std::memory_order_release);
       return note_no_memory(core);
     }
-  bump(w.hits, 1);
-  bump(w.total_ns, ns);
-  if (ns < w.min_ns.load(std::memory_order_relaxed)) w.min_ns.store(ns, std::memory_order_relaxed);
-  if (ns > w.max_ns.load(std::memory_order_relaxed)) w.max_ns.store(ns, std::memory_order_relaxed);
+  count_sample(w, ns);
   if (migrated) bump(w.migrations, 1);
   // The sample's counter: in the inline page, or in the cold directory's
   // narrow page of its octave, chosen without a branch (waits that straddle
