@@ -208,7 +208,10 @@ public:
   std::uint64_t suspensions() const noexcept { return ctx_->suspensions; }
   std::uint64_t migrations() const noexcept { return ctx_->migrations; }
 
-  detail::context& raw() noexcept { return *ctx_; }
+  /// The flow's state, for the awaiters that time an await in it (wrap).
+  detail::context& flow() noexcept { return *ctx_; }
+  /// flow()'s former name.
+  [[deprecated("use flow()")]] detail::context& raw() noexcept { return *ctx_; }
 
 private:
   detail::context* ctx_;
@@ -302,7 +305,7 @@ private:
 template <class A>
 auto on_flow(Context& ctx, A&& a, std::source_location loc = std::source_location::current()) {
   using held = detail::held_t<detail::awaiter_t<A&&>>;
-  return flow_awaiter<held>(detail::get_awaiter(std::forward<A>(a)), ctx.raw(), detail::await_key(loc),
+  return flow_awaiter<held>(detail::get_awaiter(std::forward<A>(a)), ctx.flow(), detail::await_key(loc),
                             &detail::awaited_type<std::remove_cvref_t<A>>::name);
 }
 

@@ -75,10 +75,13 @@ struct caller_stats {
   friend bool operator==(const caller_stats&, const caller_stats&) = default;
 };
 
-struct percentiles {
+/// The percentiles of a block's or a wait's times (from its histogram).
+struct latency_percentiles {
   std::uint64_t p50_ns = 0, p90_ns = 0, p99_ns = 0, p999_ns = 0;
-  friend bool operator==(const percentiles&, const percentiles&) = default;
+  friend bool operator==(const latency_percentiles&, const latency_percentiles&) = default;
 };
+/// The type's former name (the member functions percentiles() shadowed it).
+using percentiles [[deprecated("use latency_percentiles")]] = latency_percentiles;
 
 /// Where a block's coroutine waited: one await site of the block, with the
 /// statistics of the suspensions charged to it (docs/coroutines.md, "Waits").
@@ -181,7 +184,7 @@ struct WaitResults {
   std::uint64_t migrations = 0; ///< suspensions that resumed on another thread than they began on
   latency_histogram histogram;
 
-  stichotrope::percentiles percentiles() const noexcept;
+  latency_percentiles percentiles() const noexcept;
   /// Adds the figures of another record set of the same wait.
   void add(const WaitResults& other);
   friend bool operator==(const WaitResults&, const WaitResults&) = default;
@@ -228,7 +231,7 @@ struct BlockResults {
   double avg_time_ns() const noexcept;
   /// Mean rounded to the nearest ns, as the CSV writes it.
   std::uint64_t avg_time_ns_rounded() const noexcept;
-  stichotrope::percentiles percentiles() const noexcept;
+  latency_percentiles percentiles() const noexcept;
   /// bytes per second of total time; 0 without bytes or time.
   double throughput_bytes_per_s() const noexcept;
 

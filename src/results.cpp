@@ -88,12 +88,12 @@ std::uint64_t BlockResults::avg_time_ns_rounded() const noexcept {
   return q;
 }
 
-stichotrope::percentiles BlockResults::percentiles() const noexcept {
+latency_percentiles BlockResults::percentiles() const noexcept {
   return {histogram.percentile(0.50, min_time_ns, max_time_ns), histogram.percentile(0.90, min_time_ns, max_time_ns),
           histogram.percentile(0.99, min_time_ns, max_time_ns), histogram.percentile(0.999, min_time_ns, max_time_ns)};
 }
 
-stichotrope::percentiles WaitResults::percentiles() const noexcept {
+latency_percentiles WaitResults::percentiles() const noexcept {
   return {histogram.percentile(0.50, min_time_ns, max_time_ns), histogram.percentile(0.90, min_time_ns, max_time_ns),
           histogram.percentile(0.99, min_time_ns, max_time_ns), histogram.percentile(0.999, min_time_ns, max_time_ns)};
 }

@@ -85,7 +85,11 @@ BOOST_AUTO_TEST_CASE(every_exported_name_is_usable) {
   BOOST_TEST(threads.size() == 1u);
   const st::TrackResults& track = results.tracks.at(0);
   const st::BlockResults& block = track.blocks.at(0);
-  st::percentiles p = block.percentiles();
+  st::latency_percentiles p = block.percentiles();
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"
+  static_assert(std::is_same_v<st::percentiles, st::latency_percentiles>); // the former name still compiles
+#pragma clang diagnostic pop
   st::caller_stats c = block.callers.at(0);
   st::latency_histogram h = block.histogram;
   BOOST_TEST(p.p50_ns <= block.max_time_ns);
@@ -126,6 +130,7 @@ BOOST_AUTO_TEST_CASE(every_coroutine_timeline_and_reader_name_is_usable) {
   }
   BOOST_TEST(!st::in_flow());
   BOOST_TEST(ctx.suspended());
+  BOOST_TEST(ctx.flow().suspended); // the state wrap(ctx, ...) times an await in
   st::Profiler profiler{"surface2"};
   auto t = []() -> st::task<int> { co_return 4; };
   BOOST_TEST(st::sync_wait(t()) == 4);
