@@ -265,7 +265,7 @@ struct wait_record {
   std::atomic<std::uint64_t> hits{0}, total_ns{0}, min_ns{UINT64_MAX}, max_ns{0};
   std::atomic<std::uint64_t> migrations{0}; // waits that resumed on another thread than they began on
   narrow_page page{};
-  std::atomic<wait_cold*> cold{nullptr}; // made when a second octave or a new interval needs it
+  std::atomic<wait_cold*> cold{nullptr}; // a shared empty one until a second octave or a new interval needs one
 };
 
 /// A wait record's values at the end of its previous interval.
@@ -967,7 +967,7 @@ struct wait_reading {
   std::uint64_t hits, total_ns, min_ns, max_ns, migrations;
   std::uint32_t octave; // of `page`, + 1 (0: none)
   std::uint32_t page[page_buckets];
-  const slot_dir* dir; // pages of other octaves, or null
+  const slot_dir* dir; // pages of other octaves (a directory without pages when there are none)
 };
 /// Reads what `w` holds of `interval`; false when it holds nothing of it.
 bool read_wait(const wait_record& w, std::uint32_t interval, wait_reading& out);

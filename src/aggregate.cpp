@@ -90,7 +90,8 @@ bool read_wait(const wait_record& w, std::uint32_t interval, wait_reading& out) 
       r.dir = d;
     };
     // Acquire: pairs with the release stores that published the cold part
-    // and its directory (src/waits.cpp).
+    // and its directory (src/waits.cpp). A published record always has a
+    // cold part (a shared empty one until its own is made).
     const wait_cold* c = w.cold.load(std::memory_order_acquire);
     if (w.interval.load(std::memory_order_relaxed) == interval) {
       found = true;
