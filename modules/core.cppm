@@ -1053,4 +1053,18 @@ export inline void use_barrier_by_protection(bool on) noexcept {
 void rename_thread(std::string_view name);
 std::string current_thread_name();
 
+// Shared by the stages in src/ (each file says which it is):
+/// A path's last part; "file.cpp:12" for a place in the diagnostics (src/sites.cpp).
+std::string base_name(std::string_view path);
+std::string where(const char* file, std::uint32_t line);
+/// Adds a diagnostic once (core.mutex held; src/sites.cpp).
+void add_diagnostic(profiler_core& core, std::string message);
+/// A thread's blocks of the current interval, used sites only (core.mutex
+/// held; src/aggregate.cpp).
+std::vector<BlockResults> thread_blocks(const profiler_core& core, const thread_buffer& buf);
+/// Adds `blocks` to `folded`, indexed by site id (src/aggregate.cpp).
+void fold_blocks(const profiler_core& core, std::vector<BlockResults>& folded, const std::vector<BlockResults>& blocks);
+/// A thread's timeline ring as events (core.mutex held; src/timeline.cpp).
+ThreadTimeline read_timeline(const thread_buffer& buf, bool exited);
+
 } // namespace stichotrope::detail

@@ -7,6 +7,8 @@ module;
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
+#include <map>
 #include <atomic>
 #include <cstdint>
 #include <exception>
@@ -454,3 +456,275 @@ void issue_barrier() noexcept {
 }
 
 } // namespace stichotrope::detail
+
+// Results: every thread's records of an interval merged (get_results,
+// take_results), per thread (get_all_thread_data), arranged into tracks with
+// their waits (assemble); clear() starts a new interval.
+namespace stichotrope::detail {
+namespace {
+
+void add_unique(std::vector<std::string>& list, std::string message) {
+  if (std::find(list.begin(), list.end(), message) == list.end()) list.push_back(std::move(message));
+}
+
+/// The waits among `blocks` (wait sites' records), each added to the awaits
+/// it happened under too, by wait site id (core.mutex held).
+std::map<std::uint32_t, WaitResults> gather_waits(const profiler_core& core, const std::vector<BlockResults>& blocks) {
+  std::map<std::uint32_t, WaitResults> waits;
+  auto wait_at = [&](std::uint32_t id) -> WaitResults& {
+    auto [it, fresh] = waits.try_emplace(id);
+    if (fresh) {
+      const site_info& s = core.sites[id];
+      WaitResults& w = it->second;
+      w.site_id = id;
+      w.parent_site_id = s.wait_parent == invalid_site ? no_parent : s.wait_parent;
+      w.name = s.name;
+      w.file = s.file;
+      w.line = s.line;
+      w.column = s.column;
+      w.function = s.function;
+      w.awaited = s.awaited;
+    }
+    return it->second;
+  };
+  for (const auto& b : blocks) {
+    if (b.site_id >= core.sites.size() || core.sites[b.site_id].wait_of == invalid_site || b.hit_count == 0) continue;
+    WaitResults direct;
+    direct.count = b.hit_count;
+    direct.total_time_ns = b.total_time_ns;
+    direct.min_time_ns = b.min_time_ns;
+    direct.max_time_ns = b.max_time_ns;
+    direct.migrations = b.migrations;
+    direct.histogram = b.histogram;
+    for (std::uint32_t id = b.site_id; id != invalid_site; id = core.sites[id].wait_parent) wait_at(id).add(direct);
+  }
+  return waits;
+}
+
+} // namespace
+
+/// Arranges per-site blocks into tracks (core.mutex held).
+ProfilerResults assemble(const profiler_core& core, std::vector<BlockResults> blocks, bool keep_empty,
+                         std::uint64_t dropped) {
+  ProfilerResults r;
+  r.profiler_name = core.name;
+  r.clock = calibrate_clock().source;
+  r.diagnostics = core.diagnostics;
+  r.diagnostics.insert(r.diagnostics.end(), core.config_errors.begin(), core.config_errors.end());
+  r.dropped_records = dropped;
+  if (keep_empty) r.repetitions = core.repetitions; // the whole profiler's results, not a thread's
+  if (r.dropped_records > 0)
+    r.diagnostics.push_back(std::to_string(r.dropped_records) +
+                            " records dropped: no memory for a thread buffer, slot chunk or histogram");
+  std::vector<std::optional<TrackResults>> tracks(max_tracks);
+  auto track_at = [&](int idx) -> TrackResults& {
+    auto& t = tracks[static_cast<unsigned>(idx)];
+    if (!t) {
+      t.emplace();
+      t->track_idx = idx;
+      t->track_name = core.track_names[static_cast<unsigned>(idx)];
+      t->enabled = core.track_enabled[static_cast<unsigned>(idx)].load(std::memory_order_relaxed);
+    }
+    return *t;
+  };
+  std::map<std::uint32_t, std::vector<WaitResults>> waits_of; // by block site, in wait site order
+  for (auto& [id, w] : gather_waits(core, blocks)) waits_of[core.sites[id].wait_of].push_back(std::move(w));
+  for (auto& b : blocks) {
+    const site_info& site = core.sites[b.site_id];
+    if (site.wait_of != invalid_site) continue; // a wait: attached to its block
+    if (auto it = waits_of.find(b.site_id); it != waits_of.end()) b.waits = std::move(it->second);
+    if (!keep_empty && b.hit_count == 0 && b.abandoned == 0 && b.outside_flow == 0 && b.too_deep == 0 &&
+        b.waits.empty())
+      continue;
+    b.name = site.name;
+    b.file = site.file;
+    b.line = site.line;
+    b.column = site.column;
+    b.function = site.function;
+    if (b.outside_flow > 0)
+      add_unique(r.diagnostics, "block '" + b.name + "' at " + where(b.file.c_str(), b.line) +
+                                    ": closed outside the flow that opened it (moved to another thread or flow, or "
+                                    "spanning co_await in a coroutine without a flow); such hits count their wall "
+                                    "time only, with no parent and no suspended time. Run the coroutine in a flow "
+                                    "(stichotrope::task, stichotrope/asio.hpp, Context) or close the block where "
+                                    "it opened");
+    if (b.too_deep > 0)
+      add_unique(r.diagnostics, "block '" + b.name + "' at " + where(b.file.c_str(), b.line) + ": opened more than " +
+                                    std::to_string(max_depth) +
+                                    " blocks deep in one flow; such hits are recorded without a parent");
+    // A thread's share may hold waits it resumed of a block closed elsewhere.
+    if (!keep_empty && b.hit_count == 0 && b.abandoned == 0 && b.waits.empty()) continue;
+    track_at(site.track).blocks.push_back(std::move(b));
+  }
+  if (keep_empty)
+    for (int idx = 0; idx < max_tracks; ++idx)
+      if (core.track_names[static_cast<unsigned>(idx)]) track_at(idx);
+  for (auto& t : tracks)
+    if (t) r.tracks.push_back(std::move(*t));
+  return r;
+}
+
+/// The statistics of one thread in the current interval, used sites only.
+std::vector<BlockResults> thread_blocks(const profiler_core& core, const thread_buffer& buf) {
+  return buffer_blocks(buf, static_cast<std::uint32_t>(core.sites.size()),
+                       core.interval.load(std::memory_order_relaxed));
+}
+
+ThreadResults thread_results(const profiler_core& core, std::uint64_t os_thread_id, const std::string& thread_name,
+                             bool exited, const std::vector<BlockResults>& used) {
+  std::vector<BlockResults> blocks(core.sites.size());
+  for (std::uint32_t id = 0; id < blocks.size(); ++id) blocks[id].site_id = id;
+  for (const auto& b : used) blocks[b.site_id] = b;
+  ThreadResults t;
+  t.thread_id = os_thread_id;
+  t.thread_name = thread_name;
+  t.exited = exited;
+  t.results = assemble(core, std::move(blocks), false, 0);
+  return t;
+}
+
+/// Adds `blocks` to `folded`, which is indexed by site id: costs what the
+/// blocks cover, not every site.
+void fold_blocks(const profiler_core& core, std::vector<BlockResults>& folded,
+                 const std::vector<BlockResults>& blocks) {
+  for (const auto& b : blocks) {
+    if (folded.size() <= b.site_id) {
+      const std::size_t old = folded.size();
+      folded.resize(std::min(core.sites.size(), std::max<std::size_t>(b.site_id + 1, old * 2)));
+      for (std::size_t id = old; id < folded.size(); ++id) folded[id].site_id = static_cast<std::uint32_t>(id);
+    }
+    folded[b.site_id].merge(b);
+  }
+}
+
+} // namespace stichotrope::detail
+
+namespace stichotrope {
+
+namespace detail {
+namespace {
+/// Adds one interval: every live thread's slots of it and the threads that
+/// ended in it (core.mutex held).
+void add_interval(accumulator& acc, const profiler_core& core, std::uint32_t interval,
+                  const std::deque<exited_thread>& exited, const exited_thread& folded) {
+  merge_buffers(acc, core.buffers, interval);
+  for (const auto& t : exited)
+    for (const auto& b : t.blocks) acc.add(b);
+  for (const auto& b : folded.blocks) acc.add(b);
+}
+
+/// Adds the interval a failed take_results() left unread, if any.
+void add_unread(accumulator& acc, const profiler_core& core) {
+  if (core.unread.interval != 0) add_interval(acc, core, core.unread.interval, core.unread.exited, core.unread.folded);
+}
+} // namespace
+} // namespace detail
+
+ProfilerResults Profiler::get_results() const {
+  const auto& core = *core_;
+  std::lock_guard lock(core.mutex);
+  detail::accumulator acc(core.sites.size());
+  detail::add_interval(acc, core, core.interval.load(std::memory_order_relaxed), core.exited, core.exited_folded);
+  detail::add_unread(acc, core);
+  for (const auto& b : core.taken) acc.add(b);
+  return detail::assemble(core, acc.finish(), true,
+                          core.dropped_taken + core.dropped_no_memory.load(std::memory_order_relaxed));
+}
+
+ProfilerResults Profiler::take_results() {
+  auto& core = *core_;
+  std::lock_guard lock(core.mutex);
+  if (core.unread.interval == 0) {
+    // A new interval first; then every record still writing the old one is
+    // either visible as in progress (read_slot waits for it) or was made
+    // after the switch and lands in the new one (modules/core.cppm,
+    // open_slot). The threads that ended in the old one go with it.
+    const std::uint32_t ended = core.interval.load(std::memory_order_relaxed);
+    core.interval.store(ended + 1 == 0 ? 1 : ended + 1, std::memory_order_seq_cst);
+    detail::issue_barrier();
+    core.unread.interval = ended;
+    core.unread.exited.swap(core.exited);
+    std::swap(core.unread.folded, core.exited_folded);
+    core.exited_entries = 0;
+    core.exited_folded_count = 0;
+  }
+  // Whatever can fail (no memory) comes before anything changes: a call
+  // that throws leaves the interval unread, and the next one returns it.
+  detail::accumulator acc(core.sites.size());
+  detail::add_unread(acc, core);
+  const std::uint64_t dropped = core.dropped_no_memory.load(std::memory_order_relaxed);
+  auto blocks = acc.finish();
+  detail::accumulator total(core.sites.size());
+  for (const auto& b : core.taken) total.add(b);
+  for (const auto& b : blocks) total.add(b);
+  auto taken = detail::used_blocks(total.finish());
+  auto results = detail::assemble(core, std::move(blocks), true, dropped);
+  // Nothing below allocates.
+  core.taken = std::move(taken);
+  core.dropped_taken += dropped;
+  core.dropped_no_memory.fetch_sub(dropped, std::memory_order_relaxed);
+  core.unread.reset();
+  return results;
+}
+
+std::vector<ThreadResults> Profiler::get_all_thread_data() const {
+  const auto& core = *core_;
+  std::lock_guard lock(core.mutex);
+  std::vector<ThreadResults> out;
+  for (const auto& buf : core.buffers) {
+    auto used = detail::thread_blocks(core, *buf);
+    if (!used.empty()) out.push_back(detail::thread_results(core, buf->os_thread_id, buf->thread_name, false, used));
+  }
+  for (const auto& t : core.exited)
+    out.push_back(detail::thread_results(core, t.os_thread_id, t.thread_name, true, t.blocks));
+  if (core.exited_folded_count > 0)
+    out.push_back(detail::thread_results(core, 0,
+                                         "(" + std::to_string(core.exited_folded_count) + " older exited threads)",
+                                         true, core.exited_folded.blocks));
+  return out;
+}
+
+MemoryUse Profiler::memory_use() const {
+  const auto& core = *core_;
+  std::lock_guard lock(core.mutex);
+  MemoryUse m;
+  for (const auto& buf : core.buffers) {
+    m.thread_buffers += detail::buffer_bytes(*buf);
+    ++m.live_threads;
+  }
+  auto blocks_bytes = [](const std::vector<BlockResults>& blocks) {
+    std::uint64_t n = blocks.capacity() * sizeof(BlockResults);
+    for (const auto& b : blocks)
+      n += b.callers.capacity() * sizeof(caller_stats) + b.histogram.counts.capacity() * sizeof(std::uint64_t);
+    return n;
+  };
+  for (const auto& t : core.exited) m.exited_threads += sizeof(t) + blocks_bytes(t.blocks);
+  m.exited_threads += blocks_bytes(core.exited_folded.blocks) + blocks_bytes(core.taken);
+  for (const auto& t : core.unread.exited) m.exited_threads += sizeof(t) + blocks_bytes(t.blocks);
+  m.exited_threads += blocks_bytes(core.unread.folded.blocks);
+  for (const auto& s : core.sites) m.sites += sizeof(s) + s.name.capacity() + s.file.capacity() + s.function.capacity();
+  return m;
+}
+
+void Profiler::clear() {
+  std::lock_guard lock(core_->mutex);
+  // Records of the interval that ends are never read: each thread moves a
+  // slot to the new interval at its next record there (no thread is made to
+  // empty its whole buffer inside a block).
+  const std::uint32_t ended = core_->interval.load(std::memory_order_relaxed);
+  core_->interval.store(ended + 1 == 0 ? 1 : ended + 1, std::memory_order_release);
+  core_->generation.fetch_add(1, std::memory_order_release);
+  core_->dropped_no_memory.store(0, std::memory_order_relaxed);
+  core_->dropped_taken = 0;
+  core_->taken.clear();
+  core_->exited.clear();
+  core_->exited_entries = 0;
+  core_->exited_folded = {};
+  core_->exited_folded_count = 0;
+  core_->unread.reset(); // never read: its records go with the rest
+  core_->exited_timelines.clear();
+  core_->exited_timeline_events_dropped = 0;
+  core_->repetitions.clear();
+}
+
+} // namespace stichotrope

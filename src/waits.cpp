@@ -29,11 +29,6 @@ struct await_element {
   bool internal = false; // an await inside Asio's or this library's own coroutines
 };
 
-std::string base_name(std::string_view path) {
-  const auto slash = path.rfind('/');
-  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
-}
-
 /// Awaits written in Asio's headers (standalone or Boost's) or in the Asio
 /// integration header: the program did not write them, so a wait there is
 /// named for the program's await that led to it.
