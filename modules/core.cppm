@@ -327,7 +327,7 @@ struct thread_buffer {
   // chunks that are never moved or freed before the buffer (aggregators walk
   // them), found by the owner through a table of tagged pointers (16 high
   // bits of the key, 48 of address) that grows x2 at 3/4 load, the old table
-  // freed (src/waits.cpp).
+  // freed (src/core/waits.cpp).
   static constexpr std::uint32_t first_wait_entries = 32;
   std::atomic<wait_chunk*> wait_chunks{nullptr}; // newest first
   std::array<std::uint64_t, first_wait_entries> first_waits{};
@@ -426,7 +426,7 @@ struct profiler_core {
   std::array<std::atomic<bool>, max_tracks> track_enabled;
   // global_enabled && started && track_enabled[t] (and not dead): the one flag
   // a block checks, recomputed under switch_mutex whenever one changes
-  // (src/profiler.cpp, reopen_tracks).
+  // (src/profiler/profiler.cpp, reopen_tracks).
   std::array<std::atomic<bool>, max_tracks> track_open;
   std::mutex switch_mutex;
   std::atomic<std::uint64_t> generation{1}; // clear() count: timelines older than it are emptied
@@ -697,7 +697,7 @@ void record_cold(profiler_core& core, thread_buffer& buf, slot_dir& d, std::uint
 slot_ext* ext_of(thread_buffer& buf, slot_dir& d) noexcept;
 
 /// Charges a wait of `ns` that ended now to every open block of `c` (a
-/// block's suspended time is the sum of its waits; src/waits.cpp).
+/// block's suspended time is the sum of its waits; src/core/waits.cpp).
 void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept;
 /// The wait site the innermost open block of `core` in `c` charges the
 /// flow's current await to (a suspension's name in the timeline), or
@@ -799,7 +799,7 @@ inline std::uint64_t literal_hash(const void* location, int track, const char* t
 /// A site's second bucket in the cache, tried when its first (the hash's
 /// top bits) holds two other sites: the bits below those, never the first
 /// bucket itself. Two buckets of two entries per site, a site moved to its
-/// other bucket to make room (src/record.cpp, site_for_miss): a thread that
+/// other bucket to make room (src/core/record.cpp, site_for_miss): a thread that
 /// alternates among half as many sites as the cache holds finds them all in
 /// it (with one slot per site, up to a fifth of them would evict each other
 /// on every pass: a model of both in docs/performance.md).
@@ -948,7 +948,7 @@ void record_abandoned(profiler_core& core, std::uint32_t site);
 /// Counts one record on a cold counter of its slot (outside_flow, too_deep).
 void record_note(profiler_core& core, std::uint32_t site, std::atomic<std::uint64_t> slot_ext::* counter);
 
-// The read side (src/aggregate.cpp).
+// The read side (src/core/aggregate.cpp).
 
 /// What a slot held in one interval, read consistently under its seqlock.
 struct slot_reading {
@@ -1020,7 +1020,7 @@ struct accumulator {
 
 /// Adds every slot of `buffers` that holds something of `interval`, in the
 /// order that keeps the sums in cache; from parallel_merge_slots (live
-/// thread x site slots) on, on up to four threads (src/aggregate.cpp).
+/// thread x site slots) on, on up to four threads (src/core/aggregate.cpp).
 inline constexpr std::uint64_t parallel_merge_slots = std::uint64_t{1} << 16;
 void merge_buffers(accumulator& acc, const std::vector<std::shared_ptr<thread_buffer>>& buffers,
                    std::uint32_t interval);
@@ -1054,17 +1054,17 @@ void rename_thread(std::string_view name);
 std::string current_thread_name();
 
 // Shared by the stages in src/ (each file says which it is):
-/// A path's last part; "file.cpp:12" for a place in the diagnostics (src/sites.cpp).
+/// A path's last part; "file.cpp:12" for a place in the diagnostics (src/core/sites.cpp).
 std::string base_name(std::string_view path);
 std::string where(const char* file, std::uint32_t line);
-/// Adds a diagnostic once (core.mutex held; src/sites.cpp).
+/// Adds a diagnostic once (core.mutex held; src/core/sites.cpp).
 void add_diagnostic(profiler_core& core, std::string message);
 /// A thread's blocks of the current interval, used sites only (core.mutex
-/// held; src/aggregate.cpp).
+/// held; src/core/aggregate.cpp).
 std::vector<BlockResults> thread_blocks(const profiler_core& core, const thread_buffer& buf);
-/// Adds `blocks` to `folded`, indexed by site id (src/aggregate.cpp).
+/// Adds `blocks` to `folded`, indexed by site id (src/core/aggregate.cpp).
 void fold_blocks(const profiler_core& core, std::vector<BlockResults>& folded, const std::vector<BlockResults>& blocks);
-/// A thread's timeline ring as events (core.mutex held; src/timeline.cpp).
+/// A thread's timeline ring as events (core.mutex held; src/core/timeline.cpp).
 ThreadTimeline read_timeline(const thread_buffer& buf, bool exited);
 
 } // namespace stichotrope::detail

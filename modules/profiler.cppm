@@ -201,10 +201,13 @@ private:
 namespace stichotrope::detail { // internal: reachable, not visible
 /// Writes the configured outputs of every live profiler now; `ending`: the
 /// process is about to end by a signal, so the exporters send what they
-/// hold first (src/profiler.cpp).
+/// hold first (src/profiler/profiler.cpp).
 void write_outputs_now(bool ending);
+/// Writes `outputs` (paths, patterns expanded) in the format each one's
+/// extension names; errors go to stderr (src/profiler/outputs.cpp).
+void write_outputs(const Profiler& p, const std::vector<std::string>& outputs);
 /// Makes SIGINT and SIGTERM write the configured outputs before they end the
-/// process (src/signals.cpp; docs/reliability.md says how it chains). Once
+/// process (src/profiler/signals.cpp; docs/reliability.md says how it chains). Once
 /// per process.
 void write_outputs_on_signals();
 
@@ -336,7 +339,7 @@ struct RepeatOptions {
 
 namespace detail { // exported: Profiler::repeat's loop is a template in the importer
 /// One repetition in progress: when to stop, what each run took, what the
-/// thread's getrusage said around it (src/repeat.cpp).
+/// thread's getrusage said around it (src/profiler/repeat.cpp).
 class repetition {
 public:
   explicit repetition(const RepeatOptions& options);
@@ -657,7 +660,7 @@ private:
     return static_cast<unsigned>(s.track_) % unsigned{max_tracks};
   }
   // Whether a block on `track` records: the global switch, the profiler's and
-  // the track's, folded into one flag per track (src/profiler.cpp, reopen_tracks).
+  // the track's, folded into one flag per track (src/profiler/profiler.cpp, reopen_tracks).
   [[gnu::always_inline]] inline static bool open(const detail::profiler_core& core, int track) noexcept {
     return valid_track(track) && core.track_open[static_cast<unsigned>(track)].load(std::memory_order_relaxed);
   }

@@ -146,7 +146,7 @@ BOOST_AUTO_TEST_CASE(no_memory_for_a_new_chunk_or_histogram_drops_only_those_rec
 
 BOOST_AUTO_TEST_CASE(a_read_that_runs_out_of_memory_throws_bad_alloc_and_loses_no_record) {
   // Enough live slots for get_results() to split the read among threads
-  // (src/aggregate.cpp). First the helpers' allocations fail, then the
+  // (src/core/aggregate.cpp). First the helpers' allocations fail, then the
   // caller's; a take_results() that fails after beginning its interval
   // leaves that interval for the next call, even as its threads exit.
   Profiler p{"split"};

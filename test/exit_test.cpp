@@ -18,7 +18,7 @@ import stichotrope;
 namespace {
 // A second global profiler, read at exit during static destruction while the
 // threads that recorded into it are still alive (parked): its read is large
-// enough to be split among threads (src/aggregate.cpp), started after main
+// enough to be split among threads (src/core/aggregate.cpp), started after main
 // returned. The checker is destroyed first (made last) and reads it.
 constexpr int big_threads = 20, big_sites = 3300;
 stichotrope::Profiler big_profiler{"big"};

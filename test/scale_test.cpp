@@ -116,7 +116,7 @@ BOOST_AUTO_TEST_CASE(sparse_histogram_operations_keep_it_trimmed) {
 }
 
 BOOST_AUTO_TEST_CASE(a_bucket_past_four_billion_turns_its_page_wide_without_losing_a_count) {
-  // White box (src/record.cpp, detail::testing): a narrow page counts to
+  // White box (src/core/record.cpp, detail::testing): a narrow page counts to
   // UINT32_MAX, then a 64-bit copy takes over.
   const auto w = stichotrope::detail::testing::widen_a_page(1000);
   BOOST_TEST(w.fast_took_last);
@@ -280,7 +280,7 @@ BOOST_AUTO_TEST_CASE(the_same_with_the_page_protection_barrier) {
 
 BOOST_AUTO_TEST_CASE(a_read_split_among_threads_counts_every_slot_once_while_another_thread_records) {
   // Enough live (thread, site) slots for merge_buffers to split the read
-  // among threads (src/aggregate.cpp), while one more thread records.
+  // among threads (src/core/aggregate.cpp), while one more thread records.
   Profiler p{"split"};
   constexpr int threads = 20, sites = 3300;
   static_assert(std::uint64_t{threads} * sites >= stichotrope::detail::testing::slots_for_a_parallel_merge());
@@ -417,7 +417,7 @@ BOOST_AUTO_TEST_CASE(a_thread_using_a_thousand_named_sites_grows_its_cache_to_ho
   auto open = [&](const std::string& n) { auto b = p.block(6, std::string_view(n)); }; // one call site
   for (int round = 0; round < 3; ++round)
     for (const auto& n : names) open(n);
-  // White box (src/record.cpp, detail::testing): this thread's cache.
+  // White box (src/core/record.cpp, detail::testing): this thread's cache.
   const auto cache = stichotrope::detail::testing::site_cache_of_calling_thread();
   BOOST_TEST(cache.size == cache.max);
   const std::size_t held = cache.held;
@@ -469,7 +469,7 @@ BOOST_AUTO_TEST_CASE(names_that_differ_in_one_byte_anywhere_are_different_sites)
     }
   }
   BOOST_REQUIRE(names.size() == 333u);
-  // White box (src/record.cpp, detail::testing): the comparison itself, for
+  // White box (src/core/record.cpp, detail::testing): the comparison itself, for
   // every pair, since the hash rarely puts two of these in one bucket.
   std::size_t held = 0;
   for (const auto& a : names)

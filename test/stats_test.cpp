@@ -222,7 +222,7 @@ BOOST_AUTO_TEST_CASE(documented_sizes_hold) {
   // docs/performance.md "Memory": what one (thread, site) and one thread
   // buffer cost. The internal structures' sizes (slot 64 B, directory 88 B,
   // pages 32/64 B, cold part 152 B, sealed copy 64 B, thread buffer
-  // 19,136 B, a chunk of slots 4 KiB) are static_asserts in src/record.cpp:
+  // 19,136 B, a chunk of slots 4 KiB) are static_asserts in src/core/record.cpp:
   // importers cannot name them. What an importer can see:
   BOOST_TEST(stichotrope::max_sites == 131072u);
   BOOST_TEST(sizeof(stichotrope::Block) == 64u);

@@ -1,19 +1,16 @@
+// The profiler's life: made (its configuration applied, the exporters
+// told), switched (the global, profiler and track switches folded into one
+// flag per track), its diagnostics, and its end (outputs written, its core
+// kept as a tombstone for blocks that outlive it).
 module;
-#include <pthread.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
 #include <cstdint>
-#include <cstring>
-#include <filesystem>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <optional>
 #include <ostream>
 #include <set>
@@ -115,29 +112,6 @@ void apply_config(Profiler& p, detail::profiler_core& core, ResolvedConfig resol
   }
 }
 
-/// Writes the configured outputs (cold: once, when the profiler ends).
-void write_outputs(const Profiler& p, const std::vector<std::string>& outputs) {
-  auto ends_with = [](std::string_view s, std::string_view ext) {
-    return s.size() > ext.size() && s.substr(s.size() - ext.size()) == ext;
-  };
-  for (const auto& pattern : outputs) {
-    const std::string path = expand_output_path(pattern, p.name());
-    expected<void> done;
-    if (ends_with(path, ".trace.json"))
-      done = export_chrome_trace(p.get_timeline(), path);
-    else if (ends_with(path, ".speedscope.json"))
-      done = export_speedscope(p.get_timeline(), path);
-    else if (ends_with(path, ".json"))
-      done = export_json(p.get_results(), path);
-    else if (ends_with(path, ".csv"))
-      done = export_csv(p.get_results(), path);
-    else if (ends_with(path, ".txt"))
-      done = write_file(path, to_table(p.get_results()));
-    else if (ends_with(path, ".folded"))
-      done = write_file(path, to_folded(p.get_results()));
-    if (!done) std::cerr << "stichotrope: profiler '" << p.name() << "': output not written: " << done.error() << '\n';
-  }
-}
 } // namespace
 
 namespace {
@@ -176,7 +150,7 @@ void write_outputs_now(bool ending) {
       for (const auto* e : l.exporters) e->profiler_ending(*p); // the last interval goes out now
     if (const auto outputs = p->config().outputs) {
       try {
-        write_outputs(*p, *outputs);
+        detail::write_outputs(*p, *outputs);
       } catch (const std::exception& e) {
         std::cerr << "stichotrope: profiler '" << p->name() << "': outputs not written: " << e.what() << '\n';
       }
@@ -264,7 +238,7 @@ Profiler::~Profiler() {
   }
   if (outputs) { // export at exit (STICHOTROPE_OUTPUT)
     try {
-      write_outputs(*this, *outputs);
+      detail::write_outputs(*this, *outputs);
     } catch (const std::exception& e) {
       std::cerr << "stichotrope: profiler '" << core.name << "': outputs not written: " << e.what() << '\n';
     }
@@ -414,16 +388,5 @@ std::string Profiler::to_string() const {
      << ", threads=" << threads << ", started=" << (core.started.load() ? "True" : "False") << ")";
   return os.str();
 }
-
-expected<void> Profiler::export_csv(const std::filesystem::path& file) const {
-  return stichotrope::export_csv(get_results(), file);
-}
-void Profiler::export_csv(std::ostream& out) const { write_csv(out, get_results()); }
-expected<void> Profiler::export_json(const std::filesystem::path& file, int indent) const {
-  return stichotrope::export_json(get_results(), file, indent);
-}
-void Profiler::export_json(std::ostream& out, int indent) const { write_json(out, get_results(), indent); }
-void Profiler::print_results() const { write_table(std::cout, get_results()); }
-void Profiler::print_results(std::ostream& out) const { write_table(out, get_results()); }
 
 } // namespace stichotrope

@@ -92,7 +92,7 @@ bool read_wait(const wait_record& w, std::uint32_t interval, wait_reading& out) 
       r.dir = d;
     };
     // Acquire: pairs with the release stores that published the cold part
-    // and its directory (src/waits.cpp). A published record always has a
+    // and its directory (src/core/waits.cpp). A published record always has a
     // cold part (a shared empty one until its own is made).
     const wait_cold* c = w.cold.load(std::memory_order_acquire);
     if (w.interval.load(std::memory_order_relaxed) == interval) {
@@ -262,7 +262,7 @@ void add_wait_reading(BlockResults& b, const wait_reading& r) {
 template <class F>
 void for_each_wait(const thread_buffer& buf, std::uint32_t interval, F f) {
   // Acquire: pairs with the release stores that published each chunk and
-  // each record in it (src/waits.cpp), so their keys and sites are set.
+  // each record in it (src/core/waits.cpp), so their keys and sites are set.
   for (const wait_chunk* c = buf.wait_chunks.load(std::memory_order_acquire); c != nullptr; c = c->next) {
     const std::uint32_t n = c->used.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < n; ++i) {
@@ -290,7 +290,7 @@ void prefetch_dir(const slot& s) {
 
 void prefetch_pages(const slot& s) {
   // Reads the directory outside the seqlock: acquire pairs with the release
-  // that published it (src/record.cpp), so its entries are initialised.
+  // that published it (src/core/record.cpp), so its entries are initialised.
   if (const slot_dir* d = s.dir.load(std::memory_order_acquire))
     for (const auto& entry : d->pages)
       if (const std::uint64_t e = entry.load(std::memory_order_relaxed); e != 0)

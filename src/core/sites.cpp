@@ -1,5 +1,5 @@
 // The site registry: call sites and wait sites registered under the
-// profiler's lock (register_site, src/waits.cpp for waits), published in a
+// profiler's lock (register_site, src/core/waits.cpp for waits), published in a
 // table read without it (find_link in modules/core.cppm), and each thread's
 // cache of the sites it used (the hot lookup is site_for in core.cppm; a
 // miss comes here).
