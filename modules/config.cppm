@@ -18,6 +18,10 @@ enum class overflow_policy {
   keep_latest, ///< keep the most recent, overwrite (and count) the oldest
 };
 
+// The pragmas: Config's implicit copy and move read its deprecated member;
+// only a program's own use of that member should warn.
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"
 /// A profiler's settings. Each field left unset falls through to the next
 /// source, in this priority: the code (the Config given to the Profiler) >
 /// environment variables > the TOML file named by STICHOTROPE_CONFIG >
@@ -26,7 +30,13 @@ struct Config {
   std::optional<bool> enabled;            ///< the global switch (every profiler of the process)
   std::map<int, bool> tracks_enabled;     ///< by track index
   std::map<int, std::string> track_names; ///< by track index
-  std::optional<std::uint64_t> timeline;  ///< events kept per thread; 0 = capture off
+  /// Timeline capture: events kept per thread; 0 = capture off
+  /// (STICHOTROPE_TIMELINE, TOML `[timeline] events`).
+  std::optional<std::uint64_t> timeline_events;
+  /// The former name of timeline_events (it reads as a switch; it is a
+  /// count). Still honoured when timeline_events is unset; a resolved
+  /// Config holds the same value in both.
+  [[deprecated("Config::timeline is Config::timeline_events")]] std::optional<std::uint64_t> timeline;
   std::optional<overflow_policy> timeline_when_full;
   /// Files written when the profiler is destroyed; the format comes from the
   /// extension (.json, .csv, .txt, .trace.json, .speedscope.json, .folded);
@@ -49,6 +59,7 @@ struct Config {
   Config& fill_from(const Config& lower);
   friend bool operator==(const Config&, const Config&) = default;
 };
+#pragma clang diagnostic pop
 
 /// Reads the environment through `lookup` (std::getenv by default). An
 /// unset or empty variable is not set; a bad value is an Error naming the

@@ -30,7 +30,13 @@ Config& Config::fill_from(const Config& lower) {
   if (!enabled) enabled = lower.enabled;
   for (const auto& [t, on] : lower.tracks_enabled) tracks_enabled.emplace(t, on);
   for (const auto& [t, n] : lower.track_names) track_names.emplace(t, n);
-  if (!timeline) timeline = lower.timeline;
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"
+  // The deprecated name counts as its own source's value, below the new one.
+  if (!timeline_events) timeline_events = timeline;
+  if (!timeline_events) timeline_events = lower.timeline_events ? lower.timeline_events : lower.timeline;
+  timeline = timeline_events;
+#pragma clang diagnostic pop
   if (!timeline_when_full) timeline_when_full = lower.timeline_when_full;
   if (!outputs) outputs = lower.outputs;
   if (!http) http = lower.http;
@@ -169,7 +175,7 @@ Config read_environment(const std::function<const char*(const char*)>& lookup, s
     if (!n)
       bad("STICHOTROPE_TIMELINE", *v, "expected the events kept per thread (0: off)");
     else
-      c.timeline = *n;
+      c.timeline_events = *n;
   }
   if (auto v = get("STICHOTROPE_TIMELINE_WHEN_FULL")) {
     const auto t = trim(*v);
@@ -280,7 +286,7 @@ public:
           if (tk.str() == "events") {
             if (!tn.is_integer() || tn.as_integer()->get() < 0)
               return bad(tn, tpath, "expected the events kept per thread (0: off)");
-            c.timeline = static_cast<std::uint64_t>(tn.as_integer()->get());
+            c.timeline_events = static_cast<std::uint64_t>(tn.as_integer()->get());
           } else if (tk.str() == "when_full") {
             const auto* s = tn.as_string();
             if (s != nullptr && s->get() == "keep_latest")

@@ -71,7 +71,7 @@ BOOST_AUTO_TEST_CASE(every_variable_is_read) {
   BOOST_TEST(*c->enabled == false);
   BOOST_TEST(c->tracks_enabled.size() == 2u);
   BOOST_TEST(c->tracks_enabled.at(3) == false);
-  BOOST_TEST(*c->timeline == 4096u);
+  BOOST_TEST(*c->timeline_events == 4096u);
   BOOST_TEST((*c->timeline_when_full == overflow_policy::keep_first));
   BOOST_TEST(c->outputs->size() == 2u);
   BOOST_TEST(c->outputs->at(1) == "{name}-{pid}.csv");
@@ -160,7 +160,7 @@ output = "other.json"
   BOOST_TEST(c->outputs->front() == "myapp.csv"); // the section wins
   BOOST_TEST(c->tracks_enabled.at(2) == true);    // the section wins
   BOOST_TEST(c->track_names.at(2) == "Database"); // the top level fills the rest
-  BOOST_TEST(*c->timeline == 1024u);
+  BOOST_TEST(*c->timeline_events == 1024u);
   BOOST_TEST(*c->otlp_endpoint == "http://127.0.0.1:4317");
   BOOST_TEST(*c->export_interval_ms == 1000u);
   auto other = config_from_toml(text, "app.toml", "Unnamed");
@@ -221,9 +221,28 @@ BOOST_AUTO_TEST_CASE(code_wins_over_environment_which_wins_over_the_file) {
   BOOST_TEST(r.errors.empty());
   BOOST_TEST(r.config.outputs->front() == "code.json"); // code
   BOOST_TEST(*r.config.http == "127.0.0.1:2222");       // environment over the file
-  BOOST_TEST(*r.config.timeline == 10u);                // the file
+  BOOST_TEST(*r.config.timeline_events == 10u);         // the file
   BOOST_TEST(r.config.track_names.at(4) == "FromFile"); // the file
   BOOST_TEST(!r.config.enabled.has_value());            // defaults: unset
+}
+
+// Config::timeline (deprecated) still sets the capture when
+// timeline_events is unset, above the environment; the new name wins.
+BOOST_AUTO_TEST_CASE(the_deprecated_timeline_name_still_counts_below_the_new_one) {
+  environment env{{{"STICHOTROPE_TIMELINE", "7"}}};
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"
+  Config old_name;
+  old_name.timeline = 20;
+  auto r = resolve_config(old_name, "P", env.lookup());
+  BOOST_TEST(*r.config.timeline_events == 20u); // the code's, by its old name, over the environment
+  BOOST_TEST(*r.config.timeline == 20u);        // and mirrored
+  Config both;
+  both.timeline = 20;
+  both.timeline_events = 30;
+  BOOST_TEST(*resolve_config(both, "P", env.lookup()).config.timeline_events == 30u);
+#pragma clang diagnostic pop
+  BOOST_TEST(*resolve_config({}, "P", env.lookup()).config.timeline_events == 7u); // the environment
 }
 
 BOOST_AUTO_TEST_CASE(a_broken_source_is_left_out_whole_and_reported) {
@@ -232,7 +251,7 @@ BOOST_AUTO_TEST_CASE(a_broken_source_is_left_out_whole_and_reported) {
   environment env{{{"STICHOTROPE_CONFIG", file.string()}, {"STICHOTROPE_TIMELINE", "many"}}};
   auto r = resolve_config({}, "P", env.lookup());
   BOOST_TEST(r.errors.size() == 2u);
-  BOOST_TEST(!r.config.timeline.has_value()); // neither the variable nor the file's valid part
+  BOOST_TEST(!r.config.timeline_events.has_value()); // neither the variable nor the file's valid part
   BOOST_TEST(r.errors[0].message.find("STICHOTROPE_TIMELINE") != std::string::npos);
   BOOST_TEST(r.errors[1].message.find(file.string() + ":4:") != std::string::npos);
 }
@@ -284,7 +303,7 @@ BOOST_AUTO_TEST_CASE(a_profiler_applies_its_configuration_and_reports_a_broken_o
     p.block(0, "on").close();
     const auto r = p.get_results();
     BOOST_TEST(r.total_hits() == 1u);
-    BOOST_TEST(p.config().timeline.value() == 64u);
+    BOOST_TEST(p.config().timeline_events.value() == 64u);
   }
   ::setenv("STICHOTROPE_TIMELINE", "lots", 1);
   {

@@ -95,11 +95,11 @@ void apply_config(Profiler& p, detail::profiler_core& core, ResolvedConfig resol
   if (c.enabled) set_global_enabled(*c.enabled);
   for (const auto& [track, on] : c.tracks_enabled) (void)p.set_track_enabled(track, on);
   for (const auto& [track, name] : c.track_names) (void)p.set_track_name(track, name);
-  if (c.timeline) {
-    if (*c.timeline == 0)
+  if (c.timeline_events) {
+    if (*c.timeline_events == 0)
       p.stop_timeline();
     else
-      p.start_timeline({*c.timeline, c.timeline_when_full.value_or(overflow_policy::keep_latest)});
+      p.start_timeline({*c.timeline_events, c.timeline_when_full.value_or(overflow_policy::keep_latest)});
   }
   if (c.outputs || c.otlp_endpoint) detail::write_outputs_on_signals(); // a server stopped by a signal loses nothing
   std::lock_guard lock(core.mutex);
