@@ -299,6 +299,38 @@ BOOST_AUTO_TEST_CASE(a_thousand_distinct_await_sites_are_each_counted) {
   BOOST_TEST(b.suspended_time_ns == top_level_wait_ns(b));
 }
 
+// When the registry is full, a wait at a new await site is not attributed
+// (said in the diagnostics) but still counts in the block's suspended time;
+// the next wait there neither crashes nor appears under another site.
+BOOST_AUTO_TEST_CASE(waits_at_sites_the_full_registry_refuses_are_said_and_still_suspended_time) {
+  thread_pool pool(2);
+  timer_service timers(pool);
+  Profiler p{"full"};
+  const auto held = p.site(0, "held");
+  BOOST_TEST_REQUIRE(held.has_value());
+  auto body = [&](bool fill) -> task<void> {
+    auto b = p.block(*held);
+    co_await timers.after(1ms); // a wait site registered while there is room
+    if (fill)
+      for (std::uint32_t i = 2; i < max_sites; ++i)
+        BOOST_TEST_REQUIRE(p.site(1, "filler_" + std::to_string(i)).has_value());
+    for (int i = 0; i < 3; ++i) co_await timers.after(2ms); // refused: the registry is full
+  };
+  sync_wait(body(true));
+  sync_wait(body(false)); // the refused site again, from the record that remembers it
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "held");
+  BOOST_TEST(b.hit_count == 2u);
+  BOOST_TEST(b.suspensions == 8u);
+  BOOST_TEST_REQUIRE(b.waits.size() == 1u); // the first await's site only
+  BOOST_TEST(b.waits[0].count == 2u);
+  BOOST_TEST(b.suspended_time_ns >= b.waits[0].total_time_ns + 6 * 2'000'000u); // the refused waits' time too
+  bool said = false;
+  for (const auto& d : r.diagnostics)
+    said = said || d.find("waits not attributed to their co_await") != std::string::npos;
+  BOOST_TEST(said);
+}
+
 BOOST_AUTO_TEST_CASE(intervals_threads_and_clear_hold_waits_like_blocks) {
   thread_pool pool(2);
   Profiler p{"intervals"};

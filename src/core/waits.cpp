@@ -166,7 +166,11 @@ std::uint32_t register_wait_site(profiler_core& core, std::uint32_t block, const
       parent = it->second;
       continue;
     }
-    if (core.sites.size() >= max_sites) return invalid_site;
+    if (core.sites.size() >= max_sites) {
+      add_diagnostic(core, "waits not attributed to their co_await: more than " + std::to_string(max_sites) +
+                               " call and wait sites in one profiler (the blocks' suspended time is still counted)");
+      return invalid_site;
+    }
     const auto id = static_cast<std::uint32_t>(core.sites.size());
     site_info s;
     s.track = track;
@@ -275,7 +279,8 @@ wait_record* next_record(thread_buffer& buf) noexcept {
 
 /// The record of the wait `key` of block `block`, made at its first use in
 /// this thread (its site registered under the profiler's lock, or found
-/// there). Null when there is no memory or no room for the site.
+/// there). Null when there is no memory or the profiler is gone; when the
+/// registry refuses the site, a record whose site is invalid_site.
 [[gnu::noinline, gnu::cold]] wait_record* make_wait(profiler_core& core, thread_buffer& buf, std::uint64_t key,
                                                     std::uint32_t block, const context& c, std::uint32_t first,
                                                     std::uint32_t joins) noexcept {
@@ -286,7 +291,10 @@ wait_record* next_record(thread_buffer& buf) noexcept {
     note_no_memory(core);
     return nullptr;
   }
-  if (site == invalid_site) return nullptr;
+  // A site refused (the registry is full) still gets a record, whose site
+  // is invalid_site: the next wait with this key finds it without the lock,
+  // and charge_waits and the readers pass it by.
+  if (site == invalid_site && core.dead.load(std::memory_order_relaxed)) return nullptr;
   wait_record* w = room_for_one_more(buf) ? next_record(buf) : nullptr;
   if (w == nullptr) {
     note_no_memory(core);
@@ -450,8 +458,8 @@ void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept {
     profiler_core& core = *f.core;
     if (core.dead.load(std::memory_order_relaxed)) continue;
     thread_buffer* buf = nullptr;
-    if (wait_record* w = wait_of(core, wait_key(h, f.site), f.site, c, first, joins, buf))
-      add_wait(core, *buf, *w, ns, migrated);
+    wait_record* w = wait_of(core, wait_key(h, f.site), f.site, c, first, joins, buf);
+    if (w != nullptr && w->site != invalid_site) add_wait(core, *buf, *w, ns, migrated);
   }
 }
 
