@@ -199,13 +199,10 @@ private:
 } // namespace stichotrope
 
 namespace stichotrope::detail { // internal: reachable, not visible
-/// Writes the configured outputs of every live profiler now; `ending`: the
-/// process is about to end by a signal, so the exporters send what they
-/// hold first (src/profiler/profiler.cpp).
-void write_outputs_now(bool ending);
-/// Writes `outputs` (paths, patterns expanded) in the format each one's
-/// extension names; errors go to stderr (src/profiler/outputs.cpp).
-void write_outputs(const Profiler& p, const std::vector<std::string>& outputs);
+/// A signal asks every live profiler's exporters for what they hold now;
+/// `ending`: the process is about to end, so they stop as at a profiler's
+/// end (src/profiler/profiler.cpp).
+void signal_exporters(bool ending);
 /// Makes SIGINT and SIGTERM write the configured outputs before they end the
 /// process (src/profiler/signals.cpp; docs/reliability.md says how it chains). Once
 /// per process.
@@ -311,7 +308,10 @@ namespace detail { // exported: the optional exporters (importers) register thro
 /// file registers one of these at start-up.
 struct exporter {
   void (*profiler_configured)(Profiler&); ///< after construction and after reload_config()
-  void (*profiler_ending)(Profiler&);     ///< first thing in ~Profiler: stop using it
+  void (*profiler_ending)(Profiler&);     ///< first thing in ~Profiler, or a signal ends the process: stop using it
+  /// A signal that may not end the process (the program's own handler runs
+  /// next) asks for what is held now; null: nothing to do.
+  void (*profiler_signalled)(Profiler&) = nullptr;
 };
 /// Calls `e->profiler_configured` for the profilers alive now and later.
 void register_exporter(const exporter* e);
@@ -321,6 +321,17 @@ void add_diagnostic(Profiler& p, std::string message);
 /// begin with it too), replacing the previous one: a running count.
 void replace_diagnostic(Profiler& p, std::string_view key, std::string message);
 } // namespace detail
+} // namespace stichotrope
+
+namespace stichotrope::detail { // internal: reachable, not visible
+/// The configured outputs (Config::outputs, STICHOTROPE_OUTPUT) as an
+/// exporter: written when the profiler ends or a signal asks, each in the
+/// format its extension names (src/profiler/outputs.cpp). Always the first
+/// exporter: the profiler itself calls no format.
+extern const exporter outputs_exporter;
+} // namespace stichotrope::detail
+
+export namespace stichotrope {
 
 /// How Profiler::repeat runs a function (docs/repetition.md).
 struct RepeatOptions {

@@ -1,8 +1,10 @@
-// What a profiler writes in the formats: its configured outputs (at exit,
-// or when a signal ends the process) and its own export calls. The formats
-// themselves are the output partitions (src/report.cpp, src/trace.cpp,
-// src/folded.cpp, src/files.cpp).
+// What a profiler writes in the formats: its configured outputs, an
+// exporter like the optional ones (written at the profiler's end or when a
+// signal asks), and its own export calls. The formats themselves are the
+// output partitions (src/report.cpp, src/trace.cpp, src/folded.cpp,
+// src/files.cpp).
 module;
+#include <exception>
 #include <filesystem>
 #include <iostream>
 #include <ostream>
@@ -15,7 +17,9 @@ module stichotrope;
 
 namespace stichotrope {
 
-namespace detail {
+namespace {
+/// Writes `outputs` (paths, patterns expanded) in the format each one's
+/// extension names; errors go to stderr.
 void write_outputs(const Profiler& p, const std::vector<std::string>& outputs) {
   auto ends_with = [](std::string_view s, std::string_view ext) {
     return s.size() > ext.size() && s.substr(s.size() - ext.size()) == ext;
@@ -38,6 +42,20 @@ void write_outputs(const Profiler& p, const std::vector<std::string>& outputs) {
     if (!done) std::cerr << "stichotrope: profiler '" << p.name() << "': output not written: " << done.error() << '\n';
   }
 }
+
+/// Writes the profiler's configured outputs, if it has any.
+void write_configured(Profiler& p) {
+  try {
+    if (const auto outputs = p.config().outputs) write_outputs(p, *outputs);
+  } catch (const std::exception& e) { // no memory for a path or a result
+    std::cerr << "stichotrope: profiler '" << p.name() << "': outputs not written: " << e.what() << '\n';
+  }
+}
+void nothing_to_configure(Profiler&) {}
+} // namespace
+
+namespace detail {
+const exporter outputs_exporter{&nothing_to_configure, &write_configured, &write_configured};
 } // namespace detail
 
 expected<void> Profiler::export_csv(const std::filesystem::path& file) const {

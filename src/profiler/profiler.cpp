@@ -1,7 +1,8 @@
 // The profiler's life: made (its configuration applied, the exporters
 // told), switched (the global, profiler and track switches folded into one
-// flag per track), its diagnostics, and its end (outputs written, its core
-// kept as a tombstone for blocks that outlive it).
+// flag per track), its diagnostics, and its end (the exporters told, the
+// configured outputs among them; its core kept as a tombstone for blocks
+// that outlive it).
 module;
 #include <algorithm>
 #include <atomic>
@@ -78,8 +79,6 @@ void set_global_enabled(bool enabled) noexcept {
 }
 
 namespace {
-/// Puts a resolved configuration into effect (switches, names, timeline);
-/// outputs and endpoints are kept for the exporters.
 /// Writes "stichotrope: <line>" to stderr the first time the process meets
 /// that line: a program whose results are never written still says what of
 /// its configuration was ignored, once, however many profilers it makes.
@@ -90,6 +89,9 @@ void report_once_on_stderr(const std::string& line) {
   if (said->insert(line).second) std::cerr << "stichotrope: " << line << std::endl;
 }
 
+/// Puts a resolved configuration into effect (switches, names, timeline);
+/// outputs and endpoints are kept for the exporters, which read them from
+/// Profiler::config().
 void apply_config(Profiler& p, detail::profiler_core& core, ResolvedConfig resolved) {
   const Config& c = resolved.config;
   if (c.enabled) set_global_enabled(*c.enabled);
@@ -123,7 +125,7 @@ struct live_profilers {
   std::vector<const detail::exporter*> exporters;
 };
 live_profilers& live() {
-  static live_profilers* l = new live_profilers;
+  static live_profilers* l = new live_profilers{{}, {}, {&detail::outputs_exporter}};
   return *l;
 }
 
@@ -142,20 +144,16 @@ void register_exporter(const exporter* e) {
   for (Profiler* p : l.all) e->profiler_configured(*p);
 }
 
-void write_outputs_now(bool ending) {
+void signal_exporters(bool ending) {
   auto& l = live();
   std::lock_guard lock(l.mutex); // no profiler ends meanwhile
-  for (Profiler* p : l.all) {
-    if (ending)
-      for (const auto* e : l.exporters) e->profiler_ending(*p); // the last interval goes out now
-    if (const auto outputs = p->config().outputs) {
-      try {
-        detail::write_outputs(*p, *outputs);
-      } catch (const std::exception& e) {
-        std::cerr << "stichotrope: profiler '" << p->name() << "': outputs not written: " << e.what() << '\n';
-      }
+  for (Profiler* p : l.all)
+    for (const auto* e : l.exporters) {
+      if (ending)
+        e->profiler_ending(*p);
+      else if (e->profiler_signalled != nullptr)
+        e->profiler_signalled(*p);
     }
-  }
 }
 
 void add_diagnostic(Profiler& p, std::string message) {
@@ -229,19 +227,7 @@ Profiler::~Profiler() {
     auto& l = live();
     std::lock_guard lock(l.mutex);
     std::erase(l.all, this);
-    for (const auto* e : l.exporters) e->profiler_ending(*this);
-  }
-  std::optional<std::vector<std::string>> outputs;
-  {
-    std::lock_guard lock(core.mutex);
-    outputs = core.config.outputs;
-  }
-  if (outputs) { // export at exit (STICHOTROPE_OUTPUT)
-    try {
-      detail::write_outputs(*this, *outputs);
-    } catch (const std::exception& e) {
-      std::cerr << "stichotrope: profiler '" << core.name << "': outputs not written: " << e.what() << '\n';
-    }
+    for (const auto* e : l.exporters) e->profiler_ending(*this); // the configured outputs are written here
   }
   core.started.store(false, std::memory_order_relaxed);
   {

@@ -1,8 +1,8 @@
 // SIGINT and SIGTERM write the configured outputs before the process ends
 // (docs/reliability.md, "Signals"). The handler only writes the signal's
-// number to a pipe (async-signal-safe); a thread of ours reads it, writes
-// every live profiler's outputs (and lets the exporters send their last
-// interval), then hands the signal on: to the default action, which ends the
+// number to a pipe (async-signal-safe); a thread of ours reads it, has
+// every live profiler's exporters write what they hold (the configured
+// outputs are one of them), then hands the signal on: to the default action, which ends the
 // process as the signal would have, or to the handler the program had
 // installed before us, which then decides.
 module;
@@ -40,7 +40,7 @@ void watch() {
       if (handled[i] != b) continue;
       // A chained handler may let the program go on (and end it normally
       // later, when each profiler writes again): the exporters keep running.
-      write_outputs_now(!chains[i]);
+      signal_exporters(!chains[i]);
       ::sigaction(handled[i], &before[i], nullptr);
       ::kill(::getpid(), handled[i]); // as if it came now: default action, or the program's handler
     }
