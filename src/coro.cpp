@@ -12,6 +12,7 @@ module;
 #include <cstdlib>
 #include <sys/mman.h>
 module stichotrope;
+import :core_internal;
 
 namespace stichotrope::detail {
 

@@ -21,6 +21,7 @@ module;
 #include <unordered_map>
 #include <vector>
 module stichotrope;
+import :core_internal;
 
 namespace stichotrope::detail {
 

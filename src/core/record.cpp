@@ -10,6 +10,7 @@ module;
 #include <string>
 #include <string_view>
 module stichotrope;
+import :core_internal;
 
 namespace stichotrope::detail {
 

@@ -15,6 +15,7 @@ module;
 #include <string_view>
 #include <vector>
 module stichotrope;
+import :core_internal;
 
 namespace stichotrope::detail {
 namespace {

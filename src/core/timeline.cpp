@@ -9,6 +9,7 @@ module;
 #include <string>
 #include <vector>
 module stichotrope;
+import :core_internal;
 
 namespace stichotrope::detail {
 

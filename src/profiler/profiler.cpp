@@ -23,6 +23,7 @@ module;
 
 #include <tl/expected.hpp>
 module stichotrope;
+import :core_internal;
 
 namespace stichotrope::detail {
 
