@@ -9,6 +9,15 @@ function(run)
   endif()
 endfunction()
 run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
+# The interface partitions are installed; :core's internal partition, which
+# only the library's own sources import, is not (docs/architecture.md): the
+# consumers below build without it.
+file(GLOB_RECURSE installed_core "${prefix}/*/core.cppm")
+file(GLOB_RECURSE installed_internal "${prefix}/*/core_internal.cppm")
+if(NOT installed_core OR installed_internal)
+  message(FATAL_ERROR "installed: core.cppm '${installed_core}', core_internal.cppm '${installed_internal}' "
+                      "(expected the first and not the second)")
+endif()
 run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" -G Ninja
     "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}"
     "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}"
