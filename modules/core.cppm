@@ -255,7 +255,10 @@ struct wait_cold;
 /// One (thread, wait site)'s statistics in the current interval: 104 B with
 /// its first histogram page inline (docs/performance.md, "Memory"). Written
 /// by its thread only, read by aggregators under the seqlock `seq`, like a
-/// slot. A wait is not a block: no callers, no self time, no pending sample.
+/// slot. A wait is not a block: no callers, no self time. Like a slot, it
+/// counts its newest sample in the histogram only at the next one
+/// (`pending_ns`): the counter's address then never waits for the time
+/// stamp just taken (docs/performance.md, "Waits").
 struct wait_record {
   std::uint64_t key = 0;  // the hash of (block, await chain): set before the record is published
   std::uint32_t site = 0; // the wait site
@@ -263,9 +266,9 @@ struct wait_record {
   std::atomic<std::uint32_t> interval{0};
   std::atomic<std::uint32_t> octave{0}; // the inline page's octave + 1 (0: none yet)
   std::atomic<std::uint64_t> hits{0}, total_ns{0}, min_ns{UINT64_MAX}, max_ns{0};
-  std::atomic<std::uint64_t> migrations{0}; // waits that resumed on another thread than they began on
+  std::atomic<std::uint64_t> pending_ns{no_sample}; // the newest sample, not yet in the histogram
   narrow_page page{};
-  std::atomic<wait_cold*> cold{nullptr}; // a shared empty one until a second octave or a new interval needs one
+  std::atomic<wait_cold*> cold{nullptr}; // a shared empty one until a second octave, a migration or a new interval
 };
 
 /// A wait record's values at the end of its previous interval.
@@ -273,15 +276,18 @@ struct wait_sealed {
   std::atomic<std::uint32_t> interval{0};
   std::atomic<std::uint32_t> octave{0};
   std::atomic<std::uint64_t> hits{0}, total_ns{0}, min_ns{UINT64_MAX}, max_ns{0}, migrations{0};
+  std::atomic<std::uint64_t> pending_ns{no_sample};
   narrow_page page{};
   std::atomic<slot_dir*> dir{nullptr};
 };
 
 /// The rare part of a wait record: pages of other octaves than the inline
-/// one (a slot's directory), and the sealed copy of the previous interval.
+/// one (a slot's directory), the sealed copy of the previous interval, and
+/// the count of waits that resumed on another thread than they began on.
 struct wait_cold {
   std::atomic<slot_dir*> dir{nullptr};
   std::atomic<wait_sealed*> sealed{nullptr};
+  std::atomic<std::uint64_t> migrations{0};
 };
 
 /// Wait records made by one thread, published one by one through `used`.

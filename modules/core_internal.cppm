@@ -55,7 +55,8 @@ struct slot_reading {
 /// What a wait record held in one interval, read consistently under its seqlock.
 struct wait_reading {
   std::uint64_t hits, total_ns, min_ns, max_ns, migrations;
-  std::uint32_t octave; // of `page`, + 1 (0: none)
+  std::uint64_t pending_ns; // a sample counted in `hits` but in no page yet (no_sample: none)
+  std::uint32_t octave;     // of `page`, + 1 (0: none)
   std::uint32_t page[page_buckets];
   const slot_dir* dir; // pages of other octaves (a directory without pages when there are none)
 };

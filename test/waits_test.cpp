@@ -391,6 +391,50 @@ BOOST_AUTO_TEST_CASE(one_await_site_with_waits_of_three_octaves_keeps_its_histog
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_wait_is_in_its_histogram_from_the_moment_it_is_counted) {
+  // A record counts its newest wait in the histogram only when the next one
+  // comes (so the hot path never waits for the time stamp it just took); a
+  // reader must see it all the same: one wait alone, in each of two
+  // intervals, and the newest of several.
+  thread_pool pool(2);
+  timer_service timers(pool);
+  Profiler p{"pending"};
+  std::atomic<std::uint32_t> line{0};
+  auto body = [&](std::chrono::microseconds d, int n) -> task<void> {
+    auto b = p.block(0, "one");
+    for (int i = 0; i < n; ++i) {
+      line = __LINE__ + 1;
+      co_await timers.after(d);
+    }
+  };
+  for (auto [d, n] : {std::pair{2000us, 1}, std::pair{5000us, 1}, std::pair{300us, 3}}) {
+    sync_wait(body(d, n));
+    const auto r = p.take_results();
+    const WaitResults* w = wait_at_line(only(r, 0, "one"), line);
+    BOOST_TEST_REQUIRE(w != nullptr);
+    BOOST_TEST(w->count == std::uint64_t(n));
+    BOOST_TEST(w->histogram.total() == std::uint64_t(n), d.count() << " us: " << w->histogram.total());
+    const auto q = w->percentiles();
+    // The bucket of the wait (its width is an eighth of its octave).
+    BOOST_TEST(q.p99_ns >= std::uint64_t(d.count()) * 1000 / 100 * 85, d.count() << " us: p99 " << q.p99_ns);
+    BOOST_TEST(q.p50_ns <= w->max_time_ns + w->max_time_ns / 8, d.count() << " us: p50 " << q.p50_ns);
+  }
+  // The same records read twice (get_results: everything since clear()),
+  // the second time with one more wait: the newest wait of the first
+  // reading is in both, once.
+  sync_wait(body(1000us, 1));
+  const auto once = p.get_results();
+  sync_wait(body(1000us, 1));
+  const auto twice = p.get_results();
+  const WaitResults* a = wait_at_line(only(once, 0, "one"), line);
+  const WaitResults* b = wait_at_line(only(twice, 0, "one"), line);
+  BOOST_TEST_REQUIRE((a != nullptr && b != nullptr));
+  BOOST_TEST(a->count == 1u + 1u + 3u + 1u);
+  BOOST_TEST(a->histogram.total() == a->count);
+  BOOST_TEST(b->count == a->count + 1);
+  BOOST_TEST(b->histogram.total() == b->count);
+}
+
 BOOST_AUTO_TEST_CASE(waits_read_while_four_threads_record_them_are_each_counted_once) {
   // take_results() in a loop while the pool's threads charge waits: every
   // wait lands in exactly one interval, with its histogram.

@@ -85,9 +85,10 @@ bool read_wait(const wait_record& w, std::uint32_t interval, wait_reading& out) 
     if ((before & 1u) != 0) continue; // a wait is being written; it takes nanoseconds
     wait_reading r{};
     bool found = false;
-    auto take = [&r](const auto& from, const slot_dir* d) {
+    auto take = [&r](const auto& from, const slot_dir* d, std::uint64_t migrations) {
       read_sample_stats(from, r);
-      r.migrations = from.migrations.load(std::memory_order_relaxed);
+      r.migrations = migrations;
+      r.pending_ns = from.pending_ns.load(std::memory_order_relaxed);
       r.octave = from.octave.load(std::memory_order_relaxed);
       for (unsigned i = 0; i < page_buckets; ++i) r.page[i] = from.page.n[i].load(std::memory_order_relaxed);
       r.dir = d;
@@ -98,11 +99,14 @@ bool read_wait(const wait_record& w, std::uint32_t interval, wait_reading& out) 
     const wait_cold* c = w.cold.load(std::memory_order_acquire);
     if (w.interval.load(std::memory_order_relaxed) == interval) {
       found = true;
-      take(w, c != nullptr ? c->dir.load(std::memory_order_acquire) : nullptr);
+      if (c != nullptr)
+        take(w, c->dir.load(std::memory_order_acquire), c->migrations.load(std::memory_order_relaxed));
+      else
+        take(w, nullptr, 0);
     } else if (const wait_sealed* z = c != nullptr ? c->sealed.load(std::memory_order_acquire) : nullptr;
                z != nullptr && z->interval.load(std::memory_order_relaxed) == interval) {
       found = true;
-      take(*z, z->dir.load(std::memory_order_relaxed));
+      take(*z, z->dir.load(std::memory_order_relaxed), z->migrations.load(std::memory_order_relaxed));
     }
     std::atomic_thread_fence(std::memory_order_acquire);
     if (w.seq.load(std::memory_order_relaxed) != before) continue;
@@ -235,8 +239,8 @@ void add_reading(BlockResults& b, const slot_reading& r) {
 
 void accumulator::add(std::uint32_t site, const slot_reading& r) { add_reading(blocks[site], r); }
 namespace {
-/// Adds a wait's reading to its wait site's sums (a wait has no callers, no
-/// self time and no pending sample).
+/// Adds a wait's reading to its wait site's sums (a wait has no callers and
+/// no self time).
 void add_wait_reading(BlockResults& b, const wait_reading& r) {
   b.min_time_ns = b.hit_count == 0 ? r.min_ns : std::min(b.min_time_ns, r.min_ns);
   b.max_time_ns = std::max(b.max_time_ns, r.max_ns);
@@ -255,6 +259,11 @@ void add_wait_reading(BlockResults& b, const wait_reading& r) {
     if (const slot_ext* e = r.dir->ext.load(std::memory_order_acquire))
       pages.more_pages = e->more_pages.load(std::memory_order_acquire);
     add_pages(pages, b.histogram);
+  }
+  if (r.pending_ns != no_sample) { // counted in hits, not yet in a page
+    const unsigned bucket = latency_histogram::bucket_of(r.pending_ns);
+    cover(b.histogram, bucket, bucket);
+    ++b.histogram.counts[bucket - b.histogram.first];
   }
 }
 

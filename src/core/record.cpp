@@ -24,7 +24,8 @@ static_assert(sizeof(slot_ext) == 152);
 static_assert(sizeof(sealed_slot) == 64);
 static_assert(sizeof(thread_buffer) == 18880); // with 256 B of wait table
 static_assert(sizeof(wait_record) == 104);     // a (thread, wait site): inline page, cold part made when needed
-static_assert(sizeof(wait_sealed) == 88);
+static_assert(sizeof(wait_sealed) == 96);
+static_assert(sizeof(wait_cold) == 24);
 static_assert(sizeof(wait_chunk) == 16);
 static_assert(chunk_slots * sizeof(slot) == 4096);
 

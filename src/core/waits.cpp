@@ -192,8 +192,8 @@ std::uint32_t register_wait_site(profiler_core& core, std::uint32_t block, const
 
 namespace {
 
-// What a record's cold part and directory are until it has them (no pages), so the write path follows the pointers
-// without testing them; and the counter a sample finds when its page is elsewhere. Never written.
+// What a record's cold part and directory are until it has them (no pages, no migrations), so the write path follows
+// the pointers without testing them; and the counter a sample finds when its page is elsewhere. Never written.
 slot_dir no_dir{};
 wait_cold no_cold{&no_dir, nullptr};
 std::atomic<std::uint32_t> always_full{UINT32_MAX};
@@ -346,20 +346,33 @@ void copy_page(const narrow_page& from, narrow_page& to) noexcept {
 
 /// A sample the write path did not count: the record's first (its octave
 /// becomes the inline page's), or one in another octave than the inline
-/// page's whose page in the cold directory is missing, full or wide.
-[[gnu::noinline]] bool add_sample_rarely(thread_buffer& buf, wait_record& w, std::uint64_t ns) noexcept {
+/// page's whose page in the cold directory is missing, full or wide, or one
+/// whose inline counter is full.
+[[gnu::noinline]] bool add_sample_elsewhere(thread_buffer& buf, wait_record& w, std::uint64_t ns) noexcept {
   const unsigned b = latency_histogram::bucket_of(ns);
   if (w.octave.load(std::memory_order_relaxed) == 0) {
     w.octave.store(b / page_buckets + 1, std::memory_order_relaxed);
     w.page.n[b % page_buckets].store(1, std::memory_order_relaxed);
     return true;
   }
+  if (slot_dir* d = w.cold.load(std::memory_order_relaxed)->dir.load(std::memory_order_relaxed);
+      d != &no_dir && add_sample_fast(*d, ns))
+    return true;
   return add_sample_cold(buf, w, ns);
 }
 
+/// One more wait of the record that resumed on another thread.
+[[gnu::noinline]] bool count_migration(thread_buffer& buf, wait_record& w) noexcept {
+  wait_cold* c = cold_of(buf, w);
+  if (c == nullptr) return false;
+  bump(c->migrations, 1);
+  return true;
+}
+
 /// Moves a record to interval `now`, as begin_interval does a slot: its
-/// values to the sealed copy, the cold directory with them; the directory
-/// of the interval before (read long since) is emptied for reuse.
+/// values to the sealed copy (the pending sample with them), the cold
+/// directory with them; the directory of the interval before (read long
+/// since) is emptied for reuse.
 [[gnu::noinline, gnu::cold]] bool begin_wait_interval(thread_buffer& buf, wait_record& w, std::uint32_t now) noexcept {
   wait_cold* c = cold_of(buf, w);
   if (c == nullptr) return false;
@@ -375,7 +388,8 @@ void copy_page(const narrow_page& from, narrow_page& to) noexcept {
   z->interval.store(w.interval.load(std::memory_order_relaxed), std::memory_order_relaxed);
   z->octave.store(w.octave.load(std::memory_order_relaxed), std::memory_order_relaxed);
   move_sample_stats(w, *z);
-  move_value(w.migrations, z->migrations, 0);
+  move_value(c->migrations, z->migrations, 0);
+  move_value(w.pending_ns, z->pending_ns, no_sample);
   copy_page(w.page, z->page);
   z->dir.store(c->dir.load(std::memory_order_relaxed), std::memory_order_relaxed);
   c->sealed.store(z, std::memory_order_release);
@@ -388,6 +402,9 @@ void copy_page(const narrow_page& from, narrow_page& to) noexcept {
 
 /// One wait of `ns` in its record: opened and closed like a slot (see
 /// open_slot in modules/core.cppm for why the order matters to take_results).
+/// The histogram counts the record's previous sample, as record() does a
+/// slot's: a counter chosen by the sample just measured made the round trip
+/// wait for the time stamp (docs/performance.md, "Waits": +12 ns became +6).
 void add_wait(profiler_core& core, thread_buffer& buf, wait_record& w, std::uint64_t ns, bool migrated) noexcept {
   const std::uint32_t seq = w.seq.load(std::memory_order_relaxed);
   w.seq.store(seq + 1, std::memory_order_relaxed);
@@ -399,28 +416,33 @@ void add_wait(profiler_core& core, thread_buffer& buf, wait_record& w, std::uint
       return note_no_memory(core);
     }
   count_sample(w, ns);
-  if (migrated) bump(w.migrations, 1);
-  // The sample's counter: in the inline page, or in the cold directory's
-  // narrow page of its octave, chosen without a branch (waits that straddle
-  // an octave boundary would make one mispredict); anything else (the first
-  // sample, a new octave, a full counter, a wide page) reads a counter that
-  // is always full and goes the slow way.
-  const unsigned b = latency_histogram::bucket_of(ns);
-  const std::uint32_t octave = b / page_buckets + 1;
-  const bool here = w.octave.load(std::memory_order_relaxed) == octave;
-  const std::uint64_t e = w.cold.load(std::memory_order_relaxed)
-                              ->dir.load(std::memory_order_relaxed)
-                              ->pages[b / page_buckets % dir_entries]
-                              .load(std::memory_order_relaxed);
-  const bool there = (e >> 55) == std::uint64_t{octave} << 1; // a narrow page of this octave
-  const auto in_dir = static_cast<std::uintptr_t>(e & page_address) + sizeof(std::uint32_t) * (b % page_buckets);
-  auto at = there ? in_dir : reinterpret_cast<std::uintptr_t>(&always_full);
-  at = here ? reinterpret_cast<std::uintptr_t>(&w.page.n[b % page_buckets]) : at;
-  auto* counter = reinterpret_cast<std::atomic<std::uint32_t>*>(at);
-  if (const std::uint32_t v = counter->load(std::memory_order_relaxed); v != UINT32_MAX) [[likely]]
-    counter->store(v + 1, std::memory_order_relaxed);
-  else if (!add_sample_rarely(buf, w, ns)) [[unlikely]]
-    note_no_memory(core);
+  if (migrated) [[unlikely]]
+    if (!count_migration(buf, w)) note_no_memory(core);
+  const std::uint64_t pending = w.pending_ns.load(std::memory_order_relaxed);
+  w.pending_ns.store(ns, std::memory_order_relaxed);
+  if (pending != no_sample) [[likely]] {
+    // The counter: in the inline page, or in the cold directory's narrow
+    // page of its octave, chosen without a branch (waits that straddle an
+    // octave boundary would make one mispredict); anything else (the first
+    // sample, a new octave, a full counter, a wide page) reads a counter
+    // that is always full and goes the slow way.
+    const unsigned b = latency_histogram::bucket_of(pending);
+    const std::uint32_t octave = b / page_buckets + 1;
+    const bool here = w.octave.load(std::memory_order_relaxed) == octave;
+    const std::uint64_t e = w.cold.load(std::memory_order_relaxed)
+                                ->dir.load(std::memory_order_relaxed)
+                                ->pages[b / page_buckets % dir_entries]
+                                .load(std::memory_order_relaxed);
+    const bool there = (e >> 55) == std::uint64_t{octave} << 1;
+    const auto in_dir = static_cast<std::uintptr_t>(e & page_address) + sizeof(std::uint32_t) * (b % page_buckets);
+    auto at = there ? in_dir : reinterpret_cast<std::uintptr_t>(&always_full);
+    at = here ? reinterpret_cast<std::uintptr_t>(&w.page.n[b % page_buckets]) : at;
+    auto* counter = reinterpret_cast<std::atomic<std::uint32_t>*>(at);
+    if (const std::uint32_t v = counter->load(std::memory_order_relaxed); v != UINT32_MAX) [[likely]]
+      counter->store(v + 1, std::memory_order_relaxed);
+    else if (!add_sample_elsewhere(buf, w, pending)) [[unlikely]]
+      note_no_memory(core);
+  }
   w.seq.store(seq + 2, std::memory_order_release);
 }
 
