@@ -301,6 +301,9 @@ struct wait_chunk {
 
 /// Where a thread keeps one profiler's data. Owned jointly by the thread and
 /// the profiler, so either may end first.
+/// The serial of the newest thread buffer (see thread_buffer::serial).
+inline std::atomic<std::uint64_t> buffer_serials{0};
+
 struct thread_buffer {
   // Two to a cache line, which is a bucket: a site is looked for in both
   // entries of its bucket at once. A name of up to 16 bytes is held whole by
@@ -318,6 +321,10 @@ struct thread_buffer {
 
   std::uint64_t core_id = 0;
   std::uint64_t os_thread_id = 0;
+  // Unique in the process, never reused: a flow's memo of its last wait
+  // record (context::memo_buffer) names the buffer that holds it by this,
+  // since a buffer freed and another made may share an address.
+  const std::uint64_t serial = buffer_serials.fetch_add(1, std::memory_order_relaxed) + 1;
   std::string thread_name;
   std::atomic<std::uint64_t> generation{0}; // the profiler's clear() count its timeline belongs to
   arena memory;                             // chunks, directories, pages: freed with the buffer
@@ -558,6 +565,15 @@ export struct context {
   // path from the flow's bottom frame to the running one (a wait's chain).
   const void* joins[max_joins]{};
   std::uint32_t join_depth = 0;
+  // The record the flow's last wait was charged to in its innermost block,
+  // with what found it: a wait at the same await, in a block of the same
+  // site with no join since it opened, on a thread whose buffer has serial
+  // `memo_buffer`, is charged to it without the key and the table (0: none).
+  std::uint32_t memo_site = 0;
+  const void* memo_location = nullptr;
+  const std::string_view* memo_type = nullptr;
+  wait_record* memo_record = nullptr;
+  std::uint64_t memo_buffer = 0;
   bool suspended = false;
   bool destroying = false; // its suspended frames are being destroyed (blocks count as abandoned)
   bool is_thread = false;  // a thread's own context

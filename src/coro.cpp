@@ -139,6 +139,7 @@ context* acquire_context() {
   c->wait_location = nullptr;
   c->wait_type = nullptr;
   c->join_depth = 0;
+  c->memo_buffer = 0;
   c->suspended = c->destroying = c->is_thread = false;
   return c;
 }

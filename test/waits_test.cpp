@@ -435,6 +435,95 @@ BOOST_AUTO_TEST_CASE(a_wait_is_in_its_histogram_from_the_moment_it_is_counted) {
   BOOST_TEST(b->histogram.total() == b->count);
 }
 
+// A flow remembers the record its last wait was charged to in its innermost
+// block, and charges the next wait there without the key and the table when
+// nothing the key is made of changed (context::memo_record). The three cases
+// below are each what the memo must not get wrong.
+
+BOOST_AUTO_TEST_CASE(a_flow_that_alternates_threads_charges_each_wait_to_the_resuming_thread) {
+  // One await site, resumed by two threads in turn: each wait belongs to the
+  // buffer of the thread that resumed it, never to the other's record.
+  thread_pool a(1), b(1);
+  Profiler p{"memo_threads"};
+  constexpr int hops = 200;
+  std::atomic<std::uint32_t> line{0};
+  sync_wait([&]() -> task<void> {
+    auto blk = p.block(0, "hops");
+    for (int i = 0; i < hops; ++i) {
+      line = __LINE__ + 1;
+      co_await (i % 2 == 0 ? a : b).schedule();
+    }
+  }());
+  std::vector<std::uint64_t> counts;
+  for (const auto& t : p.get_all_thread_data())
+    if (const auto* blk = t.results.find_block(0, "hops"))
+      if (const WaitResults* w = wait_at_line(*blk, line)) counts.push_back(w->count);
+  BOOST_TEST_REQUIRE(counts.size() == 2u);
+  BOOST_TEST(counts[0] == std::uint64_t{hops / 2});
+  BOOST_TEST(counts[1] == std::uint64_t{hops / 2});
+}
+
+BOOST_AUTO_TEST_CASE(one_await_site_under_blocks_of_two_sites_charges_each_block) {
+  // The same co_await, the innermost block alternating between two sites
+  // (one thread resumes them all: the memo would be used every time).
+  thread_pool pool(1);
+  Profiler p{"memo_sites"};
+  std::atomic<std::uint32_t> line{0};
+  sync_wait([&]() -> task<void> {
+    for (int i = 0; i < 100; ++i) {
+      auto blk = p.block(0, i % 2 == 0 ? "even" : "odd");
+      line = __LINE__ + 1;
+      co_await pool.schedule();
+    }
+  }());
+  const auto r = p.get_results();
+  for (const char* name : {"even", "odd"}) {
+    const WaitResults* w = wait_at_line(only(r, 0, name), line);
+    BOOST_TEST_REQUIRE(w != nullptr, name);
+    BOOST_TEST(w->count == 50u, name << ": " << w->count);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(one_await_site_reached_with_and_without_a_join_keeps_both_chains) {
+  // step's await is a block's own await when step opens the block, and the
+  // end of a chain (the parent's await of step, then step's) when the block
+  // was opened by the parent: same await, same block site, two waits (one
+  // thread resumes them all: the memo would be used every time).
+  thread_pool pool(1);
+  Profiler p{"memo_joins"};
+  const Site site = *p.site(0, "s"); // one block site for both blocks
+  std::atomic<std::uint32_t> step_line{0}, joined_line{0};
+  auto step = [&](bool own) -> task<void> {
+    Block blk;
+    if (own) blk = p.block(site);
+    step_line = __LINE__ + 1;
+    co_await pool.schedule();
+  };
+  sync_wait([&]() -> task<void> {
+    auto blk = p.block(site);
+    for (int i = 0; i < 10; ++i) {
+      co_await step(true);
+      joined_line = __LINE__ + 1;
+      co_await step(false);
+    }
+  }());
+  const auto r = p.get_results();
+  const BlockResults& s = only(r, 0, "s");
+  std::uint64_t direct = 0, joined = 0;
+  std::uint32_t joined_site = no_parent;
+  for (const auto& w : s.waits)
+    if (w.line == joined_line && w.parent_site_id == no_parent) joined_site = w.site_id, joined = w.count;
+  for (const auto& w : s.waits)
+    if (w.line == step_line && w.parent_site_id == no_parent) direct += w.count;
+  std::uint64_t under_joined = 0;
+  for (const auto& w : s.waits)
+    if (w.line == step_line && w.parent_site_id == joined_site) under_joined += w.count;
+  BOOST_TEST(s.hit_count == 11u);  // the parent's block and step(true)'s ten
+  BOOST_TEST(direct == 10u);       // step(true)'s own block
+  BOOST_TEST(joined == 10u);       // the parent's block, through step(false)
+  BOOST_TEST(under_joined == 10u); // ... whose chain ends at step's await
+}
+
 BOOST_AUTO_TEST_CASE(waits_read_while_four_threads_record_them_are_each_counted_once) {
   // take_results() in a loop while the pool's threads charge waits: every
   // wait lands in exactly one interval, with its histogram.

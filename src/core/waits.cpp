@@ -461,15 +461,34 @@ void add_wait(profiler_core& core, thread_buffer& buf, wait_record& w, std::uint
   return make_wait(core, *buf, key, block, c, first, joins);
 }
 
+/// Charges the wait to the flow's innermost block through the flow's memo
+/// when the memo holds its record (see context::memo_record): the record the
+/// key would find, since everything the key is made of is the same.
+[[gnu::always_inline]] inline bool charge_remembered(context& c, const frame_entry& top, std::uint64_t ns,
+                                                     bool migrated) noexcept {
+  if (c.memo_buffer == 0 || c.memo_location != c.wait_location || c.memo_type != c.wait_type ||
+      top.site != c.memo_site || top.join_depth != c.join_depth || top.core == nullptr || is_hole(top))
+    return false;
+  profiler_core& core = *top.core;
+  const buffer_cache cached = last_buffer;
+  if (cached.core_id != core.id || cached.buffer->serial != c.memo_buffer || core.dead.load(std::memory_order_relaxed))
+      [[unlikely]]
+    return false;
+  add_wait(core, *cached.buffer, *c.memo_record, ns, migrated);
+  return true;
+}
+
 } // namespace
 
 void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept {
   if (c.depth == 0) return;
+  std::uint32_t d = c.depth;
+  if (charge_remembered(c, c.frame(d - 1), ns, migrated) && --d == 0) return;
   const std::uint32_t joins = c.join_depth < max_joins ? c.join_depth : max_joins;
   const std::uint64_t leaf = await_hash(c);
   std::uint64_t h = leaf;
   std::uint32_t at = joins; // h covers joins[at..joins) and the await, built up block by block
-  for (std::uint32_t d = c.depth; d-- > 0;) {
+  while (d-- > 0) {
     const frame_entry& f = c.frame(d);
     if (is_hole(f) || f.core == nullptr) continue;
     const std::uint32_t first = f.join_depth < joins ? f.join_depth : joins; // the joins made after it opened
@@ -482,7 +501,15 @@ void charge_waits(context& c, std::uint64_t ns, bool migrated) noexcept {
     if (core.dead.load(std::memory_order_relaxed)) continue;
     thread_buffer* buf = nullptr;
     wait_record* w = wait_of(core, wait_key(h, f.site), f.site, c, first, joins, buf);
-    if (w != nullptr && w->site != invalid_site) add_wait(core, *buf, *w, ns, migrated);
+    if (w == nullptr || w->site == invalid_site) continue;
+    add_wait(core, *buf, *w, ns, migrated);
+    if (d + 1 == c.depth && c.join_depth == f.join_depth) { // the innermost block, no join since it opened
+      c.memo_site = f.site;
+      c.memo_location = c.wait_location;
+      c.memo_type = c.wait_type;
+      c.memo_record = w;
+      c.memo_buffer = buf->serial;
+    }
   }
 }
 
