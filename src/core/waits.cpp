@@ -471,7 +471,8 @@ void add_wait(profiler_core& core, thread_buffer& buf, wait_record& w, std::uint
     return false;
   profiler_core& core = *top.core;
   const buffer_cache cached = last_buffer;
-  if (cached.core_id != core.id || cached.buffer->serial != c.memo_buffer || core.dead.load(std::memory_order_relaxed))
+  // As charge_waits' own path: a dead profiler first, then this thread's buffer.
+  if (core.dead.load(std::memory_order_relaxed) || cached.core_id != core.id || cached.buffer->serial != c.memo_buffer)
       [[unlikely]]
     return false;
   add_wait(core, *cached.buffer, *c.memo_record, ns, migrated);
