@@ -307,7 +307,7 @@ namespace detail { // exported: the optional exporters (importers) register thro
 /// every profiler, live or to come, without code in the program: its object
 /// file registers one of these at start-up.
 struct exporter {
-  void (*profiler_configured)(Profiler&); ///< after construction and after reload_config()
+  void (*profiler_configured)(Profiler&); ///< after construction and after reload_config(); null: nothing to do
   void (*profiler_ending)(Profiler&);     ///< first thing in ~Profiler, or a signal ends the process: stop using it
   /// A signal that may not end the process (the program's own handler runs
   /// next) asks for what is held now; null: nothing to do.

@@ -51,11 +51,10 @@ void write_configured(Profiler& p) {
     std::cerr << "stichotrope: profiler '" << p.name() << "': outputs not written: " << e.what() << '\n';
   }
 }
-void nothing_to_configure(Profiler&) {}
 } // namespace
 
 namespace detail {
-const exporter outputs_exporter{&nothing_to_configure, &write_configured, &write_configured};
+const exporter outputs_exporter{nullptr, &write_configured, &write_configured}; // nothing to do at configuration
 } // namespace detail
 
 expected<void> Profiler::export_csv(const std::filesystem::path& file) const {

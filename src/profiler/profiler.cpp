@@ -133,7 +133,8 @@ live_profilers& live() {
 void announce(Profiler& p) {
   auto& l = live();
   std::lock_guard lock(l.mutex);
-  for (const auto* e : l.exporters) e->profiler_configured(p);
+  for (const auto* e : l.exporters)
+    if (e->profiler_configured != nullptr) e->profiler_configured(p);
 }
 } // namespace
 
@@ -142,7 +143,8 @@ void register_exporter(const exporter* e) {
   auto& l = live();
   std::lock_guard lock(l.mutex);
   l.exporters.push_back(e);
-  for (Profiler* p : l.all) e->profiler_configured(*p);
+  if (e->profiler_configured != nullptr)
+    for (Profiler* p : l.all) e->profiler_configured(*p);
 }
 
 void signal_exporters(bool ending) {
