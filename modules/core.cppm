@@ -299,11 +299,11 @@ struct wait_chunk {
   const wait_record* records() const noexcept { return reinterpret_cast<const wait_record*>(this + 1); }
 };
 
-/// Where a thread keeps one profiler's data. Owned jointly by the thread and
-/// the profiler, so either may end first.
 /// The serial of the newest thread buffer (see thread_buffer::serial).
 inline std::atomic<std::uint64_t> buffer_serials{0};
 
+/// Where a thread keeps one profiler's data. Owned jointly by the thread and
+/// the profiler, so either may end first.
 struct thread_buffer {
   // Two to a cache line, which is a bucket: a site is looked for in both
   // entries of its bucket at once. A name of up to 16 bytes is held whole by

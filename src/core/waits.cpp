@@ -346,18 +346,14 @@ void copy_page(const narrow_page& from, narrow_page& to) noexcept {
 
 /// A sample the write path did not count: the record's first (its octave
 /// becomes the inline page's), or one in another octave than the inline
-/// page's whose page in the cold directory is missing, full or wide, or one
-/// whose inline counter is full.
-[[gnu::noinline]] bool add_sample_elsewhere(thread_buffer& buf, wait_record& w, std::uint64_t ns) noexcept {
+/// page's whose page in the cold directory is missing, full or wide.
+[[gnu::noinline]] bool add_sample_rarely(thread_buffer& buf, wait_record& w, std::uint64_t ns) noexcept {
   const unsigned b = latency_histogram::bucket_of(ns);
   if (w.octave.load(std::memory_order_relaxed) == 0) {
     w.octave.store(b / page_buckets + 1, std::memory_order_relaxed);
     w.page.n[b % page_buckets].store(1, std::memory_order_relaxed);
     return true;
   }
-  if (slot_dir* d = w.cold.load(std::memory_order_relaxed)->dir.load(std::memory_order_relaxed);
-      d != &no_dir && add_sample_fast(*d, ns))
-    return true;
   return add_sample_cold(buf, w, ns);
 }
 
@@ -440,7 +436,7 @@ void add_wait(profiler_core& core, thread_buffer& buf, wait_record& w, std::uint
     auto* counter = reinterpret_cast<std::atomic<std::uint32_t>*>(at);
     if (const std::uint32_t v = counter->load(std::memory_order_relaxed); v != UINT32_MAX) [[likely]]
       counter->store(v + 1, std::memory_order_relaxed);
-    else if (!add_sample_elsewhere(buf, w, pending)) [[unlikely]]
+    else if (!add_sample_rarely(buf, w, pending)) [[unlikely]]
       note_no_memory(core);
   }
   w.seq.store(seq + 2, std::memory_order_release);
