@@ -247,9 +247,14 @@ def main():
     for case, label in (("spin_10us", "10 us spin"), ("copy_64k", "64 KiB copy")):
         gb = ns(reps, f"gb_{case}/repeats:20/real_time_min", "real_time")
         rep = reps[f"repeat_{case}/iterations:1/real_time"]
-        r = rep["min_ns"] / gb
-        row(f"repeat vs Google Benchmark, {label}: fastest run", f"{rep['min_ns']:.0f} vs {gb:.0f} ns",
-            f"{r:.3f} x (repeat's median {rep['median_ns']:.0f} ns)", "within 3 %", abs(r - 1.0) <= 0.03)
+        # repeat's fastest run that is not an outlier: its fastest of all can
+        # come from a fast phase of the machine of tens of microseconds, which
+        # Google Benchmark's batch means average away (docs/repetition.md).
+        r = rep["min_without_outliers_ns"] / gb
+        row(f"repeat vs Google Benchmark, {label}: fastest run (repeat's without outliers)",
+            f"{rep['min_without_outliers_ns']:.0f} vs {gb:.0f} ns",
+            f"{r:.3f} x (repeat's fastest of all {rep['min_ns']:.0f} ns, median {rep['median_ns']:.0f} ns)",
+            "within 3 %", abs(r - 1.0) <= 0.03)
     if flavours:
         s, b = ns(timers, "standalone_round_trip_one_block"), ns(timers, "boost_round_trip_one_block")
         row("Asio awaited timer round trip, a block open: Boost.Asio vs standalone", f"{b:.1f} vs {s:.1f} ns",

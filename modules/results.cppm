@@ -116,6 +116,12 @@ struct RepetitionResults {
   /// from the median.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> outliers;
   double mean_without_outliers_ns = 0;
+  /// The fastest run that is not an outlier. `min_ns` is the fastest of all:
+  /// a short fast phase of the machine (on a VM, tens of microseconds in
+  /// which every run is 15-20 % faster) sets it below anything the function
+  /// reproduces; this one is the minimum of the runs as they usually are
+  /// (docs/repetition.md, "The two minima").
+  std::uint64_t min_without_outliers_ns = 0;
   /// Bytes `fn` reported (0: none): of the fastest run, and in all.
   std::uint64_t bytes_fastest = 0, bytes_total = 0;
   double best_bytes_per_second = 0, mean_bytes_per_second = 0;

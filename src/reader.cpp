@@ -194,6 +194,9 @@ bool read_repetition(reader& r, const json& j, const std::string& path, Repetiti
         std::pair{"bytes_fastest", &x.bytes_fastest}, std::pair{"bytes_total", &x.bytes_total},
         std::pair{"max_page_faults", &x.max_page_faults}, std::pair{"max_context_switches", &x.max_context_switches}})
     if (!r.u64(j, key, path, *v)) return false;
+  // Written since the figure exists; older files have the runs it comes from.
+  const bool has_min_without_outliers = j.contains("min_without_outliers_ns");
+  if (!r.u64(j, "min_without_outliers_ns", path, x.min_without_outliers_ns, false)) return false;
   for (auto [key, v] :
        {std::pair{"mean_ns", &x.mean_ns}, std::pair{"stddev_ns", &x.stddev_ns},
         std::pair{"mean_ci_low_ns", &x.mean_ci_low_ns}, std::pair{"mean_ci_high_ns", &x.mean_ci_high_ns},
@@ -223,6 +226,18 @@ bool read_repetition(reader& r, const json& j, const std::string& path, Repetiti
     return r.fail_at(path,
                      "has " + std::to_string(x.samples_ns.size()) + " samples for " + std::to_string(x.runs) + " runs"),
            false;
+  if (!has_min_without_outliers) {
+    std::vector<bool> outlier(x.samples_ns.size());
+    for (const auto& o : x.outliers)
+      if (o.first < outlier.size()) outlier[o.first] = true;
+    x.min_without_outliers_ns = x.min_ns;
+    bool any = false;
+    for (std::size_t i = 0; i < x.samples_ns.size(); ++i) {
+      if (outlier[i]) continue;
+      x.min_without_outliers_ns = any ? std::min(x.min_without_outliers_ns, x.samples_ns[i]) : x.samples_ns[i];
+      any = true;
+    }
+  }
   return true;
 }
 

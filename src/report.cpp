@@ -283,6 +283,7 @@ std::string to_json(const ProfilerResults& results, int indent) {
            {std::pair{"min_ns", r.min_ns}, std::pair{"max_ns", r.max_ns}, std::pair{"median_ns", r.median_ns},
             std::pair{"p90_ns", r.p90_ns}, std::pair{"p99_ns", r.p99_ns},
             std::pair{"median_ci_low_ns", r.median_ci_low_ns}, std::pair{"median_ci_high_ns", r.median_ci_high_ns},
+            std::pair{"min_without_outliers_ns", r.min_without_outliers_ns},
             std::pair{"bytes_fastest", r.bytes_fastest}, std::pair{"bytes_total", r.bytes_total},
             std::pair{"max_page_faults", r.max_page_faults}, std::pair{"max_context_switches", r.max_context_switches}})
         w.key(key), w.value(v);
@@ -431,8 +432,8 @@ std::string to_table(const ProfilerResults& results) {
          << "]   mean " << ns(r.mean_ns) << " [" << ns(r.mean_ci_low_ns) << " .. " << ns(r.mean_ci_high_ns) << "]   sd "
          << ns(r.stddev_ns) << '\n'
          << "  p90 " << format_time_ns(r.p90_ns) << "   p99 " << format_time_ns(r.p99_ns) << "   max "
-         << format_time_ns(r.max_ns) << "   outliers " << r.outliers.size() << " (mean without them "
-         << ns(r.mean_without_outliers_ns) << ")\n";
+         << format_time_ns(r.max_ns) << "   outliers " << r.outliers.size() << " (without them: min "
+         << format_time_ns(r.min_without_outliers_ns) << ", mean " << ns(r.mean_without_outliers_ns) << ")\n";
       if (r.bytes_total > 0)
         os << "  throughput: best " << rate(r.best_bytes_per_second) << ", mean " << rate(r.mean_bytes_per_second)
            << '\n';
@@ -451,7 +452,8 @@ std::string to_table(const ProfilerResults& results) {
 std::string to_repetitions_csv(const ProfilerResults& results) {
   std::string out = "Track,Name,Runs,Stopped By,Min (ns),Median (ns),Median CI Low (ns),Median CI High (ns),"
                     "Median CI Level,Mean (ns),Mean CI Low (ns),Mean CI High (ns),Std Dev (ns),P90 (ns),P99 (ns),"
-                    "Max (ns),Outliers,Mean Without Outliers (ns),Best Throughput (B/s),Mean Throughput (B/s),"
+                    "Max (ns),Outliers,Min Without Outliers (ns),Mean Without Outliers (ns),Best Throughput (B/s),Mean "
+                    "Throughput (B/s),"
                     "Page Faults Per Run,Context Switches Per Run\r\n";
   for (const auto& r : results.repetitions) {
     out += std::to_string(r.track);
@@ -464,7 +466,7 @@ std::string to_repetitions_csv(const ProfilerResults& results) {
     out += ',' + detail::json::python_float(r.median_ci_level);
     for (const double v : {r.mean_ns, r.mean_ci_low_ns, r.mean_ci_high_ns, r.stddev_ns})
       out += ',' + detail::json::python_float(v);
-    for (const auto v : {r.p90_ns, r.p99_ns, r.max_ns, std::uint64_t{r.outliers.size()}})
+    for (const auto v : {r.p90_ns, r.p99_ns, r.max_ns, std::uint64_t{r.outliers.size()}, r.min_without_outliers_ns})
       out += ',' + std::to_string(v);
     for (const double v : {r.mean_without_outliers_ns, r.best_bytes_per_second, r.mean_bytes_per_second,
                            r.page_faults_per_run, r.context_switches_per_run})

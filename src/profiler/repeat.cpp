@@ -135,17 +135,20 @@ RepetitionResults summarize_repetitions(std::vector<std::uint64_t> samples_ns, c
   const double mad = median_of_sorted(deviations);
   double kept_sum = 0;
   std::size_t kept = 0;
+  std::uint64_t kept_min = r.min_ns;
   for (std::size_t i = 0; i < n; ++i) {
     const double d = std::abs(static_cast<double>(x[i]) - med);
     const bool outlier = mad > 0 ? 0.6745 * d / mad > 3.5 : d > 0;
     if (outlier) {
       r.outliers.emplace_back(i, x[i]);
     } else {
+      kept_min = kept == 0 ? x[i] : std::min(kept_min, x[i]);
       kept_sum += static_cast<double>(x[i]);
       ++kept;
     }
   }
   r.mean_without_outliers_ns = kept > 0 ? kept_sum / static_cast<double>(kept) : r.mean_ns;
+  r.min_without_outliers_ns = kept_min;
 
   if (bytes.size() == n) {
     const auto fastest = static_cast<std::size_t>(std::min_element(x.begin(), x.end()) - x.begin());
