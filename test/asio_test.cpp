@@ -13,11 +13,25 @@
 
 #if defined(STICHOTROPE_TEST_BOOST_ASIO)
 #include <boost/asio.hpp>
+#include <boost/asio/experimental/append.hpp>
+#include <boost/asio/experimental/as_single.hpp>
+#include <boost/asio/experimental/prepend.hpp>
+#include <boost/asio/experimental/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/experimental/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/system/system_error.hpp>
 #else
 #include <asio.hpp>
+#include <asio/experimental/append.hpp>
+#include <asio/experimental/as_single.hpp>
+#include <asio/experimental/prepend.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/experimental/channel.hpp>
+#include <asio/experimental/deferred.hpp>
+#include <asio/experimental/parallel_group.hpp>
 #endif
 
 #include <atomic>
@@ -693,4 +707,164 @@ BOOST_AUTO_TEST_CASE(a_programs_own_executor_type_gets_flows) {
   using own = counting_executor<net::io_context::executor_type>;
   check_typed_sessions(own{io.get_executor(), &runs}, own{io.get_executor(), &runs}, io, "own");
   BOOST_TEST(runs.load() > 0); // the program's executor ran them
+}
+
+// ---------------------------------------------------------------------------
+// Idioms from Asio's own examples and documentation, each with a block held
+// across the await: completion tokens that adapt use_awaitable (as_tuple,
+// redirect_error), a channel between two coroutines, a parallel group, and
+// (Boost.Asio 1.83) an operation awaited through deferred.
+
+namespace {
+
+/// One block held across `await` (a timer of `d` made by `make`): it is the
+/// only block, its own flow, suspended for the timer, with one wait that is
+/// all of its suspended time.
+void check_one_suspended_block(const ProfilerResults& r, const char* name, std::uint64_t at_least_ns) {
+  BOOST_TEST(r.diagnostics.empty(), name);
+  const auto& b = only(r, 0, name);
+  BOOST_TEST(b.hit_count == 1u, name);
+  BOOST_REQUIRE(b.callers.size() == 1u);
+  BOOST_TEST(b.callers[0].parent_site_id == stichotrope::no_parent, name);
+  BOOST_TEST(b.suspensions == 1u, name);
+  BOOST_TEST(b.suspended_time_ns >= at_least_ns, name);
+  BOOST_TEST(b.active_time_ns() < 10'000'000u, name);
+  BOOST_REQUIRE(b.waits.size() == 1u);
+  BOOST_TEST(b.waits[0].total_time_ns == b.suspended_time_ns, name);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(as_tuple_and_redirect_error_tokens_are_waits_like_use_awaitable) {
+  net::io_context io(1);
+  Profiler p{"asio_tokens"};
+  net_error_code redirected;
+  std::uint32_t tuple_line = 0, redirect_line = 0;
+  auto with_tuple = [&]() -> net::awaitable<void> {
+    auto b = p.block(0, "as_tuple");
+    net::steady_timer t(co_await net::this_coro::executor, 20ms);
+    tuple_line = __LINE__ + 1;
+    auto [ec] = co_await t.async_wait(net::experimental::as_tuple(net::use_awaitable));
+    BOOST_TEST(!ec);
+  };
+  auto with_redirect = [&]() -> net::awaitable<void> {
+    auto b = p.block(0, "redirect_error");
+    net::steady_timer t(co_await net::this_coro::executor, 20ms);
+    redirect_line = __LINE__ + 1;
+    co_await t.async_wait(net::redirect_error(net::use_awaitable, redirected));
+  };
+  net::co_spawn(io, with_tuple(), net::detached);
+  net::co_spawn(io, with_redirect(), net::detached);
+  io.run();
+  BOOST_TEST(!redirected);
+  const auto r = p.get_results();
+  check_one_suspended_block(r, "as_tuple", 20'000'000u - initiation_ns);
+  check_one_suspended_block(r, "redirect_error", 20'000'000u - initiation_ns);
+  const auto timer_wait = std::string(net_spelling) + "::basic_waitable_timer::async_wait";
+  BOOST_TEST(only(r, 0, "as_tuple").waits[0].line == tuple_line);
+  BOOST_TEST(only(r, 0, "as_tuple").waits[0].awaited == timer_wait);
+  BOOST_TEST(only(r, 0, "redirect_error").waits[0].line == redirect_line);
+  BOOST_TEST(only(r, 0, "redirect_error").waits[0].awaited == timer_wait);
+}
+
+BOOST_AUTO_TEST_CASE(a_consumer_waiting_on_a_channel_is_suspended_until_the_producer_sends) {
+  net::io_context io(1);
+  Profiler p{"asio_channel"};
+  net::experimental::channel<void(net_error_code, int)> ch(io, 0);
+  int received = 0;
+  auto consumer = [&]() -> net::awaitable<void> {
+    auto b = p.block(0, "consume");
+    received = co_await ch.async_receive(net::use_awaitable);
+  };
+  auto producer = [&]() -> net::awaitable<void> {
+    auto b = p.block(0, "produce");
+    net::steady_timer t(co_await net::this_coro::executor, 20ms);
+    co_await t.async_wait(net::use_awaitable);
+    co_await ch.async_send(net_error_code{}, 7, net::use_awaitable);
+  };
+  net::co_spawn(io, consumer(), net::detached);
+  net::co_spawn(io, producer(), net::detached);
+  io.run();
+  BOOST_TEST(received == 7);
+  const auto r = p.get_results();
+  check_one_suspended_block(r, "consume", 20'000'000u - initiation_ns);
+  BOOST_TEST(only(r, 0, "consume").waits[0].awaited.find("async_receive") != std::string::npos,
+             only(r, 0, "consume").waits[0].awaited);
+  const auto& prod = only(r, 0, "produce");
+  BOOST_REQUIRE(prod.callers.size() == 1u);
+  BOOST_TEST(prod.callers[0].parent_site_id == stichotrope::no_parent); // not the consumer's child
+  BOOST_TEST(prod.suspended_time_ns >= 20'000'000u - initiation_ns);
+}
+
+BOOST_AUTO_TEST_CASE(a_parallel_group_of_two_timers_is_one_wait_of_the_longer) {
+  net::io_context io(1);
+  Profiler p{"asio_group"};
+  auto parent = [&]() -> net::awaitable<void> {
+    auto b = p.block(0, "group");
+    auto ex = co_await net::this_coro::executor;
+    net::steady_timer a(ex, 10ms), c(ex, 30ms);
+    co_await net::experimental::make_parallel_group(a.async_wait(net::experimental::deferred),
+                                                    c.async_wait(net::experimental::deferred))
+        .async_wait(net::experimental::wait_for_all(), net::use_awaitable);
+  };
+  net::co_spawn(io, parent(), net::detached);
+  io.run();
+  check_one_suspended_block(p.get_results(), "group", 30'000'000u - initiation_ns);
+}
+
+#if defined(STICHOTROPE_TEST_BOOST_ASIO)
+BOOST_AUTO_TEST_CASE(an_operation_awaited_through_deferred_is_a_wait) {
+  net::io_context io(1);
+  Profiler p{"asio_deferred"};
+  auto waiter = [&]() -> net::awaitable<void> {
+    auto b = p.block(0, "deferred");
+    net::steady_timer t(co_await net::this_coro::executor, 20ms);
+    co_await t.async_wait(net::experimental::deferred);
+  };
+  net::co_spawn(io, waiter(), net::detached);
+  io.run();
+  check_one_suspended_block(p.get_results(), "deferred", 20'000'000u - initiation_ns);
+}
+#endif
+BOOST_AUTO_TEST_CASE(every_completion_token_adapter_names_the_operation_it_wraps) {
+  // Adapters of use_awaitable, alone and nested: each wait is the timer's
+  // async_wait (Boost 1.83's redirect_error passes the operation as an
+  // argument of its wrapper, as_tuple as a template argument).
+  net::io_context io(1);
+  Profiler p{"asio_adapters"};
+  auto waiter = [&]() -> net::awaitable<void> {
+    auto ex = co_await net::this_coro::executor;
+    auto strand = net::make_strand(ex);
+    net::cancellation_signal signal;
+    net_error_code ec;
+    const auto timed = [&](const char* name, auto token) -> net::awaitable<void> {
+      auto b = p.block(0, name);
+      net::steady_timer t(ex, 2ms);
+      co_await t.async_wait(std::move(token));
+    };
+    co_await timed("append", net::experimental::append(net::use_awaitable, 1));
+    co_await timed("prepend", net::experimental::prepend(net::use_awaitable, 1));
+    co_await timed("as_single", net::experimental::as_single(net::use_awaitable));
+    co_await timed("bind_executor", net::bind_executor(strand, net::use_awaitable));
+    co_await timed("bind_cancellation_slot", net::bind_cancellation_slot(signal.slot(), net::use_awaitable));
+    co_await timed("redirect_error(as_tuple)",
+                   net::redirect_error(net::experimental::as_tuple(net::use_awaitable), ec));
+    co_await timed("as_tuple(redirect_error)",
+                   net::experimental::as_tuple(net::redirect_error(net::use_awaitable, ec)));
+  };
+  net::co_spawn(io, waiter(), net::detached);
+  io.run();
+  const auto r = p.get_results();
+  BOOST_TEST(r.diagnostics.empty());
+  const auto timer_wait = std::string(net_spelling) + "::basic_waitable_timer::async_wait";
+  for (const char* name : {"append", "prepend", "as_single", "bind_executor", "bind_cancellation_slot",
+                           "redirect_error(as_tuple)", "as_tuple(redirect_error)"}) {
+    const auto& b = only(r, 0, name);
+    BOOST_TEST(b.suspended_time_ns >= 2'000'000u - initiation_ns, name);
+    BOOST_REQUIRE(!b.waits.empty());
+    const auto& leaf = b.waits.back(); // under the await of the lambda's coroutine
+    BOOST_TEST(leaf.awaited == timer_wait, name);
+    BOOST_TEST(leaf.count == 1u, name);
+    BOOST_TEST(top_level_wait_ns(b) == b.suspended_time_ns, name);
+  }
 }

@@ -52,6 +52,23 @@ std::string without_template_arguments(std::string_view s) {
   return out;
 }
 
+/// The first of a template's arguments from `s` (which starts just after
+/// its '<'): up to the ',' or '>' that closes it.
+std::string_view first_argument(std::string_view s) {
+  int level = 0;
+  std::size_t stop = 0;
+  for (; stop < s.size(); ++stop) {
+    const char ch = s[stop];
+    if (ch == '<' || ch == '(')
+      ++level;
+    else if ((ch == '>' || ch == ')') && level > 0)
+      --level;
+    else if (level == 0 && (ch == ',' || ch == '>'))
+      break;
+  }
+  return s.substr(0, stop);
+}
+
 /// The operation an Asio awaitable started, from the function that awaits it
 /// (`async_result<use_awaitable_t<...>>::initiate(...) [... Initiation = X, ...]`):
 /// X without template arguments, its last part's "initiate_" dropped
@@ -73,25 +90,24 @@ std::string operation_of(std::string_view function) {
   }
   std::string_view initiation = rest.substr(0, end);
   // A completion token's wrapper (redirect_error, as_tuple, ...) holds the
-  // operation's initiation as its first template argument.
+  // operation's initiation: as its template argument (`init_wrapper<X>`:
+  // as_tuple), or as a constructor argument, which async_initiate passes on
+  // as the first of the initiation's arguments (`init_wrapper` and
+  // `InitArgs = <X, ...>`: Boost 1.83's redirect_error).
+  bool arguments_used = false;
   for (int guard = 0; guard < 8; ++guard) {
     const std::string outer = without_template_arguments(initiation);
     if (!outer.ends_with("init_wrapper")) break;
-    const auto open = initiation.rfind("init_wrapper<");
-    if (open == std::string_view::npos) break;
-    std::string_view inner = initiation.substr(open + 13);
-    int level = 0;
-    std::size_t stop = 0;
-    for (; stop < inner.size(); ++stop) {
-      const char ch = inner[stop];
-      if (ch == '<' || ch == '(')
-        ++level;
-      else if ((ch == '>' || ch == ')') && level > 0)
-        --level;
-      else if (level == 0 && (ch == ',' || ch == '>'))
-        break;
+    if (initiation.ends_with(">")) {
+      const auto open = initiation.rfind("init_wrapper<");
+      if (open == std::string_view::npos) break;
+      initiation = first_argument(initiation.substr(open + 13));
+    } else {
+      const auto args = function.find("InitArgs = <");
+      if (arguments_used || args == std::string_view::npos) break;
+      initiation = first_argument(function.substr(args + 12));
+      arguments_used = true;
     }
-    initiation = inner.substr(0, stop);
   }
   std::string name = without_template_arguments(initiation);
   const auto last = name.rfind("::");
