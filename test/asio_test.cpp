@@ -21,6 +21,8 @@
 #include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/experimental/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/system/system_error.hpp>
 #else
 #include <asio.hpp>
@@ -37,6 +39,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -868,3 +871,97 @@ BOOST_AUTO_TEST_CASE(every_completion_token_adapter_names_the_operation_it_wraps
     BOOST_TEST(top_level_wait_ns(b) == b.suspended_time_ns, name);
   }
 }
+BOOST_AUTO_TEST_CASE(waits_on_asio_free_functions_are_named_for_the_function_the_program_called) {
+  // Asio starts these through initiation classes of its detail namespace,
+  // named for the overload (async_read_buffer_sequence, ..._delim_v2,
+  // async_range_connect, post_with_executor): the wait says async_read.
+  net::io_context io(1);
+  Profiler p{"asio_free_functions"};
+  std::map<std::string, std::uint32_t> line_of;
+  auto server = [&](net::ip::tcp::acceptor& acc) -> net::awaitable<void> {
+    auto b = p.block(0, "server");
+    line_of["basic_socket_acceptor::async_accept"] = __LINE__ + 1;
+    auto sock = co_await acc.async_accept(net::use_awaitable);
+    std::string line;
+    line_of["async_read_until"] = __LINE__ + 1;
+    co_await net::async_read_until(sock, net::dynamic_buffer(line), '\n', net::use_awaitable);
+    char byte[1];
+    line_of["async_read"] = __LINE__ + 1;
+    co_await net::async_read(sock, net::buffer(byte), net::use_awaitable);
+    co_await net::async_write(sock, net::buffer("ok\n", 3), net::use_awaitable);
+  };
+  auto client = [&](net::ip::tcp::endpoint ep) -> net::awaitable<void> {
+    auto b = p.block(0, "client");
+    auto ex = co_await net::this_coro::executor;
+    net::ip::tcp::resolver resolver(ex);
+    auto endpoints = co_await resolver.async_resolve("127.0.0.1", std::to_string(ep.port()), net::use_awaitable);
+    net::ip::tcp::socket sock(ex);
+    line_of["async_connect"] = __LINE__ + 1;
+    co_await net::async_connect(sock, endpoints, net::use_awaitable);
+    line_of["async_write"] = __LINE__ + 1;
+    co_await net::async_write(sock, net::buffer("hello\n", 6), net::use_awaitable);
+    co_await net::steady_timer(ex, 5ms).async_wait(net::use_awaitable); // the line and the byte: two reads
+    co_await sock.async_write_some(net::buffer("x", 1), net::use_awaitable);
+    line_of["post"] = __LINE__ + 1;
+    co_await net::post(ex, net::use_awaitable);
+    line_of["defer"] = __LINE__ + 1;
+    co_await net::defer(ex, net::use_awaitable);
+    char reply[3];
+    co_await net::async_read(sock, net::buffer(reply), net::use_awaitable);
+  };
+  net::ip::tcp::acceptor acc(io, {net::ip::address_v4::loopback(), 0});
+  net::co_spawn(io, server(acc), net::detached);
+  net::co_spawn(io, client(acc.local_endpoint()), net::detached);
+  io.run();
+  const auto r = p.get_results();
+  BOOST_TEST(r.diagnostics.empty());
+  for (const auto& [function, line] : line_of) {
+    const bool on_server = function.starts_with("basic_socket") || function.starts_with("async_read");
+    const auto* w = wait_at_line(only(r, 0, on_server ? "server" : "client"), line);
+    BOOST_TEST_REQUIRE(w != nullptr, function);
+    BOOST_TEST(w->awaited == std::string(net_spelling) + "::" + function);
+  }
+}
+
+#if defined(STICHOTROPE_TEST_BOOST_ASIO)
+BOOST_AUTO_TEST_CASE(waits_on_beast_http_are_named_for_the_function_the_program_called) {
+  // Beast starts them through detail::run_read_msg_op and run_write_msg_op.
+  namespace http = boost::beast::http;
+  net::io_context io(1);
+  Profiler p{"beast_names"};
+  std::uint32_t read_line = 0, write_line = 0;
+  auto server = [&](net::ip::tcp::acceptor& acc) -> net::awaitable<void> {
+    auto sock = co_await acc.async_accept(net::use_awaitable);
+    boost::beast::flat_buffer buffer;
+    http::request<http::string_body> req;
+    co_await http::async_read(sock, buffer, req, net::use_awaitable);
+    http::response<http::string_body> res{http::status::ok, req.version(), "ok"};
+    res.prepare_payload();
+    co_await http::async_write(sock, res, net::use_awaitable);
+  };
+  auto client = [&](net::ip::tcp::endpoint ep) -> net::awaitable<void> {
+    auto b = p.block(0, "client");
+    net::ip::tcp::socket sock(co_await net::this_coro::executor);
+    co_await sock.async_connect(ep, net::use_awaitable);
+    http::request<http::string_body> req{http::verb::get, "/", 11};
+    write_line = __LINE__ + 1;
+    co_await http::async_write(sock, req, net::use_awaitable);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    read_line = __LINE__ + 1;
+    co_await http::async_read(sock, buffer, res, net::use_awaitable);
+    BOOST_TEST(res.body() == "ok");
+  };
+  net::ip::tcp::acceptor acc(io, {net::ip::address_v4::loopback(), 0});
+  net::co_spawn(io, server(acc), net::detached);
+  net::co_spawn(io, client(acc.local_endpoint()), net::detached);
+  io.run();
+  const auto r = p.get_results();
+  const auto& c = only(r, 0, "client");
+  const auto* read = wait_at_line(c, read_line);
+  BOOST_TEST_REQUIRE(read != nullptr);
+  BOOST_TEST(read->awaited == "boost::beast::http::async_read");
+  if (const auto* write = wait_at_line(c, write_line)) // a write to loopback may complete without suspending
+    BOOST_TEST(write->awaited == "boost::beast::http::async_write");
+}
+#endif

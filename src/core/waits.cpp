@@ -69,6 +69,44 @@ std::string_view first_argument(std::string_view s) {
   return s.substr(0, stop);
 }
 
+/// Replaces `what` at the end of `s` by `with`; whether it was there.
+bool replace_suffix(std::string& s, std::string_view what, std::string_view with) {
+  if (!s.ends_with(what)) return false;
+  s.replace(s.size() - what.size(), what.size(), with);
+  return true;
+}
+
+/// The function the program called for an operation whose initiation is a
+/// library's internal class. Asio's free functions start their operations
+/// through classes of its detail namespace named for the overload
+/// (`asio::detail::initiate_async_read_buffer_sequence`, `..._dynbuf_v2`,
+/// `..._delim_v2`, `async_range_connect`, `post_with_executor`), and
+/// Beast's through `run_<operation>_op` (`run_read_msg_op`): the wait is
+/// named `asio::async_read`, `boost::beast::http::async_read`. Members keep
+/// their class (`asio::basic_waitable_timer::async_wait`); the acceptor's
+/// `async_move_accept` is the `async_accept` that returns the socket.
+std::string public_name(std::string name) {
+  const auto last = name.rfind("::");
+  const std::size_t part = last == std::string::npos ? 0 : last + 2;
+  std::string space = name.substr(0, part), op = name.substr(part);
+  if (op == "async_move_accept") return space + "async_accept";
+  if (!space.ends_with("detail::")) return name;
+  space.erase(space.size() - 8); // "asio::detail::" -> "asio::"
+  const bool beast = space.find("beast::") != std::string::npos;
+  if (beast && op.starts_with("run_") && op.ends_with("_op")) {
+    op = "async_" + op.substr(4, op.size() - 7); // run_read_msg_op -> async_read_msg
+    replace_suffix(op, "_msg", "");
+    return space + op;
+  }
+  if (!op.starts_with("async_") && !op.ends_with("_with_executor")) return name;
+  replace_suffix(op, "_v1", "") || replace_suffix(op, "_v2", "");
+  for (const std::string_view overload :
+       {"_buffer_sequence", "_dynbuf", "_delim_string", "_delim", "_expr", "_match", "_with_executor"})
+    if (replace_suffix(op, overload, "")) break;
+  if (op == "async_range_connect" || op == "async_iterator_connect") op = "async_connect";
+  return space + op;
+}
+
 /// The operation an Asio awaitable started, from the function that awaits it
 /// (`async_result<use_awaitable_t<...>>::initiate(...) [... Initiation = X, ...]`):
 /// X without template arguments, its last part's "initiate_" dropped
@@ -113,7 +151,7 @@ std::string operation_of(std::string_view function) {
   const auto last = name.rfind("::");
   const std::size_t part = last == std::string::npos ? 0 : last + 2;
   if (name.compare(part, 9, "initiate_") == 0) name.erase(part, 9);
-  return name;
+  return public_name(std::move(name));
 }
 
 await_element element_of(const void* key, const std::string_view* type) {
