@@ -965,3 +965,61 @@ BOOST_AUTO_TEST_CASE(waits_on_beast_http_are_named_for_the_function_the_program_
     BOOST_TEST(write->awaited == "boost::beast::http::async_write");
 }
 #endif
+namespace {
+
+/// A composed operation as Asio's examples write one: two timer waits, then
+/// completion.
+struct two_timers_op {
+  net::steady_timer& timer;
+  int step = 0;
+  template <class Self>
+  void operator()(Self& self, net_error_code = {}) {
+    if (step++ < 2) {
+      timer.expires_after(2ms);
+      return timer.async_wait(std::move(self));
+    }
+    self.complete(net_error_code{});
+  }
+};
+
+template <class Token>
+auto async_two_timers(net::steady_timer& t, Token&& token) {
+  return net::async_compose<Token, void(net_error_code)>(two_timers_op{t}, token, t);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_wait_on_a_composed_operation_is_named_for_its_implementation) {
+  net::io_context io(1);
+  Profiler p{"asio_compose"};
+  std::uint32_t class_line = 0, lambda_line = 0, lambda_written = 0;
+  auto waiter = [&]() -> net::awaitable<void> {
+    auto b = p.block(0, "composed");
+    net::steady_timer t(co_await net::this_coro::executor);
+    class_line = __LINE__ + 1;
+    co_await async_two_timers(t, net::use_awaitable);
+    lambda_line = __LINE__ + 1;
+    co_await net::async_compose<const net::use_awaitable_t<>&, void(net_error_code)>(
+        [&, n = 0](auto& self, net_error_code = {}) mutable {
+          if (n++ == 0) {
+            t.expires_after(1ms);
+            return t.async_wait(std::move(self));
+          }
+          self.complete({});
+        },
+        net::use_awaitable, t);
+    lambda_written = lambda_line + 1; // the lambda starts on the next line
+  };
+  net::co_spawn(io, waiter(), net::detached);
+  io.run();
+  const auto r = p.get_results();
+  const auto& b = only(r, 0, "composed");
+  const auto* by_class = wait_at_line(b, class_line);
+  const auto* by_lambda = wait_at_line(b, lambda_line);
+  BOOST_TEST_REQUIRE(by_class != nullptr);
+  BOOST_TEST_REQUIRE(by_lambda != nullptr);
+  BOOST_TEST(by_class->awaited == "(anonymous namespace)::two_timers_op");
+  BOOST_TEST(by_class->total_time_ns >= 4'000'000u - initiation_ns); // both of its timer waits
+  BOOST_TEST(by_lambda->awaited.starts_with("(lambda at asio_test.cpp:" + std::to_string(lambda_written) + ":"),
+             by_lambda->awaited);
+}

@@ -147,7 +147,18 @@ std::string operation_of(std::string_view function) {
       arguments_used = true;
     }
   }
+  // async_compose: the operation is the program's implementation, the first
+  // of InitArgs (a class, or a lambda named for where it is written).
+  if (const auto args = function.find("InitArgs = <");
+      !arguments_used && args != std::string_view::npos &&
+      without_template_arguments(initiation).ends_with("detail::initiate_composed_op"))
+    initiation = first_argument(function.substr(args + 12));
   std::string name = without_template_arguments(initiation);
+  if (name.starts_with("(lambda at ")) { // "(lambda at /src/server.cpp:12:5)" -> "(lambda at server.cpp:12:5)"
+    const auto slash = name.rfind('/');
+    if (slash != std::string::npos) name.erase(11, slash + 1 - 11);
+    return name;
+  }
   const auto last = name.rfind("::");
   const std::size_t part = last == std::string::npos ? 0 : last + 2;
   if (name.compare(part, 9, "initiate_") == 0) name.erase(part, 9);
