@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <stdexcept>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -1022,4 +1023,53 @@ BOOST_AUTO_TEST_CASE(a_wait_on_a_composed_operation_is_named_for_its_implementat
   BOOST_TEST(by_class->total_time_ns >= 4'000'000u - initiation_ns); // both of its timer waits
   BOOST_TEST(by_lambda->awaited.starts_with("(lambda at asio_test.cpp:" + std::to_string(lambda_written) + ":"),
              by_lambda->awaited);
+}
+
+BOOST_AUTO_TEST_CASE(exceptions_through_blocks_on_a_thread_pool_keep_nesting_and_times) {
+  // 40 sessions on Asio's own thread_pool (4 threads). Each opens "request"
+  // and awaits a child coroutine that opens "step", waits 2 ms and, for odd
+  // sessions, throws: half of them catch it in the session, the others let
+  // it end the session, and co_spawn's handler receives it.
+  net::thread_pool pool(4);
+  Profiler p{"asio_throw"};
+  std::atomic<int> caught{0}, propagated{0}, completed{0};
+  auto step = [&](int id) -> net::awaitable<void> {
+    auto b = p.block(1, "step");
+    net::steady_timer t(co_await net::this_coro::executor, 2ms);
+    co_await t.async_wait(net::use_awaitable);
+    if (id % 2 == 1) throw std::runtime_error("step failed");
+  };
+  auto session = [&](int id) -> net::awaitable<void> {
+    auto b = p.block(0, "request");
+    if (id % 4 == 1) {
+      try {
+        co_await step(id);
+      } catch (const std::runtime_error&) {
+        ++caught;
+      }
+    } else {
+      co_await step(id); // id % 4 == 3 throws out of the session
+    }
+  };
+  constexpr int sessions = 40;
+  for (int id = 0; id < sessions; ++id)
+    net::co_spawn(pool, session(id), [&](std::exception_ptr e) { ++(e ? propagated : completed); });
+  pool.join();
+  BOOST_TEST(caught.load() == sessions / 4);
+  BOOST_TEST(propagated.load() == sessions / 4);
+  BOOST_TEST(completed.load() == sessions - sessions / 4);
+  const auto r = p.get_results();
+  BOOST_TEST(r.diagnostics.empty());
+  for (const auto& d : r.diagnostics) BOOST_TEST_MESSAGE("diagnostic: " << d);
+  const auto& request = only(r, 0, "request");
+  const auto& st = only(r, 1, "step");
+  BOOST_TEST(request.hit_count == unsigned(sessions));
+  BOOST_TEST(st.hit_count == unsigned(sessions));
+  BOOST_REQUIRE(request.callers.size() == 1u);
+  BOOST_TEST(request.callers[0].parent_site_id == stichotrope::no_parent);
+  BOOST_REQUIRE(st.callers.size() == 1u);
+  BOOST_TEST(st.callers[0].parent_site_id == request.site_id); // never another session's request
+  BOOST_TEST(st.suspended_time_ns >= sessions * (2'000'000u - initiation_ns / 10));
+  BOOST_TEST(request.self_time_ns + st.total_time_ns == request.total_time_ns);
+  BOOST_TEST(request.suspended_time_ns >= st.suspended_time_ns);
 }
