@@ -452,9 +452,8 @@ std::string to_table(const ProfilerResults& results) {
 std::string to_repetitions_csv(const ProfilerResults& results) {
   std::string out = "Track,Name,Runs,Stopped By,Min (ns),Median (ns),Median CI Low (ns),Median CI High (ns),"
                     "Median CI Level,Mean (ns),Mean CI Low (ns),Mean CI High (ns),Std Dev (ns),P90 (ns),P99 (ns),"
-                    "Max (ns),Outliers,Min Without Outliers (ns),Mean Without Outliers (ns),Best Throughput (B/s),Mean "
-                    "Throughput (B/s),"
-                    "Page Faults Per Run,Context Switches Per Run\r\n";
+                    "Max (ns),Outliers,Min Without Outliers (ns),Mean Without Outliers (ns),"
+                    "Best Throughput (B/s),Mean Throughput (B/s),Page Faults Per Run,Context Switches Per Run\r\n";
   for (const auto& r : results.repetitions) {
     out += std::to_string(r.track);
     out += ',';

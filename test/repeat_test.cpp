@@ -287,6 +287,10 @@ BOOST_AUTO_TEST_CASE(repetitions_are_in_the_exports_and_read_back) {
   BOOST_TEST(to_table(results).find("tiny \"quoted\" (track 1): 25 runs, stopped by iterations") != std::string::npos);
   const auto csv = to_repetitions_csv(results);
   BOOST_TEST(csv.find("1,\"tiny \"\"quoted\"\"\",25,iterations,") != std::string::npos, csv);
+  const auto header_end = csv.find("\r\n");
+  const auto row = csv.substr(header_end + 2);
+  BOOST_TEST(std::count(csv.begin(), csv.begin() + header_end, ',') == std::count(row.begin(), row.end(), ','),
+             "as many columns in the header as in the row"); // the name has no comma
   BOOST_TEST(to_table(results).find(", mean ") != std::string::npos);
   // A file written before the minimum without outliers existed: it is
   // recomputed from the runs and the outliers the file lists (here the

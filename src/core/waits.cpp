@@ -93,7 +93,7 @@ std::string public_name(std::string name) {
   if (!space.ends_with("detail::")) return name;
   space.erase(space.size() - 8); // "asio::detail::" -> "asio::"
   const bool beast = space.find("beast::") != std::string::npos;
-  if (beast && op.starts_with("run_") && op.ends_with("_op")) {
+  if (beast && op.size() > 7 && op.starts_with("run_") && op.ends_with("_op")) {
     op = "async_" + op.substr(4, op.size() - 7); // run_read_msg_op -> async_read_msg
     replace_suffix(op, "_msg", "");
     return space + op;
