@@ -2,13 +2,17 @@
 // it faster? Two ways of copying 64 KiB, each run until its fastest run has
 // not improved for 100 ms (after a warm-up), then compared. Every run is also
 // a hit of its block: the table shows them with the repetitions' statistics.
+// Then a hash of a few ns, one call a run and 1,000 calls a run.
 //
-//   example_repeat [RESULTS_JSON]   also writes the results (repetitions
-//                                   included) for `stichotrope compare-repeat`
+//   example_repeat [RESULTS_JSON [KEY]]   also writes the results
+//                                         (repetitions included) for
+//                                         `stichotrope compare-repeat`
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <iostream>
+#include <string>
 #include <vector>
 import stichotrope;
 
@@ -34,8 +38,22 @@ int main(int argc, char** argv) {
         return from.size();
       },
       options);
-  if (!memcpy_copy || !byte_copy) {
-    std::cerr << "repeat: " << (memcpy_copy ? byte_copy.error() : memcpy_copy.error()) << '\n';
+  // A function of a few ns: timed one call a run, the figure is mostly the
+  // clock (its resolution and its two time stamps); timed 1,000 calls a run
+  // (`batch`), every figure is per call.
+  const std::string key = argc > 2 ? argv[2] : "a key of 24 bytes, hashed";
+  volatile std::size_t sink = 0;
+  const auto hash = [&] { sink = std::hash<std::string>{}(key); };
+  auto hash_single = profiler.repeat(0, "hash 24 bytes, 1 call a run", hash, options);
+  auto hash_batch = profiler.repeat(0, "hash 24 bytes, 1,000 calls a run", hash,
+                                    {.until_no_improvement = 100ms, .warmup = 10, .time_limit = 5s, .batch = 1000});
+  if (!memcpy_copy || !byte_copy || !hash_single || !hash_batch) {
+    std::cerr << "repeat: "
+              << (!memcpy_copy   ? memcpy_copy.error()
+                  : !byte_copy   ? byte_copy.error()
+                  : !hash_single ? hash_single.error()
+                                 : hash_batch.error())
+              << '\n';
     return 1;
   }
   profiler.print_results();
@@ -48,6 +66,7 @@ int main(int argc, char** argv) {
     }
   const bool sane = memcpy_copy->runs > 0 && memcpy_copy->min_ns <= memcpy_copy->median_ns &&
                     memcpy_copy->median_ci_low_ns <= memcpy_copy->median_ns && byte_copy->runs > 0 &&
-                    memcpy_copy->best_bytes_per_second > 0;
+                    memcpy_copy->best_bytes_per_second > 0 && hash_batch->batch == 1000 &&
+                    hash_batch->min_ns <= hash_single->min_ns;
   return sane ? 0 : 1;
 }

@@ -342,6 +342,12 @@ struct RepeatOptions {
   /// is the figure that converges: the repetition-tester style).
   std::chrono::nanoseconds until_no_improvement{0};
   std::uint64_t warmup = 0; ///< unmeasured runs first (not hits, not samples)
+  /// Calls of `fn` per run, timed together: every figure is then per call
+  /// (a run's time and bytes divided by `batch`, rounded to whole ns and
+  /// bytes), and a hit of the block is a run. For functions of a few hundred
+  /// ns or less, where one call is near the clock's resolution and the cost
+  /// of its two time stamps (docs/repetition.md, "Batches").
+  std::uint64_t batch = 1;
   /// Stop after this long whatever else says (0: no limit).
   std::chrono::nanoseconds time_limit = std::chrono::seconds(10);
   /// The time source in ns, for tests (a fake clock); null: the profiler's.
@@ -504,13 +510,14 @@ public:
   /// Runs `fn` again and again and measures each run: `options.iterations`
   /// times, or until its fastest run has not improved for
   /// `options.until_no_improvement`, within `options.time_limit`, after
-  /// `options.warmup` unmeasured runs. `fn` takes no argument and returns
+  /// `options.warmup` unmeasured runs; a run calls `fn` `options.batch`
+  /// times (1 by default). `fn` takes no argument and returns
   /// nothing or the bytes it processed (throughput). Every measured run is
   /// also a hit of block `name` on `track` (in every export, the live view
   /// and the call tree; blocks inside `fn` are its children). The statistics
   /// come back, and stay in the profiler's results (`repetitions`) until
   /// clear(). Errors: a bad track or name, no way to stop (no iterations,
-  /// no improvement time), as Error values. An exception from `fn`
+  /// no improvement time), a batch of 0, as Error values. An exception from `fn`
   /// propagates; the runs before it are kept (stopped_by "exception").
   template <class F>
   expected<RepetitionResults> repeat(int track, std::string_view name, F&& fn, const RepeatOptions& options = {},
@@ -521,7 +528,7 @@ public:
     if (auto why = detail::check_repeat(options)) return detail::refused(std::move(*why));
     auto where = site(track, name, loc);
     if (!where) return detail::refused(where.error());
-    for (std::uint64_t i = 0; i < options.warmup; ++i) std::invoke(fn);
+    for (std::uint64_t i = 0; i < options.warmup * options.batch; ++i) std::invoke(fn);
     detail::repetition run(options);
     try {
       while (run.more()) {
@@ -530,10 +537,11 @@ public:
         {
           Block b = block(*where);
           start = run.stamp();
-          if constexpr (std::is_void_v<R>)
-            std::invoke(fn);
-          else
-            bytes = static_cast<std::uint64_t>(std::invoke(fn));
+          for (std::uint64_t i = 0; i < options.batch; ++i)
+            if constexpr (std::is_void_v<R>)
+              std::invoke(fn);
+            else
+              bytes += static_cast<std::uint64_t>(std::invoke(fn));
           end = run.stamp();
           b.add_bytes(bytes);
         }

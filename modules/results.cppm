@@ -96,6 +96,9 @@ struct RepetitionResults {
   std::string stopped_by;
   std::vector<std::uint64_t> samples_ns; ///< every measured run, in order (warm-up runs excluded)
   std::uint64_t runs = 0;
+  /// Calls of the function per run (RepeatOptions::batch): every figure here
+  /// is per call, a run's time and bytes divided by it.
+  std::uint64_t batch = 1;
   std::uint64_t min_ns = 0, max_ns = 0, median_ns = 0;
   double mean_ns = 0, stddev_ns = 0; ///< stddev: the sample standard deviation (n - 1)
   std::uint64_t p90_ns = 0, p99_ns = 0;
@@ -122,7 +125,8 @@ struct RepetitionResults {
   /// reproduces; this one is the minimum of the runs as they usually are
   /// (docs/repetition.md, "The two minima").
   std::uint64_t min_without_outliers_ns = 0;
-  /// Bytes `fn` reported (0: none): of the fastest run, and in all.
+  /// Bytes `fn` reported (0: none), per call as every figure here: of the
+  /// fastest run, and summed over the runs.
   std::uint64_t bytes_fastest = 0, bytes_total = 0;
   double best_bytes_per_second = 0, mean_bytes_per_second = 0;
   /// getrusage(RUSAGE_THREAD) (Linux): page faults (minor and major) and

@@ -194,6 +194,9 @@ bool read_repetition(reader& r, const json& j, const std::string& path, Repetiti
         std::pair{"bytes_fastest", &x.bytes_fastest}, std::pair{"bytes_total", &x.bytes_total},
         std::pair{"max_page_faults", &x.max_page_faults}, std::pair{"max_context_switches", &x.max_context_switches}})
     if (!r.u64(j, key, path, *v)) return false;
+  // Calls per run: written since batches exist; older files ran one call.
+  if (!r.u64(j, "batch", path, x.batch, false)) return false;
+  if (x.batch == 0) return r.fail_at(path + ".batch", "must be at least 1"), false;
   // Written since the figure exists; older files have the runs it comes from.
   const bool has_min_without_outliers = j.contains("min_without_outliers_ns");
   if (!r.u64(j, "min_without_outliers_ns", path, x.min_without_outliers_ns, false)) return false;

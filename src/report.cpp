@@ -279,6 +279,7 @@ std::string to_json(const ProfilerResults& results, int indent) {
       w.key("track"), w.value(r.track);
       w.key("stopped_by"), w.value(r.stopped_by);
       w.key("runs"), w.value(r.runs);
+      w.key("batch"), w.value(r.batch);
       for (auto [key, v] :
            {std::pair{"min_ns", r.min_ns}, std::pair{"max_ns", r.max_ns}, std::pair{"median_ns", r.median_ns},
             std::pair{"p90_ns", r.p90_ns}, std::pair{"p99_ns", r.p99_ns},
@@ -425,8 +426,9 @@ std::string to_table(const ProfilerResults& results) {
       const auto ns = [](double v) { return format_time_ns(v <= 0 ? 0 : static_cast<std::uint64_t>(v + 0.5)); };
       char level[16];
       std::snprintf(level, sizeof level, "%.1f %%", r.median_ci_level * 100);
-      os << r.name << " (track " << r.track << "): " << thousands(r.runs) << " runs, stopped by " << r.stopped_by
-         << '\n'
+      os << r.name << " (track " << r.track << "): " << thousands(r.runs) << " runs";
+      if (r.batch > 1) os << " of " << thousands(r.batch) << " calls (figures per call)";
+      os << ", stopped by " << r.stopped_by << '\n'
          << "  min " << format_time_ns(r.min_ns) << "   median " << format_time_ns(r.median_ns) << " ["
          << format_time_ns(r.median_ci_low_ns) << " .. " << format_time_ns(r.median_ci_high_ns) << ", " << level
          << "]   mean " << ns(r.mean_ns) << " [" << ns(r.mean_ci_low_ns) << " .. " << ns(r.mean_ci_high_ns) << "]   sd "
@@ -450,10 +452,11 @@ std::string to_table(const ProfilerResults& results) {
 }
 
 std::string to_repetitions_csv(const ProfilerResults& results) {
-  std::string out = "Track,Name,Runs,Stopped By,Min (ns),Median (ns),Median CI Low (ns),Median CI High (ns),"
-                    "Median CI Level,Mean (ns),Mean CI Low (ns),Mean CI High (ns),Std Dev (ns),P90 (ns),P99 (ns),"
-                    "Max (ns),Outliers,Min Without Outliers (ns),Mean Without Outliers (ns),"
-                    "Best Throughput (B/s),Mean Throughput (B/s),Page Faults Per Run,Context Switches Per Run\r\n";
+  std::string out =
+      "Track,Name,Runs,Stopped By,Min (ns),Median (ns),Median CI Low (ns),Median CI High (ns),"
+      "Median CI Level,Mean (ns),Mean CI Low (ns),Mean CI High (ns),Std Dev (ns),P90 (ns),P99 (ns),"
+      "Max (ns),Outliers,Min Without Outliers (ns),Mean Without Outliers (ns),"
+      "Best Throughput (B/s),Mean Throughput (B/s),Page Faults Per Run,Context Switches Per Run,Batch\r\n";
   for (const auto& r : results.repetitions) {
     out += std::to_string(r.track);
     out += ',';
@@ -470,7 +473,7 @@ std::string to_repetitions_csv(const ProfilerResults& results) {
     for (const double v : {r.mean_without_outliers_ns, r.best_bytes_per_second, r.mean_bytes_per_second,
                            r.page_faults_per_run, r.context_switches_per_run})
       out += ',' + detail::json::python_float(v);
-    out += "\r\n";
+    out += ',' + std::to_string(r.batch) + "\r\n";
   }
   return out;
 }

@@ -84,6 +84,47 @@ BOOST_AUTO_TEST_CASE(every_run_is_a_hit_and_the_statistics_come_back) {
   BOOST_TEST(p.get_results().repetitions.empty());
 }
 
+BOOST_AUTO_TEST_CASE(a_batch_times_its_calls_together_and_every_figure_is_per_call) {
+  Profiler p{"repeat_batch"};
+  fake_now = 1'000'000;
+  // Calls cost 10 and 11 ns in turn: a run of 2 calls takes 21 ns, 10.5 ns a
+  // call, rounded to 11; each call reports 100 bytes.
+  std::uint64_t calls = 0;
+  auto r = p.repeat(0, "pair",
+                    [&]() -> std::uint64_t {
+                      fake_now += calls++ % 2 == 0 ? 10 : 11;
+                      return 100;
+                    },
+                    {.iterations = 5, .warmup = 2, .batch = 2, .clock = &fake_clock});
+  BOOST_TEST_REQUIRE(r.has_value());
+  BOOST_TEST(calls == 14u); // (2 warm-up runs + 5 runs) of 2 calls
+  BOOST_TEST(r->runs == 5u);
+  BOOST_TEST(r->batch == 2u);
+  BOOST_TEST(r->samples_ns == std::vector<std::uint64_t>(5, 11), boost::test_tools::per_element());
+  BOOST_TEST(r->bytes_fastest == 100u); // per call
+  BOOST_TEST(r->best_bytes_per_second == 100.0 * 1e9 / 11.0);
+  const auto results = p.get_results();
+  BOOST_TEST(results.find_block(0, "pair")->hit_count == 5u);    // a hit is a run
+  BOOST_TEST(results.find_block(0, "pair")->bytes == 5u * 200u); // the bytes of every call
+  BOOST_TEST(to_table(results).find("pair (track 0): 5 runs of 2 calls (figures per call), stopped by iterations") !=
+             std::string::npos);
+  const auto csv = to_repetitions_csv(results);
+  BOOST_TEST(csv.substr(csv.size() - 4) == ",2\r\n");
+  const auto back = read_results_json(to_json(results), "memory");
+  BOOST_TEST_REQUIRE(back.has_value());
+  BOOST_TEST((back->repetitions[0] == results.repetitions[0]));
+  std::string zero = to_json(results);
+  zero.replace(zero.find("\"batch\": 2"), 11, "\"batch\": 0");
+  BOOST_TEST(!read_results_json(zero, "zero").has_value());
+  // On the profiler's clock: 5 calls of at least 2 us a run, per call.
+  auto real = p.repeat(0, "spin", [] { busy_for(2us); }, {.iterations = 20, .batch = 5});
+  BOOST_TEST_REQUIRE(real.has_value());
+  BOOST_TEST(real->min_ns >= 2'000u);
+  BOOST_TEST(real->min_ns < 10'000u); // the run's time divided by its calls
+  auto none = p.repeat(0, "f", [] {}, {.iterations = 3, .batch = 0});
+  BOOST_TEST((!none.has_value() && none.error().code == errc::invalid_argument));
+}
+
 BOOST_AUTO_TEST_CASE(options_that_cannot_work_are_errors) {
   Profiler p{"repeat_errors"};
   auto f = [] {};
@@ -305,6 +346,9 @@ BOOST_AUTO_TEST_CASE(repetitions_are_in_the_exports_and_read_back) {
   BOOST_TEST_REQUIRE(key != std::string::npos);
   old.erase(key, old.find(',', key) + 1 - key);
   BOOST_TEST_REQUIRE(old.find("min_without_outliers_ns") == std::string::npos);
+  const auto batch = old.find("\"batch\""); // nor batches: one call a run
+  BOOST_TEST_REQUIRE(batch != std::string::npos);
+  old.erase(batch, old.find(',', batch) + 1 - batch);
   const auto old_back = read_results_json(old, "old");
   BOOST_TEST_REQUIRE(old_back.has_value());
   BOOST_TEST((old_back->repetitions[0] == with_low_outlier.repetitions[0]));

@@ -286,6 +286,7 @@ std::optional<Error> check_repeat(const RepeatOptions& o) {
   if (o.iterations > 0 && o.until_no_improvement.count() > 0)
     return Error{errc::invalid_argument, "repeat: give iterations or until_no_improvement, not both"};
   if (o.time_limit.count() < 0) return Error{errc::invalid_argument, "repeat: time_limit must not be negative"};
+  if (o.batch == 0) return Error{errc::invalid_argument, "repeat: batch must be at least 1 call per run"};
   return std::nullopt;
 }
 
@@ -334,15 +335,17 @@ void repetition::begin_run() noexcept {
 }
 
 void repetition::end_run(std::uint64_t start, std::uint64_t end, std::uint64_t bytes) {
-  const std::uint64_t ns = clock_ != nullptr ? end - start : ticks_to_ns(start, end);
+  const std::uint64_t run_ns = clock_ != nullptr ? end - start : ticks_to_ns(start, end);
+  const std::uint64_t batch = options_.batch, half = batch / 2; // per call, rounded to the nearest
+  const std::uint64_t ns = (run_ns + half) / batch;
   if (usage_this_run_) {
     const auto [faults, switches] = thread_usage();
     max_faults_ = std::max(max_faults_, faults - faults_before_);
     max_switches_ = std::max(max_switches_, switches - switches_before_);
   }
-  last_ns_ = ns;
+  last_ns_ = run_ns;
   samples_.push_back(ns);
-  bytes_.push_back(bytes);
+  bytes_.push_back((bytes + half) / batch);
   if (ns < best_ns_) {
     best_ns_ = ns;
     best_at_ns_ = now_ns();
@@ -361,6 +364,7 @@ RepetitionResults repetition::finish(profiler_core& core, int track, std::string
   r.max_context_switches = max_switches_;
   r.name = std::string(name);
   r.track = track;
+  r.batch = options_.batch;
   r.stopped_by = stopped_by.empty() ? stopped_by_ : std::move(stopped_by);
   std::lock_guard lock(core.mutex);
   core.repetitions.push_back(r);
