@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   const auto hash = [&] { sink = std::hash<std::string>{}(key); };
   auto hash_single = profiler.repeat(0, "hash 24 bytes, 1 call a run", hash, options);
   auto hash_batch = profiler.repeat(0, "hash 24 bytes, 1,000 calls a run", hash,
-                                    {.until_no_improvement = 100ms, .warmup = 10, .time_limit = 5s, .batch = 1000});
+                                    {.until_no_improvement = 100ms, .warmup = 10, .batch = 1000, .time_limit = 5s});
   if (!memcpy_copy || !byte_copy || !hash_single || !hash_batch) {
     std::cerr << "repeat: "
               << (!memcpy_copy   ? memcpy_copy.error()
@@ -67,6 +67,6 @@ int main(int argc, char** argv) {
   const bool sane = memcpy_copy->runs > 0 && memcpy_copy->min_ns <= memcpy_copy->median_ns &&
                     memcpy_copy->median_ci_low_ns <= memcpy_copy->median_ns && byte_copy->runs > 0 &&
                     memcpy_copy->best_bytes_per_second > 0 && hash_batch->batch == 1000 &&
-                    hash_batch->min_ns <= hash_single->min_ns;
+                    hash_batch->per_call(hash_batch->min_ns) <= static_cast<double>(hash_single->min_ns);
   return sane ? 0 : 1;
 }

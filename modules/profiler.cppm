@@ -342,11 +342,12 @@ struct RepeatOptions {
   /// is the figure that converges: the repetition-tester style).
   std::chrono::nanoseconds until_no_improvement{0};
   std::uint64_t warmup = 0; ///< unmeasured runs first (not hits, not samples)
-  /// Calls of `fn` per run, timed together: every figure is then per call
-  /// (a run's time and bytes divided by `batch`, rounded to whole ns and
-  /// bytes), and a hit of the block is a run. For functions of a few hundred
-  /// ns or less, where one call is near the clock's resolution and the cost
-  /// of its two time stamps (docs/repetition.md, "Batches").
+  /// Calls of `fn` per run, timed together: a sample, and a hit of the
+  /// block, is a run of `batch` calls (RepetitionResults::per_call divides;
+  /// the table and compare_repetitions show figures per call). For functions
+  /// of a few hundred ns or less, where one call is near the clock's
+  /// resolution and the cost of its two time stamps (docs/repetition.md,
+  /// "Batches").
   std::uint64_t batch = 1;
   /// Stop after this long whatever else says (0: no limit).
   std::chrono::nanoseconds time_limit = std::chrono::seconds(10);

@@ -3,6 +3,7 @@ module;
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 export module stichotrope:results;
@@ -96,8 +97,9 @@ struct RepetitionResults {
   std::string stopped_by;
   std::vector<std::uint64_t> samples_ns; ///< every measured run, in order (warm-up runs excluded)
   std::uint64_t runs = 0;
-  /// Calls of the function per run (RepeatOptions::batch): every figure here
-  /// is per call, a run's time and bytes divided by it.
+  /// Calls of the function per run (RepeatOptions::batch). Every figure here
+  /// is per run, as measured (whole ns); per call: per_call(). The table
+  /// and compare_repetitions show figures per call.
   std::uint64_t batch = 1;
   std::uint64_t min_ns = 0, max_ns = 0, median_ns = 0;
   double mean_ns = 0, stddev_ns = 0; ///< stddev: the sample standard deviation (n - 1)
@@ -125,8 +127,7 @@ struct RepetitionResults {
   /// reproduces; this one is the minimum of the runs as they usually are
   /// (docs/repetition.md, "The two minima").
   std::uint64_t min_without_outliers_ns = 0;
-  /// Bytes `fn` reported (0: none), per call as every figure here: of the
-  /// fastest run, and summed over the runs.
+  /// Bytes `fn` reported (0: none): of the fastest run, and in all.
   std::uint64_t bytes_fastest = 0, bytes_total = 0;
   double best_bytes_per_second = 0, mean_bytes_per_second = 0;
   /// getrusage(RUSAGE_THREAD) (Linux): page faults (minor and major) and
@@ -136,6 +137,12 @@ struct RepetitionResults {
   /// shorter runs would be slowed by them).
   double page_faults_per_run = 0, context_switches_per_run = 0;
   std::uint64_t max_page_faults = 0, max_context_switches = 0;
+  /// A figure of a run (ns) as a call's: divided by `batch`.
+  template <class T>
+    requires std::is_arithmetic_v<T>
+  double per_call(T run_ns) const noexcept {
+    return static_cast<double>(run_ns) / static_cast<double>(batch > 0 ? batch : 1);
+  }
   friend bool operator==(const RepetitionResults&, const RepetitionResults&) = default;
 };
 
@@ -159,10 +166,12 @@ struct RepetitionComparison {
   double confidence = 0.95;
   /// The effect: the Hodges-Lehmann shift (the median of every difference
   /// current - base), with its distribution-free interval at `confidence`,
-  /// in ns and relative to the base's median (0.03: 3 % slower).
+  /// in ns and relative to the base's median (0.03: 3 % slower). Figures
+  /// in ns are per call (runs divided by their batch: two repetitions with
+  /// different batches compare call for call).
   double shift_ns = 0, shift_low_ns = 0, shift_high_ns = 0;
   double relative = 0, relative_low = 0, relative_high = 0;
-  std::uint64_t base_median_ns = 0, current_median_ns = 0;
+  double base_median_ns = 0, current_median_ns = 0;
   std::uint64_t base_runs = 0, current_runs = 0;
   /// A regression beyond `threshold`: slower at the confidence asked, by a
   /// shift whose estimate exceeds threshold (relative, 0.05 = 5 %).

@@ -423,19 +423,28 @@ std::string to_table(const ProfilerResults& results) {
       return std::string(buf);
     };
     for (const auto& r : results.repetitions) {
-      const auto ns = [](double v) { return format_time_ns(v <= 0 ? 0 : static_cast<std::uint64_t>(v + 0.5)); };
+      // A run's figure as the table shows it: per call when a run is a batch
+      // of calls, with decimals below 1 us (a call of a few ns needs them).
+      const auto ns = [&r](auto run_ns) {
+        const double v = r.per_call(run_ns);
+        if (r.batch > 1 && v < 1000) {
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%.2f ns", v);
+          return std::string(buf);
+        }
+        return format_time_ns(v <= 0 ? 0 : static_cast<std::uint64_t>(v + 0.5));
+      };
       char level[16];
       std::snprintf(level, sizeof level, "%.1f %%", r.median_ci_level * 100);
       os << r.name << " (track " << r.track << "): " << thousands(r.runs) << " runs";
       if (r.batch > 1) os << " of " << thousands(r.batch) << " calls (figures per call)";
       os << ", stopped by " << r.stopped_by << '\n'
-         << "  min " << format_time_ns(r.min_ns) << "   median " << format_time_ns(r.median_ns) << " ["
-         << format_time_ns(r.median_ci_low_ns) << " .. " << format_time_ns(r.median_ci_high_ns) << ", " << level
-         << "]   mean " << ns(r.mean_ns) << " [" << ns(r.mean_ci_low_ns) << " .. " << ns(r.mean_ci_high_ns) << "]   sd "
-         << ns(r.stddev_ns) << '\n'
-         << "  p90 " << format_time_ns(r.p90_ns) << "   p99 " << format_time_ns(r.p99_ns) << "   max "
-         << format_time_ns(r.max_ns) << "   outliers " << r.outliers.size() << " (without them: min "
-         << format_time_ns(r.min_without_outliers_ns) << ", mean " << ns(r.mean_without_outliers_ns) << ")\n";
+         << "  min " << ns(r.min_ns) << "   median " << ns(r.median_ns) << " [" << ns(r.median_ci_low_ns) << " .. "
+         << ns(r.median_ci_high_ns) << ", " << level << "]   mean " << ns(r.mean_ns) << " [" << ns(r.mean_ci_low_ns)
+         << " .. " << ns(r.mean_ci_high_ns) << "]   sd " << ns(r.stddev_ns) << '\n'
+         << "  p90 " << ns(r.p90_ns) << "   p99 " << ns(r.p99_ns) << "   max " << ns(r.max_ns) << "   outliers "
+         << r.outliers.size() << " (without them: min " << ns(r.min_without_outliers_ns) << ", mean "
+         << ns(r.mean_without_outliers_ns) << ")\n";
       if (r.bytes_total > 0)
         os << "  throughput: best " << rate(r.best_bytes_per_second) << ", mean " << rate(r.mean_bytes_per_second)
            << '\n';
@@ -456,7 +465,7 @@ std::string to_repetitions_csv(const ProfilerResults& results) {
       "Track,Name,Runs,Stopped By,Min (ns),Median (ns),Median CI Low (ns),Median CI High (ns),"
       "Median CI Level,Mean (ns),Mean CI Low (ns),Mean CI High (ns),Std Dev (ns),P90 (ns),P99 (ns),"
       "Max (ns),Outliers,Min Without Outliers (ns),Mean Without Outliers (ns),"
-      "Best Throughput (B/s),Mean Throughput (B/s),Page Faults Per Run,Context Switches Per Run,Batch\r\n";
+      "Best Throughput (B/s),Mean Throughput (B/s),Page Faults Per Run,Context Switches Per Run,Calls Per Run\r\n";
   for (const auto& r : results.repetitions) {
     out += std::to_string(r.track);
     out += ',';

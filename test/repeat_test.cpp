@@ -84,11 +84,11 @@ BOOST_AUTO_TEST_CASE(every_run_is_a_hit_and_the_statistics_come_back) {
   BOOST_TEST(p.get_results().repetitions.empty());
 }
 
-BOOST_AUTO_TEST_CASE(a_batch_times_its_calls_together_and_every_figure_is_per_call) {
+BOOST_AUTO_TEST_CASE(a_batch_times_its_calls_together_and_is_shown_per_call) {
   Profiler p{"repeat_batch"};
   fake_now = 1'000'000;
   // Calls cost 10 and 11 ns in turn: a run of 2 calls takes 21 ns, 10.5 ns a
-  // call, rounded to 11; each call reports 100 bytes.
+  // call; each call reports 100 bytes.
   std::uint64_t calls = 0;
   auto r = p.repeat(0, "pair",
                     [&]() -> std::uint64_t {
@@ -100,14 +100,17 @@ BOOST_AUTO_TEST_CASE(a_batch_times_its_calls_together_and_every_figure_is_per_ca
   BOOST_TEST(calls == 14u); // (2 warm-up runs + 5 runs) of 2 calls
   BOOST_TEST(r->runs == 5u);
   BOOST_TEST(r->batch == 2u);
-  BOOST_TEST(r->samples_ns == std::vector<std::uint64_t>(5, 11), boost::test_tools::per_element());
-  BOOST_TEST(r->bytes_fastest == 100u); // per call
-  BOOST_TEST(r->best_bytes_per_second == 100.0 * 1e9 / 11.0);
+  BOOST_TEST(r->samples_ns == std::vector<std::uint64_t>(5, 21), boost::test_tools::per_element()); // runs
+  BOOST_TEST(r->per_call(r->min_ns) == 10.5);
+  BOOST_TEST(r->bytes_fastest == 200u);
+  BOOST_TEST(r->best_bytes_per_second == 200.0 * 1e9 / 21.0);
   const auto results = p.get_results();
   BOOST_TEST(results.find_block(0, "pair")->hit_count == 5u);    // a hit is a run
   BOOST_TEST(results.find_block(0, "pair")->bytes == 5u * 200u); // the bytes of every call
-  BOOST_TEST(to_table(results).find("pair (track 0): 5 runs of 2 calls (figures per call), stopped by iterations") !=
-             std::string::npos);
+  const auto table = to_table(results);
+  BOOST_TEST(table.find("pair (track 0): 5 runs of 2 calls (figures per call), stopped by iterations\n"
+                        "  min 10.50 ns   median 10.50 ns") != std::string::npos,
+             table);
   const auto csv = to_repetitions_csv(results);
   BOOST_TEST(csv.substr(csv.size() - 4) == ",2\r\n");
   const auto back = read_results_json(to_json(results), "memory");
@@ -116,11 +119,32 @@ BOOST_AUTO_TEST_CASE(a_batch_times_its_calls_together_and_every_figure_is_per_ca
   std::string zero = to_json(results);
   zero.replace(zero.find("\"batch\": 2"), 11, "\"batch\": 0");
   BOOST_TEST(!read_results_json(zero, "zero").has_value());
-  // On the profiler's clock: 5 calls of at least 2 us a run, per call.
+  // Compared call for call: the same calls one a run are indistinguishable
+  // from them two a run, and 1 ns more a call is a 9.5 % shift of 1 ns.
+  fake_now = 0;
+  calls = 0;
+  const auto single =
+      p.repeat(0, "single", [&] { fake_now += calls++ % 2 == 0 ? 10 : 11; }, {.iterations = 40, .clock = &fake_clock});
+  const auto paired = p.repeat(0, "paired", [&] { fake_now += 10 + calls++ % 2 * 1; },
+                               {.iterations = 20, .batch = 2, .clock = &fake_clock});
+  const auto slower = p.repeat(0, "slower", [&] { fake_now += 11 + calls++ % 2 * 1; },
+                               {.iterations = 20, .batch = 2, .clock = &fake_clock});
+  BOOST_TEST_REQUIRE((single && paired && slower));
+  const auto same = compare_repetitions(*single, *paired);
+  BOOST_TEST((same.result == RepetitionComparison::verdict::indistinguishable));
+  BOOST_TEST(same.base_median_ns == 11.0); // runs of 10 and 11 ns: their median 10.5, in whole ns
+  BOOST_TEST(same.current_median_ns == 10.5);
+  const auto shifted = compare_repetitions(*paired, *slower);
+  BOOST_TEST((shifted.result == RepetitionComparison::verdict::slower));
+  BOOST_TEST(shifted.shift_ns == 1.0);
+  BOOST_TEST(std::abs(shifted.relative - 1.0 / 10.5) < 1e-12);
+  BOOST_TEST(to_text(shifted).find("shift +1.000 ns") != std::string::npos, to_text(shifted));
+  BOOST_TEST(to_text(shifted).find("medians 10.50 -> 11.50 ns") != std::string::npos, to_text(shifted));
+  // On the profiler's clock: runs of 5 calls of at least 2 us.
   auto real = p.repeat(0, "spin", [] { busy_for(2us); }, {.iterations = 20, .batch = 5});
   BOOST_TEST_REQUIRE(real.has_value());
-  BOOST_TEST(real->min_ns >= 2'000u);
-  BOOST_TEST(real->min_ns < 10'000u); // the run's time divided by its calls
+  BOOST_TEST(real->min_ns >= 10'000u);
+  BOOST_TEST(real->per_call(real->min_ns) >= 2'000.0);
   auto none = p.repeat(0, "f", [] {}, {.iterations = 3, .batch = 0});
   BOOST_TEST((!none.has_value() && none.error().code == errc::invalid_argument));
 }

@@ -179,19 +179,27 @@ RepetitionComparison compare_repetitions(const RepetitionResults& base, const Re
   c.name = current.name;
   c.track = current.track;
   c.confidence = confidence;
-  c.base_median_ns = base.median_ns;
-  c.current_median_ns = current.median_ns;
+  c.base_median_ns = base.per_call(base.median_ns);
+  c.current_median_ns = current.per_call(current.median_ns);
   c.base_runs = base.samples_ns.size();
   c.current_runs = current.samples_ns.size();
   const std::size_t n1 = c.base_runs, n2 = c.current_runs;
   if (n1 == 0 || n2 == 0) return c;
+  // Call for call: each run divided by its batch.
+  const auto calls = [](const RepetitionResults& r) {
+    std::vector<double> v;
+    v.reserve(r.samples_ns.size());
+    for (const auto ns : r.samples_ns) v.push_back(r.per_call(ns));
+    return v;
+  };
+  const std::vector<double> base_calls = calls(base), current_calls = calls(current);
 
   // Mann-Whitney U: average ranks for ties, the normal approximation with
   // the tie correction and a continuity correction.
-  std::vector<std::pair<std::uint64_t, int>> all;
+  std::vector<std::pair<double, int>> all;
   all.reserve(n1 + n2);
-  for (const auto v : base.samples_ns) all.emplace_back(v, 0);
-  for (const auto v : current.samples_ns) all.emplace_back(v, 1);
+  for (const auto v : base_calls) all.emplace_back(v, 0);
+  for (const auto v : current_calls) all.emplace_back(v, 1);
   std::sort(all.begin(), all.end());
   const double nn = static_cast<double>(n1 + n2);
   double rank_sum_base = 0, ties = 0;
@@ -217,18 +225,18 @@ RepetitionComparison compare_repetitions(const RepetitionResults& base, const Re
   // Hodges-Lehmann: every difference current - base (each sample thinned to
   // 2,000 evenly spaced order statistics when larger), its median and the
   // distribution-free interval of Lehmann's order statistics.
-  const auto thin = [](std::vector<std::uint64_t> v) {
+  const auto thin = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     if (v.size() <= 2000) return v;
-    std::vector<std::uint64_t> t(2000);
+    std::vector<double> t(2000);
     for (std::size_t i = 0; i < t.size(); ++i) t[i] = v[i * (v.size() - 1) / (t.size() - 1)];
     return t;
   };
-  const auto a = thin(base.samples_ns), b = thin(current.samples_ns);
+  const auto a = thin(base_calls), b = thin(current_calls);
   std::vector<double> diffs;
   diffs.reserve(a.size() * b.size());
   for (const auto y : b)
-    for (const auto x : a) diffs.push_back(static_cast<double>(y) - static_cast<double>(x));
+    for (const auto x : a) diffs.push_back(y - x);
   std::sort(diffs.begin(), diffs.end());
   c.shift_ns = median_of_sorted(diffs);
   const double m = static_cast<double>(diffs.size()), da = static_cast<double>(a.size()),
@@ -239,7 +247,7 @@ RepetitionComparison compare_repetitions(const RepetitionResults& base, const Re
   const auto hi = static_cast<std::size_t>(std::clamp(m - ka - 1, 0.0, m - 1));
   c.shift_low_ns = diffs[std::min(lo, hi)];
   c.shift_high_ns = diffs[std::max(lo, hi)];
-  const double scale = base.median_ns > 0 ? static_cast<double>(base.median_ns) : 1.0;
+  const double scale = c.base_median_ns > 0 ? c.base_median_ns : 1.0;
   c.relative = c.shift_ns / scale;
   c.relative_low = c.shift_low_ns / scale;
   c.relative_high = c.shift_high_ns / scale;
@@ -260,13 +268,15 @@ std::string to_text(const RepetitionComparison& c) {
     std::snprintf(line, sizeof line, "%.2f %% %s", std::abs(c.relative) * 100, word);
     head += line;
   }
+  // Calls of a few ns (batches) get the decimals that tell them apart.
+  const int shift_digits = c.base_median_ns < 100 ? 3 : 1, median_digits = c.base_median_ns < 100 ? 2 : 0;
   std::snprintf(line, sizeof line,
-                " at %.0f %% confidence (Mann-Whitney p = %.3g); shift %+.1f ns, %.0f %% interval %+.1f .. %+.1f ns "
-                "(%+.2f .. %+.2f %%); medians %llu -> %llu ns over %llu and %llu runs\n",
-                c.confidence * 100, c.p_value, c.shift_ns, c.confidence * 100, c.shift_low_ns, c.shift_high_ns,
-                c.relative_low * 100, c.relative_high * 100, static_cast<unsigned long long>(c.base_median_ns),
-                static_cast<unsigned long long>(c.current_median_ns), static_cast<unsigned long long>(c.base_runs),
-                static_cast<unsigned long long>(c.current_runs));
+                " at %.0f %% confidence (Mann-Whitney p = %.3g); shift %+.*f ns, %.0f %% interval %+.*f .. %+.*f ns "
+                "(%+.2f .. %+.2f %%); medians %.*f -> %.*f ns over %llu and %llu runs\n",
+                c.confidence * 100, c.p_value, shift_digits, c.shift_ns, c.confidence * 100, shift_digits,
+                c.shift_low_ns, shift_digits, c.shift_high_ns, c.relative_low * 100, c.relative_high * 100,
+                median_digits, c.base_median_ns, median_digits, c.current_median_ns,
+                static_cast<unsigned long long>(c.base_runs), static_cast<unsigned long long>(c.current_runs));
   return head + line;
 }
 
@@ -335,17 +345,15 @@ void repetition::begin_run() noexcept {
 }
 
 void repetition::end_run(std::uint64_t start, std::uint64_t end, std::uint64_t bytes) {
-  const std::uint64_t run_ns = clock_ != nullptr ? end - start : ticks_to_ns(start, end);
-  const std::uint64_t batch = options_.batch, half = batch / 2; // per call, rounded to the nearest
-  const std::uint64_t ns = (run_ns + half) / batch;
+  const std::uint64_t ns = clock_ != nullptr ? end - start : ticks_to_ns(start, end); // the run: `batch` calls
   if (usage_this_run_) {
     const auto [faults, switches] = thread_usage();
     max_faults_ = std::max(max_faults_, faults - faults_before_);
     max_switches_ = std::max(max_switches_, switches - switches_before_);
   }
-  last_ns_ = run_ns;
+  last_ns_ = ns;
   samples_.push_back(ns);
-  bytes_.push_back((bytes + half) / batch);
+  bytes_.push_back(bytes);
   if (ns < best_ns_) {
     best_ns_ = ns;
     best_at_ns_ = now_ns();
