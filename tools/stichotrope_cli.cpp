@@ -139,6 +139,7 @@ int main(int argc, char** argv) {
     // need not be trusted, only its samples.
     const auto again = [](const stichotrope::RepetitionResults& r) {
       auto s = stichotrope::summarize_repetitions(r.samples_ns);
+      s.batch = r.batch; // what a sample is: a run of that many calls
       s.name = r.name;
       s.track = r.track;
       return s;
