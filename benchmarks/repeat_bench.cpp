@@ -14,7 +14,7 @@
 // Google Benchmark's own batches (the minimum over 20 repetitions of its
 // per-iteration mean). These are different quantities: a batch of tens of
 // ms carries the machine's interruptions, which single runs between them
-// escape (docs/repetition.md, "Two protocols").
+// escape (docs/repetition.md, "Against Google Benchmark: two protocols").
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -251,7 +251,7 @@ def main():
                 with_ / plain <= 1.5 if n == 100_000 else "info")
     for case, label, batch in (("spin_10us", "10 us spin", 100), ("copy_64k", "64 KiB copy", 1000)):
         # The same protocol for both tools: runs of `batch` calls (about 1 ms),
-        # the fastest of 300 (docs/repetition.md, "Two protocols").
+        # the fastest of 300 (docs/repetition.md, "Against Google Benchmark: two protocols").
         gb = ns(reps, f"gb_batched_{case}/iterations:{batch}/repeats:300/real_time_min", "real_time")
         rep = reps[f"repeat_batched_{case}/iterations:1/repeats:300/real_time_min"]
         median = reps[f"repeat_batched_{case}/iterations:1/repeats:300/real_time_median"]["median_ns"]
