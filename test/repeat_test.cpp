@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -147,6 +148,59 @@ BOOST_AUTO_TEST_CASE(a_batch_times_its_calls_together_and_is_shown_per_call) {
   BOOST_TEST(real->per_call(real->min_ns) >= 2'000.0);
   auto none = p.repeat(0, "f", [] {}, {.iterations = 3, .batch = 0});
   BOOST_TEST((!none.has_value() && none.error().code == errc::invalid_argument));
+}
+
+BOOST_AUTO_TEST_CASE(min_run_time_chooses_the_batch) {
+  Profiler p{"repeat_chosen"};
+  fake_now = 0;
+  // 3 ns a call: runs of 1, 2, ..., 32 calls are under 100 ns; 64 calls
+  // take 192 ns. Those choosing runs (three of each batch) are neither
+  // samples nor hits.
+  std::uint64_t calls = 0;
+  auto r = p.repeat(0, "three", [&] { fake_now += 3, ++calls; },
+                    {.iterations = 5, .min_run_time = std::chrono::nanoseconds(100), .clock = &fake_clock});
+  BOOST_TEST_REQUIRE(r.has_value());
+  BOOST_TEST(r->batch == 64u);
+  BOOST_TEST(calls == 3u * 127u + 5u * 64u);
+  BOOST_TEST(r->samples_ns == std::vector<std::uint64_t>(5, 192), boost::test_tools::per_element());
+  BOOST_TEST(r->per_call(r->median_ns) == 3.0);
+  BOOST_TEST(p.get_results().find_block(0, "three")->hit_count == 5u);
+  // From a batch of 3: 3, 6, ..., 48 calls (144 ns).
+  auto from3 =
+      p.repeat(0, "from 3", [&] { fake_now += 3; },
+               {.iterations = 2, .batch = 3, .min_run_time = std::chrono::nanoseconds(100), .clock = &fake_clock});
+  BOOST_TEST_REQUIRE(from3.has_value());
+  BOOST_TEST(from3->batch == 48u);
+  // A function of no measurable time stops the doubling at 2^20 calls a run.
+  auto still = p.repeat(0, "still", [] {},
+                        {.iterations = 1, .min_run_time = std::chrono::nanoseconds(100), .clock = &fake_clock});
+  BOOST_TEST_REQUIRE(still.has_value());
+  BOOST_TEST(still->batch == (std::uint64_t{1} << 20));
+  // One slow run (an interrupt) among a batch's three does not choose it:
+  // the first run of each batch b (from call 3 (b - 1) on) takes 1,000 ns
+  // more.
+  std::uint64_t call = 0;
+  auto noisy = p.repeat(0, "noisy",
+                        [&] {
+                          fake_now += 3;
+                          if (call % 3 == 0 && std::has_single_bit(call / 3 + 1)) fake_now += 1000;
+                          ++call;
+                        },
+                        {.iterations = 1, .min_run_time = std::chrono::nanoseconds(100), .clock = &fake_clock});
+  BOOST_TEST_REQUIRE(noisy.has_value());
+  BOOST_TEST(noisy->batch == 64u);
+  // On the profiler's clock, a call of a few ns gets a batch.
+  volatile std::uint64_t sink = 0;
+  auto real = p.repeat(0, "add", [&] { sink = sink + 1; }, {.iterations = 50, .min_run_time = 10us});
+  BOOST_TEST_REQUIRE(real.has_value());
+  BOOST_TEST_MESSAGE("measured: batch " << real->batch << ", " << real->per_call(real->min_ns) << " ns a call");
+  BOOST_TEST(real->batch >= 16u);
+  BOOST_TEST(real->per_call(real->min_ns) < 1'000.0);
+  // The measured runs run the code that chose the batch: about as long (a
+  // choosing loop of its own once chose runs of 2.2 us for 10).
+  BOOST_TEST(real->median_ns >= 5'000u);
+  auto negative = p.repeat(0, "f", [] {}, {.iterations = 3, .min_run_time = std::chrono::nanoseconds(-1)});
+  BOOST_TEST((!negative.has_value() && negative.error().code == errc::invalid_argument));
 }
 
 BOOST_AUTO_TEST_CASE(options_that_cannot_work_are_errors) {

@@ -297,12 +297,13 @@ std::optional<Error> check_repeat(const RepeatOptions& o) {
     return Error{errc::invalid_argument, "repeat: give iterations or until_no_improvement, not both"};
   if (o.time_limit.count() < 0) return Error{errc::invalid_argument, "repeat: time_limit must not be negative"};
   if (o.batch == 0) return Error{errc::invalid_argument, "repeat: batch must be at least 1 call per run"};
+  if (o.min_run_time.count() < 0) return Error{errc::invalid_argument, "repeat: min_run_time must not be negative"};
   return std::nullopt;
 }
 
 expected<RepetitionResults> refused(Error e) { return tl::unexpected<Error>(std::move(e)); }
 
-repetition::repetition(const RepeatOptions& options) : options_(options), clock_(options.clock) {
+repetition::repetition(const RepeatOptions& options) : options_(options), clock_(options.clock), batch_(options.batch) {
   std::tie(faults_at_start_, switches_at_start_) = thread_usage();
   started_ns_ = best_at_ns_ = now_ns();
 }
@@ -344,6 +345,28 @@ void repetition::begin_run() noexcept {
   if (usage_this_run_) std::tie(faults_before_, switches_before_) = thread_usage();
 }
 
+// The most calls a chosen batch makes a run: a function of no measurable
+// time (a fake clock that stands still) stops the doubling here.
+constexpr std::uint64_t max_chosen_batch = std::uint64_t{1} << 20;
+
+bool repetition::longer_batch(std::uint64_t start, std::uint64_t end) noexcept {
+  // Three runs of each batch, the fastest decides: one run slowed by an
+  // interrupt must not end the doubling early.
+  const std::uint64_t ns = clock_ != nullptr ? end - start : ticks_to_ns(start, end);
+  choosing_fastest_ns_ = std::min(choosing_fastest_ns_, ns);
+  if (++choosing_runs_ < 3) return true;
+  if (choosing_fastest_ns_ < static_cast<std::uint64_t>(options_.min_run_time.count()) && batch_ < max_chosen_batch) {
+    batch_ *= 2;
+    choosing_runs_ = 0;
+    choosing_fastest_ns_ = UINT64_MAX;
+    return true;
+  }
+  // Chosen: the page faults and context switches of the choosing runs are
+  // not the measured runs'.
+  std::tie(faults_at_start_, switches_at_start_) = thread_usage();
+  return false;
+}
+
 void repetition::end_run(std::uint64_t start, std::uint64_t end, std::uint64_t bytes) {
   const std::uint64_t ns = clock_ != nullptr ? end - start : ticks_to_ns(start, end); // the run: `batch` calls
   if (usage_this_run_) {
@@ -372,7 +395,7 @@ RepetitionResults repetition::finish(profiler_core& core, int track, std::string
   r.max_context_switches = max_switches_;
   r.name = std::string(name);
   r.track = track;
-  r.batch = options_.batch;
+  r.batch = batch_;
   r.stopped_by = stopped_by.empty() ? stopped_by_ : std::move(stopped_by);
   std::lock_guard lock(core.mutex);
   core.repetitions.push_back(r);
