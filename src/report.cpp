@@ -427,11 +427,7 @@ std::string to_table(const ProfilerResults& results) {
       // of calls, with decimals below 1 us (a call of a few ns needs them).
       const auto ns = [&r](auto run_ns) {
         const double v = r.per_call(run_ns);
-        if (r.batch > 1 && v < 1000) {
-          char buf[32];
-          std::snprintf(buf, sizeof buf, "%.2f ns", v);
-          return std::string(buf);
-        }
+        if (r.batch > 1 && v < 1000) return fixed2(v) + " ns";
         return format_time_ns(v <= 0 ? 0 : static_cast<std::uint64_t>(v + 0.5));
       };
       char level[16];
